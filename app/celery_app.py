@@ -1,0 +1,18 @@
+"""The Celery application (`celery -A app.celery_app ...`), configured from celeryconfig.
+
+Every task, Celeriac job or plain `@celery_app.task`, uses `TrackedTask` as its base and
+is recorded through the signal handlers connected here.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.recording import signals as _signals
+
+celery_app = Celery("celeriac", task_cls="app.tracked_task:TrackedTask")
+celery_app.config_from_object("celeryconfig")
+_signals.connect()
+
+#: `celery -A app.celery_app` looks for `app` or `celery` in this module.
+celery = celery_app

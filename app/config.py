@@ -1,0 +1,167 @@
+"""Settings: the only module that reads the environment (and `.env`).
+
+`load_settings(environ)` is pure so tests call it with a dict; everything else asks
+`get_settings()`, which reads `os.environ` plus a `.env` file once per process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+#: Repository root; the default SQLite file and the embedded Redis data live under var/.
+ROOT_DIR = Path(__file__).resolve().parent.parent
+#: Where runtime files (SQLite database, embedded Redis data, logs) go by default.
+VAR_DIR = ROOT_DIR / "var"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ConfigError(ValueError):
+    """Raised when an environment variable has a value Celeriac cannot use."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _csv(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in environ.get(name, "").split(",") if part.strip())
+
+
+def _database_url(environ: Mapping[str, str]) -> str:
+    url = environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'celeriac.db'}"
+    # Heroku-style URLs and plain "postgresql://" both mean psycopg 3 here.
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults of API.md "Environment"."""
+
+    database_url: str
+    redis_url: str
+    secret_key: str
+    port: int = 8000
+    flower_port: int = 5555
+    #: Longest `delay` a dispatch may ask for, in seconds. Longer delays are refused (422)
+    #: because an ETA past the broker's visibility timeout is redelivered and run twice.
+    max_delay_s: int = 900
+    #: Longest per-job `timeout` (hard time limit) in seconds.
+    max_timeout_s: int = 900
+    #: Default soft time limit for jobs that set none, in seconds.
+    default_timeout_s: int = 300
+    #: Largest accepted API body, in bytes (413 past it).
+    max_body_bytes: int = 1024 * 1024
+    #: Largest stored result, in characters of JSON; longer results are truncated.
+    max_result_chars: int = 10_000
+    #: Prefork children are replaced after this many tasks / this much RSS (KiB).
+    worker_max_tasks_per_child: int = 1000
+    worker_max_memory_per_child_kb: int = 512_000
+    #: Delay before a job whose worker process died is tried again, in seconds.
+    worker_lost_retry_delay_s: int = 5
+    #: When false, no task signals are recorded (used only by the benchmark's baseline).
+    tracking_enabled: bool = True
+    #: Recorder batching: largest batch and longest wait for new events.
+    recorder_batch_size: int = 500
+    recorder_block_ms: int = 200
+    #: Worker-side event buffer: flush after this many events or this many milliseconds.
+    event_buffer_size: int = 64
+    event_flush_ms: int = 20
+    encryption_keys: tuple[str, ...] = field(default_factory=tuple)
+    #: Extra task modules every worker imports (CELERIAC_TASK_MODULES, comma-separated).
+    task_modules: tuple[str, ...] = field(default_factory=tuple)
+    default_tenant: str = "default"
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Broker visibility timeout, derived so no allowed delay or runtime outlives it.
+
+        A message is unacked from delivery (ETA jobs are delivered at once and held by the
+        worker) until its task finishes, so it must cover the longest delay plus the longest
+        hard time limit, doubled for queue wait and safety (CELERY-NOTES.md).
+        """
+        return 2 * (self.max_delay_s + self.max_timeout_s + 30)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(environ: Mapping[str, str]) -> Settings:
+    """Build `Settings` from an environment mapping, failing fast on bad values.
+
+    Raises:
+        ConfigError: a variable is present but unusable.
+    """
+    keys = _csv(environ, "CELERIAC_ENCRYPTION_KEYS")
+    return Settings(
+        database_url=_database_url(environ),
+        redis_url=environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
+        secret_key=environ.get("SECRET_KEY") or "dev-insecure-change-me",
+        port=_int(environ, "PORT", 8000, 1),
+        flower_port=_int(environ, "FLOWER_PORT", 5555, 1),
+        max_delay_s=_int(environ, "CELERIAC_MAX_DELAY_S", 900, 0),
+        max_timeout_s=_int(environ, "CELERIAC_MAX_TIMEOUT_S", 900, 1),
+        default_timeout_s=_int(environ, "CELERIAC_DEFAULT_TIMEOUT_S", 300, 1),
+        max_body_bytes=_int(environ, "CELERIAC_MAX_BODY_BYTES", 1024 * 1024, 1024),
+        max_result_chars=_int(environ, "CELERIAC_MAX_RESULT_CHARS", 10_000, 100),
+        worker_max_tasks_per_child=_int(environ, "CELERIAC_WORKER_MAX_TASKS_PER_CHILD", 1000, 1),
+        worker_max_memory_per_child_kb=_int(
+            environ, "CELERIAC_WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, 1024
+        ),
+        worker_lost_retry_delay_s=_int(environ, "CELERIAC_WORKER_LOST_RETRY_DELAY_S", 5, 0),
+        tracking_enabled=_bool(environ, "CELERIAC_TRACKING", True),
+        recorder_batch_size=_int(environ, "CELERIAC_RECORDER_BATCH_SIZE", 500, 1),
+        recorder_block_ms=_int(environ, "CELERIAC_RECORDER_BLOCK_MS", 200, 1),
+        event_buffer_size=_int(environ, "CELERIAC_EVENT_BUFFER_SIZE", 64, 1),
+        event_flush_ms=_int(environ, "CELERIAC_EVENT_FLUSH_MS", 20, 1),
+        encryption_keys=keys,
+        task_modules=_csv(environ, "CELERIAC_TASK_MODULES"),
+        default_tenant=environ.get("CELERIAC_DEFAULT_TENANT") or "default",
+    )
+
+
+def read_environment(env_file: Path | None = None) -> dict[str, str]:
+    """Return `.env` values overlaid by the real environment (the environment wins)."""
+    path = env_file if env_file is not None else ROOT_DIR / ".env"
+    merged: dict[str, str] = {}
+    if path.is_file():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings(read_environment())

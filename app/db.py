@@ -1,0 +1,75 @@
+"""Database handles: Flask-SQLAlchemy's `db` for the web process, plain engines elsewhere.
+
+Workers and the recorder need no Flask app context: they open `session_scope()` on an
+engine built from settings. Both share the same declarative `Base` and metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from app.config import get_settings
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every model."""
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """Engine keyword arguments suited to the database behind `url`."""
+    if url.startswith("sqlite"):
+        # Several processes (web, recorder, CLI) share the file; wait for locks
+        # instead of failing at once.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers and the recorder's writer work at the same time on SQLite."""
+    module = type(dbapi_connection).__module__
+    if not module.startswith("sqlite3"):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+@lru_cache(maxsize=4)
+def _engine(url: str, pid: int) -> Engine:
+    if url.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(url[len("sqlite:///") :]) or ".", exist_ok=True)
+    return create_engine(url, **engine_options(url))
+
+
+def get_engine(url: str | None = None) -> Engine:
+    """The engine for `url` (default: settings), one per process so forks get their own."""
+    return _engine(url or get_settings().database_url, os.getpid())
+
+
+@contextmanager
+def session_scope(url: str | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    factory = sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,227 @@
+"""The `Job` base class and `@job` decorator (J1), with fluent dispatch (J2).
+
+A subclass registers itself as a Celery task when it is defined:
+
+    class SendWelcomeEmail(Job):
+        queue = "emails"; max_tries = 3; backoff = [30, 120, 300]; timeout = 120
+        def handle(self, user_id: int) -> None: ...
+        def failed(self, exc: BaseException) -> None: ...
+
+    SendWelcomeEmail.dispatch(user_id=7)
+    SendWelcomeEmail.on_queue("high").delay(60).with_priority(9).dispatch(user_id=7)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from celery.exceptions import Ignore, Reject, Retry
+
+from app.celery_app import celery_app
+from app.config import get_settings
+from app.jobs.dispatch import PendingDispatch
+from app.priority import DEFAULT_PRIORITY
+from app.services.retry_policy import Backoff, calculate_retry_delay, should_retry
+from app.services.dispatching import HARD_LIMIT_GRACE_S
+
+logger = logging.getLogger(__name__)
+
+#: Exceptions Celery uses for control flow; never treated as a job failure.
+_CONTROL_FLOW = (Ignore, Reject, Retry)
+
+
+class Job:
+    """Base class of Celeriac jobs. Override `handle`; optionally `failed`."""
+
+    #: Stable task name; defaults to "<module>.<ClassName>".
+    name: ClassVar[str | None] = None
+    queue: ClassVar[str] = "default"
+    #: 0 (lowest) to 9 (highest) within the queue.
+    priority: ClassVar[int] = DEFAULT_PRIORITY
+    #: Attempts in all, the first included.
+    max_tries: ClassVar[int] = 3
+    #: Seconds between attempts: a list (last value repeats), a number, or "exponential".
+    backoff: ClassVar[Backoff] = None
+    #: Fixed wait before a retry when `backoff` is None; None means exponential backoff.
+    retry_after: ClassVar[int | None] = None
+    #: Soft time limit in seconds (SoftTimeLimitExceeded inside `handle`); the hard
+    #: limit follows HARD_LIMIT_GRACE_S later. None: the global default.
+    timeout: ClassVar[int | None] = None
+    #: Retry only on these exceptions (empty: on any).
+    retry_on: ClassVar[Sequence[type[BaseException]]] = ()
+    #: Never retry on these, even if `retry_on` would.
+    dont_retry_on: ClassVar[Sequence[type[BaseException]]] = ()
+    tags: ClassVar[Sequence[str]] = ()
+    description: ClassVar[str | None] = None
+    #: The Celery task this class registered.
+    task: ClassVar[Any]
+
+    #: Set on each instance before `handle` runs.
+    job_id: str
+    attempt: int
+    tenant_id: str
+
+    def __init_subclass__(cls, abstract: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if abstract:
+            return
+        if cls.handle is Job.handle:
+            raise TypeError(f"{cls.__name__} must define handle()")
+        cls.task = _register(cls)
+
+    def handle(self, **payload: Any) -> Any:
+        raise NotImplementedError
+
+    def failed(self, exc: BaseException) -> None:
+        """Called once when the job has failed for good (no attempts left)."""
+
+    # -- dispatch ------------------------------------------------------------------
+    @classmethod
+    def task_name(cls) -> str:
+        return cls.name or f"{cls.__module__}.{cls.__name__}"
+
+    @classmethod
+    def pending(cls) -> PendingDispatch:
+        return PendingDispatch(cls.task_name())
+
+    @classmethod
+    def dispatch(cls, **payload: Any) -> str:
+        """Queue the job; returns its id."""
+        return cls.pending().dispatch(**payload)
+
+    @classmethod
+    def dispatch_if(cls, condition: bool, **payload: Any) -> str | None:
+        return cls.dispatch(**payload) if condition else None
+
+    @classmethod
+    def dispatch_unless(cls, condition: bool, **payload: Any) -> str | None:
+        return None if condition else cls.dispatch(**payload)
+
+    @classmethod
+    def dispatch_now(cls, **payload: Any) -> Any:
+        """Run in this process, now, and record the execution like any other."""
+        return cls.pending().dispatch_now(**payload)
+
+    @classmethod
+    def on_queue(cls, queue: str) -> PendingDispatch:
+        return cls.pending().on_queue(queue)
+
+    @classmethod
+    def delay(cls, seconds: float) -> PendingDispatch:
+        return cls.pending().delay(seconds)
+
+    @classmethod
+    def with_priority(cls, priority: int) -> PendingDispatch:
+        return cls.pending().with_priority(priority)
+
+    @classmethod
+    def for_tenant(cls, tenant_id: str) -> PendingDispatch:
+        return cls.pending().for_tenant(tenant_id)
+
+    @classmethod
+    def with_tags(cls, *tags: str) -> PendingDispatch:
+        return cls.pending().with_tags(*tags)
+
+
+def _header(task: Any) -> dict[str, Any]:
+    request = task.request
+    value = getattr(request, "celeriac", None)
+    if value is None and isinstance(getattr(request, "headers", None), dict):
+        value = request.headers.get("celeriac")
+    return value if isinstance(value, dict) else {}
+
+
+def _run_job(job_cls: type[Job], task: Any, payload: dict[str, Any]) -> Any:
+    header = _header(task)
+    instance = job_cls()
+    instance.job_id = task.request.id
+    instance.attempt = int(task.request.retries or 0) + 1
+    instance.tenant_id = header.get("tenant") or get_settings().default_tenant
+    try:
+        return instance.handle(**payload)
+    except _CONTROL_FLOW:
+        raise
+    except Exception as exc:
+        max_attempts = int(header.get("max_attempts") or job_cls.max_tries)
+        if should_retry(exc, instance.attempt, max_attempts, job_cls.retry_on, job_cls.dont_retry_on):
+            backoff = header.get("backoff", job_cls.backoff)
+            if backoff is None and job_cls.retry_after is not None:
+                backoff = job_cls.retry_after
+            delay = calculate_retry_delay(backoff, instance.attempt, cap_s=get_settings().max_delay_s)
+            logger.info(
+                "Job %s: attempt %d/%d failed, retry in %ss", instance.job_id, instance.attempt,
+                max_attempts, delay,
+            )
+            raise task.retry(exc=exc, countdown=delay, max_retries=max_attempts - 1) from exc
+        _call_failed_hook(instance, exc)
+        raise
+
+
+def _call_failed_hook(instance: Job, exc: BaseException) -> None:
+    try:
+        instance.failed(exc)
+    except Exception:  # the job's own failure stands; the hook's error is logged
+        logger.exception("Job %s: failed() hook raised", instance.job_id)
+
+
+def _register(job_cls: type[Job]) -> Any:
+    def run(task: Any, *args: Any, **payload: Any) -> Any:
+        if args:
+            raise TypeError(f"{job_cls.__name__} takes keyword arguments only")
+        return _run_job(job_cls, task, payload)
+
+    run.__name__ = job_cls.__name__
+    run.__qualname__ = job_cls.__qualname__
+    run.__module__ = job_cls.__module__
+    run.__doc__ = job_cls.__doc__
+    options: dict[str, Any] = {
+        "name": job_cls.task_name(),
+        "bind": True,
+        "typing": False,
+        "max_retries": max(0, job_cls.max_tries - 1),
+        "queue": job_cls.queue,
+    }
+    if job_cls.timeout:
+        options["soft_time_limit"] = job_cls.timeout
+        options["time_limit"] = job_cls.timeout + HARD_LIMIT_GRACE_S
+    task = celery_app.task(**options)(run)
+    task.celeriac_job = job_cls
+    return task
+
+
+def job(
+    name: str | None = None,
+    *,
+    queue: str = "default",
+    priority: int = DEFAULT_PRIORITY,
+    max_tries: int = 3,
+    backoff: Backoff = None,
+    timeout: int | None = None,
+    retry_on: Sequence[type[BaseException]] = (),
+    dont_retry_on: Sequence[type[BaseException]] = (),
+) -> Callable[[Callable[..., Any]], type[Job]]:
+    """Turn a function into a Job class: `@job(queue="emails", max_tries=3)`."""
+
+    def decorate(func: Callable[..., Any]) -> type[Job]:
+        def handle(self: Job, **payload: Any) -> Any:
+            return func(**payload)
+
+        attrs: dict[str, Any] = {
+            "name": name or f"{func.__module__}.{func.__name__}",
+            "queue": queue,
+            "priority": priority,
+            "max_tries": max_tries,
+            "backoff": backoff,
+            "timeout": timeout,
+            "retry_on": tuple(retry_on),
+            "dont_retry_on": tuple(dont_retry_on),
+            "description": func.__doc__,
+            "handle": handle,
+            "__module__": func.__module__,
+            "__doc__": func.__doc__,
+        }
+        return type(func.__name__, (Job,), attrs)
+
+    return decorate

@@ -1,0 +1,85 @@
+"""The Celery-backed registry and publisher used by dispatch in production."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.celery_app import celery_app
+from app.priority import DEFAULT_PRIORITY
+from app.services.dispatching import ResolvedJob, TaskInfo
+
+
+def is_internal_task(name: str) -> bool:
+    """Celery's own built-in tasks are not user jobs."""
+    return name.startswith("celery.")
+
+
+def load_task_modules() -> None:
+    """Import every module of `imports` so the registry is complete in this process."""
+    celery_app.loader.import_default_modules()
+
+
+def task_info(task: Any) -> TaskInfo:
+    job_cls = getattr(task, "celeriac_job", None)
+    if job_cls is not None:
+        return TaskInfo(
+            name=task.name,
+            queue=job_cls.queue,
+            priority=job_cls.priority,
+            max_attempts=job_cls.max_tries,
+            timeout_s=job_cls.timeout,
+            encrypted=bool(getattr(job_cls, "encrypted", False)),
+        )
+    max_retries = task.max_retries if task.max_retries is not None else 0
+    return TaskInfo(
+        name=task.name,
+        queue=getattr(task, "queue", None) or "default",
+        priority=DEFAULT_PRIORITY,
+        max_attempts=max_retries + 1,
+        timeout_s=task.soft_time_limit,
+    )
+
+
+class CeleryRegistry:
+    def get(self, job_class: str) -> TaskInfo | None:
+        if is_internal_task(job_class):
+            return None
+        task = celery_app.tasks.get(job_class)
+        return task_info(task) if task is not None else None
+
+    def names(self) -> list[str]:
+        return sorted(name for name in celery_app.tasks if not is_internal_task(name))
+
+
+class CeleryPublisher:
+    def publish(self, job: ResolvedJob) -> None:
+        celery_app.send_task(job.job_class, kwargs=job.payload, **job.celery_options())
+
+
+def run_in_process(job: ResolvedJob) -> Any:
+    """Run `job` eagerly here, recording it as published and run (dispatch_now)."""
+    from app.recording import events, signals
+
+    task = celery_app.tasks[job.job_class]
+    signals.emit(
+        events.published(
+            job_id=job.job_id,
+            task=job.job_class,
+            queue=job.queue,
+            priority=job.priority,
+            payload=job.payload,
+            retries=0,
+            eta=None,
+            expires=None,
+            parent_id=None,
+            root_id=None,
+            celeriac={**job.celeriac_header(), "in_process": True},
+        )
+    )
+    try:
+        result = task.apply(
+            kwargs=job.payload, task_id=job.job_id, headers={"celeriac": job.celeriac_header()}
+        )
+        return result.get(propagate=True, disable_sync_subtasks=False)
+    finally:
+        signals.flush_buffer()

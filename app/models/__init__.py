@@ -1,0 +1,33 @@
+"""All models, importable from one place (Alembic's autogenerate reads this)."""
+
+from app.models.api_token import ApiToken
+from app.models.audit import AuditLog
+from app.models.job_batch import JobBatch
+from app.models.job_definition import JobDefinition
+from app.models.job_execution import (
+    LIVE_STATUSES,
+    TERMINAL_STATUSES,
+    ExecutionStatus,
+    JobAttempt,
+    JobExecution,
+    may_change_status,
+)
+from app.models.job_schedule import JobSchedule
+from app.models.tenant import Tenant
+from app.models.user import User
+
+__all__ = [
+    "LIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "ApiToken",
+    "AuditLog",
+    "ExecutionStatus",
+    "JobAttempt",
+    "JobBatch",
+    "JobDefinition",
+    "JobExecution",
+    "JobSchedule",
+    "Tenant",
+    "User",
+    "may_change_status",
+]

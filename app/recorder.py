@@ -1,0 +1,271 @@
+"""The execution recorder process (`python -m app.recorder`, Procfile `recorder`).
+
+Reads the event stream through a consumer group, writes each batch to SQL in one
+transaction, and only then acknowledges and deletes the events. If SQL is down the
+events stay in the stream (pending for this consumer) and are written when it returns.
+An event that SQL rejects on its own (not an outage) is moved to a dead-letter stream
+so it cannot block the ones behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app import redis_keys
+from app.config import Settings, get_settings
+from app.db import get_engine, session_scope
+from app.models import JobDefinition
+from app.recording.apply import EventApplier
+from app.redis_client import get_redis
+
+logger = logging.getLogger("app.recorder")
+
+#: Stream of events SQL refused on their own, kept for an operator to inspect.
+DEAD_STREAM = redis_keys.PREFIX + "events:dead"
+#: Pending events of another (dead) recorder are claimed after this many idle ms.
+CLAIM_IDLE_MS = 60_000
+#: Longest pause between attempts while SQL is unreachable, in seconds.
+MAX_BACKOFF_S = 5.0
+#: Lag samples kept for the percentiles.
+LAG_WINDOW = 10_000
+#: How often the definition-id cache is refreshed, in seconds.
+DEFINITIONS_REFRESH_S = 60.0
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+
+@dataclass
+class RecorderStats:
+    """Counters the recorder publishes to Redis for /metrics and health."""
+
+    events: int = 0
+    batches: int = 0
+    dead: int = 0
+    failures: int = 0
+    lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
+
+    def percentile(self, q: float) -> float:
+        if not self.lags_ms:
+            return 0.0
+        ordered = sorted(self.lags_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def decode_entries(entries: Sequence[Entry]) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """Parse stream entries; returns (events, ids of entries that were not events)."""
+    events: list[dict[str, Any]] = []
+    junk: list[bytes] = []
+    for entry_id, fields in entries:
+        try:
+            event = json.loads(fields[b"e"])
+            if not isinstance(event, dict) or "id" not in event or "t" not in event:
+                raise ValueError("not an event")
+            event["_sid"] = entry_id
+            events.append(event)
+        except (KeyError, ValueError):
+            junk.append(entry_id)
+    return events, junk
+
+
+class Recorder:
+    """One consumer of the event stream."""
+
+    def __init__(self, settings: Settings, client: redis.Redis, name: str | None = None) -> None:
+        self.settings = settings
+        self.redis = client
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.stats = RecorderStats()
+        self.applier = EventApplier()
+        self._definitions_loaded_at = 0.0
+        self._stopping = False
+        self._backoff_s = 0.0
+        #: Read our own pending entries first (after a restart or a failed write).
+        self._read_pending = True
+
+    def ensure_group(self) -> None:
+        try:
+            self.redis.xgroup_create(
+                redis_keys.EVENTS_STREAM, redis_keys.RECORDER_GROUP, id="0", mkstream=True
+            )
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def stop(self, *_: Any) -> None:
+        self._stopping = True
+
+    def _refresh_definitions(self) -> None:
+        if time.monotonic() - self._definitions_loaded_at < DEFINITIONS_REFRESH_S:
+            return
+        with session_scope(self.settings.database_url) as session:
+            rows = session.execute(select(JobDefinition.job_class, JobDefinition.id)).all()
+        self.applier.definition_ids = {job_class: def_id for job_class, def_id in rows}
+        self._definitions_loaded_at = time.monotonic()
+
+    def read(self) -> list[Entry]:
+        start = "0" if self._read_pending else ">"
+        response = self.redis.xreadgroup(
+            redis_keys.RECORDER_GROUP,
+            self.name,
+            {redis_keys.EVENTS_STREAM: start},
+            count=self.settings.recorder_batch_size,
+            block=None if self._read_pending else self.settings.recorder_block_ms,
+        )
+        entries: list[Entry] = response[0][1] if response else []
+        if self._read_pending and not entries:
+            self._read_pending = False
+        return entries
+
+    def claim_stale(self) -> int:
+        """Take over events another recorder read but never acknowledged."""
+        _next, claimed, *_rest = self.redis.xautoclaim(
+            redis_keys.EVENTS_STREAM,
+            redis_keys.RECORDER_GROUP,
+            self.name,
+            min_idle_time=CLAIM_IDLE_MS,
+            start_id="0-0",
+            count=self.settings.recorder_batch_size,
+        )
+        if claimed:
+            self._read_pending = True
+        return len(claimed)
+
+    def _ack(self, ids: Sequence[bytes]) -> None:
+        if not ids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xack(redis_keys.EVENTS_STREAM, redis_keys.RECORDER_GROUP, *ids)
+        pipe.xdel(redis_keys.EVENTS_STREAM, *ids)
+        pipe.execute()
+
+    def _write(self, events: list[dict[str, Any]]) -> None:
+        lock = not self.settings.is_sqlite
+        with session_scope(self.settings.database_url) as session:
+            self.applier.apply(session, events, lock=lock)
+
+    def _database_reachable(self) -> bool:
+        try:
+            with get_engine(self.settings.database_url).connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def _write_one_by_one(self, events: list[dict[str, Any]]) -> None:
+        """SQL is up but refused the batch: find the bad events and set them aside."""
+        for event in events:
+            try:
+                self._write([event])
+            except SQLAlchemyError as exc:
+                logger.error("Recorder: event %s of job %s moved to %s: %s",
+                             event["t"], event["id"], DEAD_STREAM, exc)
+                clean = {k: v for k, v in event.items() if k != "_sid"}
+                self.redis.xadd(DEAD_STREAM, {"e": json.dumps(clean, default=str), "error": str(exc)[:1000]})
+                self.stats.dead += 1
+            self._ack([event["_sid"]])
+
+    def process(self, entries: list[Entry]) -> int:
+        """Write `entries` to SQL and acknowledge them. Returns events written."""
+        if not entries:
+            return 0
+        events, junk = decode_entries(entries)
+        if junk:
+            logger.error("Recorder: %d stream entries were not events; dropped", len(junk))
+            self._ack(junk)
+        if not events:
+            return 0
+        self._refresh_definitions()
+        try:
+            self._write(events)
+        except SQLAlchemyError:
+            self.stats.failures += 1
+            if self._database_reachable():
+                self._write_one_by_one(events)
+            else:
+                raise
+        else:
+            self._ack([e["_sid"] for e in events])
+        now = time.time()
+        self.stats.lags_ms.extend((now - e.get("ts", now)) * 1000 for e in events)
+        self.stats.events += len(events)
+        self.stats.batches += 1
+        return len(events)
+
+    def publish_stats(self) -> None:
+        backlog = 0
+        for group in self.redis.xinfo_groups(redis_keys.EVENTS_STREAM):
+            if group.get("name") in (redis_keys.RECORDER_GROUP, redis_keys.RECORDER_GROUP.encode()):
+                backlog = int(group.get("lag") or 0) + int(group.get("pending") or 0)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(
+            redis_keys.RECORDER_STATS,
+            mapping={
+                "lag_p50_ms": round(self.stats.percentile(0.50), 1),
+                "lag_p99_ms": round(self.stats.percentile(0.99), 1),
+                "events_total": self.stats.events,
+                "batches_total": self.stats.batches,
+                "dead_total": self.stats.dead,
+                "failures_total": self.stats.failures,
+                "backlog": backlog,
+                "updated_at": time.time(),
+            },
+        )
+        pipe.set(redis_keys.RECORDER_HEARTBEAT, self.name, ex=redis_keys.RECORDER_HEARTBEAT_TTL_S)
+        pipe.execute()
+
+    def run_once(self) -> int:
+        """Read and write one batch; on an outage, wait (with backoff) and return 0."""
+        try:
+            written = self.process(self.read())
+            self._backoff_s = 0.0
+            return written
+        except (SQLAlchemyError, redis.RedisError) as exc:
+            self._read_pending = True
+            self._backoff_s = min(MAX_BACKOFF_S, max(0.2, self._backoff_s * 2))
+            logger.warning("Recorder: backend unavailable (%s); retrying in %.1fs", exc, self._backoff_s)
+            time.sleep(self._backoff_s)
+            return 0
+
+    def run(self) -> None:
+        self.ensure_group()
+        logger.info("Recorder %s reading %s", self.name, redis_keys.EVENTS_STREAM)
+        last_stats = last_claim = 0.0
+        while not self._stopping:
+            self.run_once()
+            now = time.monotonic()
+            try:
+                if now - last_claim > CLAIM_IDLE_MS / 1000:
+                    self.claim_stale()
+                    last_claim = now
+                if now - last_stats > 1.0:
+                    self.publish_stats()
+                    last_stats = now
+            except redis.RedisError as exc:
+                logger.warning("Recorder: could not publish stats: %s", exc)
+        logger.info("Recorder %s stopped", self.name)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    recorder = Recorder(settings, get_redis(settings.redis_url))
+    signal.signal(signal.SIGTERM, recorder.stop)
+    signal.signal(signal.SIGINT, recorder.stop)
+    recorder.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Apply a batch of execution events to SQL, idempotently and forward-only.
+
+Events arrive duplicated and out of order (buffers in different processes flush at
+different moments), so:
+- static facts (tenant, payload, queue...) come from the `pub` event whenever it arrives;
+- a status changes only if the row is not terminal and the event is not older than the
+  change that set the current status;
+- attempts are keyed by the start event's attempt key, so a replay never adds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import ExecutionStatus, JobAttempt, JobExecution, may_change_status
+
+#: Largest IN (...) list per query; well under SQLite's and PostgreSQL's limits.
+_CHUNK = 500
+#: Error given to an attempt closed by a re-publish before its own outcome arrived.
+LOST_OR_RETRIED = "worker lost or retried"
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _cut(value: Any, limit: int) -> Any:
+    return value[:limit] if isinstance(value, str) else value
+
+
+@dataclass
+class BatchState:
+    """Rows touched by one batch, loaded once and written in one transaction."""
+
+    executions: dict[str, JobExecution] = field(default_factory=dict)
+    attempts: dict[str, JobAttempt] = field(default_factory=dict)
+    open_attempts: dict[str, list[JobAttempt]] = field(default_factory=dict)
+
+
+def _load(session: Session, ids: Sequence[str], lock: bool) -> BatchState:
+    state = BatchState()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        query = select(JobExecution).where(JobExecution.id.in_(chunk))
+        if lock:
+            query = query.with_for_update()
+        for row in session.scalars(query):
+            state.executions[row.id] = row
+        for attempt in session.scalars(select(JobAttempt).where(JobAttempt.execution_id.in_(chunk))):
+            state.attempts[attempt.attempt_key] = attempt
+            if attempt.finished_at is None:
+                state.open_attempts.setdefault(attempt.execution_id, []).append(attempt)
+    return state
+
+
+class EventApplier:
+    """Folds events into `JobExecution` / `JobAttempt` rows."""
+
+    def __init__(self, definition_ids: dict[str, str] | None = None) -> None:
+        #: job_class -> job_definitions.id, for tasks dispatched without Celeriac's header.
+        self.definition_ids = definition_ids or {}
+
+    def apply(self, session: Session, events: Iterable[dict[str, Any]], lock: bool = False) -> int:
+        """Apply `events` in `session` (the caller commits). Returns events applied."""
+        ordered = sorted(events, key=lambda e: e.get("ts", 0.0))
+        ids = list(dict.fromkeys(e["id"] for e in ordered))
+        state = _load(session, ids, lock)
+        for event in ordered:
+            row = state.executions.get(event["id"])
+            if row is None:
+                row = self._new_row(event)
+                session.add(row)
+                state.executions[row.id] = row
+            handler = getattr(self, "_on_" + event["t"], None)
+            if handler is not None:
+                handler(session, state, row, event)
+        return len(ordered)
+
+    def _new_row(self, event: dict[str, Any]) -> JobExecution:
+        ts = event.get("ts", 0.0)
+        task = _cut(event.get("task") or "unknown", 200)
+        return JobExecution(
+            id=event["id"],
+            tenant_id="default",
+            job_class=task,
+            job_definition_id=self.definition_ids.get(task),
+            queue=_cut(event.get("q") or "default", 100),
+            priority=5,
+            status=ExecutionStatus.PENDING.value,
+            status_ts=0.0,
+            attempts=0,
+            max_attempts=1,
+            payload=event.get("pl"),
+            created_at=_dt(ts),
+            updated_at=_dt(ts),
+        )
+
+    @staticmethod
+    def _set_status(row: JobExecution, status: ExecutionStatus, ts: float) -> bool:
+        if not may_change_status(ExecutionStatus(row.status), row.status_ts, ts):
+            return False
+        row.status = status.value
+        row.status_ts = ts
+        row.updated_at = _dt(ts) or row.updated_at
+        return True
+
+    # -- event kinds ---------------------------------------------------------------
+    def _on_pub(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        header = e.get("c") or {}
+        row.job_class = _cut(e.get("task") or row.job_class, 200)
+        row.queue = _cut(e.get("q") or row.queue, 100)
+        row.priority = int(e.get("pr", row.priority))
+        row.payload = e.get("pl", row.payload)
+        row.tenant_id = _cut(header.get("tenant") or row.tenant_id, 64)
+        row.max_attempts = int(header.get("max_attempts") or row.max_attempts)
+        row.tags = header.get("tags", row.tags)
+        row.retry_of = header.get("retry_of", row.retry_of)
+        row.batch_id = header.get("batch", row.batch_id)
+        row.chain_id = header.get("chain", row.chain_id)
+        row.schedule_id = header.get("schedule", row.schedule_id)
+        row.encrypted = bool(header.get("encrypted", row.encrypted))
+        row.job_definition_id = header.get("definition") or row.job_definition_id or (
+            self.definition_ids.get(row.job_class)
+        )
+        row.parent_id = e.get("parent") or row.parent_id
+        row.root_id = e.get("root") or row.root_id
+        row.eta = _parse_iso(e.get("eta")) or row.eta
+        row.expires_at = _parse_iso(e.get("exp")) or row.expires_at
+        created = _dt(e.get("ts"))
+        if created is not None and (row.created_at is None or created < row.created_at):
+            row.created_at = created
+        if int(e.get("r") or 0) > 0:
+            # A re-publish of a running job: a retry, or a worker that died mid-task.
+            self._close_open(state, row, e["ts"], "retrying", LOST_OR_RETRIED)
+            self._set_status(row, ExecutionStatus.RETRYING, e["ts"])
+        elif row.status_ts == 0.0:
+            self._set_status(row, ExecutionStatus.PENDING, e["ts"])
+
+    def _on_start(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        key = e.get("ak")
+        if not key or key in state.attempts:
+            return  # replayed start: the attempt is already counted
+        if e.get("pl") is not None and row.payload is None:
+            row.payload = e["pl"]
+        if e.get("q") and row.queue == "default":
+            row.queue = _cut(e["q"], 100)
+        started = _dt(e["ts"])
+        row.attempts += 1
+        attempt = JobAttempt(
+            execution_id=row.id,
+            attempt_key=key,
+            number=row.attempts,
+            status=ExecutionStatus.PROCESSING.value,
+            worker_id=_cut(e.get("w"), 200),
+            started_at=started,
+        )
+        session.add(attempt)
+        state.attempts[key] = attempt
+        state.open_attempts.setdefault(row.id, []).append(attempt)
+        if row.started_at is None:
+            row.started_at = started
+        if self._set_status(row, ExecutionStatus.PROCESSING, e["ts"]):
+            row.worker_id = _cut(e.get("w"), 200)
+
+    def _close(self, state: BatchState, row: JobExecution, e: dict[str, Any], status: str) -> None:
+        attempt = state.attempts.get(e.get("ak") or "")
+        if attempt is None:
+            opened = state.open_attempts.get(row.id) or []
+            attempt = opened[-1] if opened else None
+        if attempt is None:
+            return
+        if attempt.finished_at is not None:
+            # Closed early by the retry's re-publish: the attempt's own event knows more.
+            if attempt.error_message == LOST_OR_RETRIED and e.get("err"):
+                attempt.error_message = e.get("err")
+                attempt.runtime_ms = e.get("rt", attempt.runtime_ms)
+            return
+        attempt.finished_at = _dt(e["ts"])
+        attempt.status = status
+        attempt.runtime_ms = e.get("rt")
+        attempt.error_message = e.get("err")
+        opened = state.open_attempts.get(row.id) or []
+        if attempt in opened:
+            opened.remove(attempt)
+
+    def _close_open(self, state: BatchState, row: JobExecution, ts: float, status: str, err: str) -> None:
+        for attempt in list(state.open_attempts.get(row.id) or []):
+            if attempt.started_at.timestamp() <= ts:
+                self._close(state, row, {"ak": attempt.attempt_key, "ts": ts, "err": err}, status)
+
+    def _on_ok(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        self._close(state, row, e, ExecutionStatus.COMPLETED.value)
+        if self._set_status(row, ExecutionStatus.COMPLETED, e["ts"]):
+            row.completed_at = _dt(e["ts"])
+            row.execution_time_ms = e.get("rt")
+            row.memory_usage_mb = e.get("mem")
+            row.result = "[encrypted]" if row.encrypted else e.get("res")
+            row.error_message = None
+            row.exception_type = None
+            row.exception_trace = None
+
+    def _set_error(self, row: JobExecution, e: dict[str, Any]) -> None:
+        row.error_message = e.get("err") or row.error_message
+        row.exception_type = _cut(e.get("exc"), 200) or row.exception_type
+        row.exception_trace = e.get("tb") or row.exception_trace
+        if e.get("rt") is not None:
+            row.execution_time_ms = e.get("rt")
+        if e.get("mem") is not None:
+            row.memory_usage_mb = e.get("mem")
+
+    def _on_fail(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        self._close(state, row, e, ExecutionStatus.FAILED.value)
+        if self._set_status(row, ExecutionStatus.FAILED, e["ts"]):
+            row.failed_at = _dt(e["ts"])
+            self._set_error(row, e)
+
+    def _on_retry(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        self._close(state, row, e, ExecutionStatus.RETRYING.value)
+        if self._set_status(row, ExecutionStatus.RETRYING, e["ts"]):
+            self._set_error(row, e)
+
+    def _on_cancel(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        self._close(state, row, {**e, "err": e.get("reason")}, ExecutionStatus.CANCELLED.value)
+        if self._set_status(row, ExecutionStatus.CANCELLED, e["ts"]):
+            row.cancelled_at = _dt(e["ts"])
+            row.error_message = e.get("reason")
+        if e.get("task") and row.job_class == "unknown":
+            row.job_class = _cut(e["task"], 200)
+
+    def _on_reject(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        if e.get("raw") is not None and row.payload is None:
+            row.payload = {"raw": e["raw"]}
+        if self._set_status(row, ExecutionStatus.FAILED, e["ts"]):
+            row.failed_at = _dt(e["ts"])
+            row.error_message = e.get("err")
+            row.exception_type = "Rejected"

@@ -1,0 +1,182 @@
+"""Builders for the compact execution events written to the stream.
+
+Every event has `t` (kind), `id` (job id), `ts` (epoch seconds at the source) and `eid`
+(unique, so the recorder can tell a replay from a new event). Kinds:
+
+    pub     published: task, queue, priority, payload, retries, eta, tenant and links
+    start   an attempt began on a worker (attempt key `ak`)
+    ok      the attempt succeeded (runtime, memory, bounded result)
+    fail    the job failed for good (error, exception type, traceback)
+    retry   the attempt failed and the job will run again
+    cancel  revoked, expired or cancelled before or while running
+    reject  the worker could not run the message (malformed, unknown task)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+#: Longest error message and traceback kept, in characters.
+MAX_ERROR_CHARS = 2_000
+MAX_TRACE_CHARS = 20_000
+
+
+def _base(kind: str, job_id: str) -> dict[str, Any]:
+    return {"t": kind, "id": job_id, "ts": time.time(), "eid": uuid.uuid4().hex}
+
+
+def _clip(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 15] + "... [truncated]"
+
+
+def payload_from_args(args: Any, kwargs: Any) -> Any:
+    """The payload as Celeriac shows it: keyword arguments, plus positional ones if any."""
+    kwargs = dict(kwargs or {})
+    args = list(args or [])
+    if not args:
+        return kwargs
+    return {"args": args, "kwargs": kwargs}
+
+
+def payload_from_body(body: Any) -> Any:
+    """Payload from a protocol-2 message body `(args, kwargs, embed)`."""
+    if isinstance(body, (list, tuple)) and len(body) >= 2:
+        return payload_from_args(body[0], body[1])
+    return None
+
+
+def bounded_result(result: Any, limit: int) -> Any:
+    """`result` if its JSON fits in `limit` characters, else a truncated preview."""
+    try:
+        encoded = json.dumps(result, default=repr)
+    except (TypeError, ValueError):
+        encoded = json.dumps(repr(result))
+    if len(encoded) <= limit:
+        return json.loads(encoded)
+    return {"truncated": True, "preview": encoded[:limit]}
+
+
+def published(
+    *,
+    job_id: str,
+    task: str,
+    queue: str,
+    priority: int,
+    payload: Any,
+    retries: int,
+    eta: str | None,
+    expires: str | None,
+    parent_id: str | None,
+    root_id: str | None,
+    celeriac: dict[str, Any],
+) -> dict[str, Any]:
+    event = _base("pub", job_id)
+    event.update(
+        task=task,
+        q=queue,
+        pr=priority,
+        r=retries,
+        eta=eta,
+        exp=expires,
+        parent=parent_id,
+        root=root_id if root_id != job_id else None,
+        c=celeriac,
+    )
+    event["pl"] = "[encrypted]" if celeriac.get("encrypted") else payload
+    return event
+
+
+def started(
+    *,
+    job_id: str,
+    attempt_key: str,
+    task: str,
+    worker: str | None,
+    retries: int,
+    queue: str | None,
+    payload: Any,
+) -> dict[str, Any]:
+    event = _base("start", job_id)
+    event.update(ak=attempt_key, task=task, w=worker, r=retries, q=queue)
+    if payload is not None:
+        event["pl"] = payload
+    return event
+
+
+def succeeded(
+    job_id: str,
+    attempt_key: str | None,
+    runtime_ms: int | None,
+    memory_mb: float | None,
+    result: Any,
+) -> dict[str, Any]:
+    event = _base("ok", job_id)
+    event.update(ak=attempt_key, rt=runtime_ms, mem=memory_mb, res=result)
+    return event
+
+
+def _error_fields(exc: BaseException | None, message: str | None, trace: str | None) -> dict[str, Any]:
+    return {
+        "err": _clip(message if message is not None else (str(exc) if exc else None), MAX_ERROR_CHARS),
+        "exc": type(exc).__name__ if exc is not None else None,
+        "tb": _clip(trace, MAX_TRACE_CHARS),
+    }
+
+
+def failed(
+    job_id: str,
+    attempt_key: str | None,
+    runtime_ms: int | None,
+    memory_mb: float | None,
+    exc: BaseException | None,
+    traceback: str | None,
+) -> dict[str, Any]:
+    event = _base("fail", job_id)
+    event.update(ak=attempt_key, rt=runtime_ms, mem=memory_mb)
+    message = f"{type(exc).__name__}: {exc}" if exc is not None else None
+    event.update(_error_fields(exc, message, traceback))
+    return event
+
+
+def retried(
+    job_id: str,
+    attempt_key: str | None,
+    runtime_ms: int | None,
+    memory_mb: float | None,
+    exc: BaseException | None,
+    message: str | None,
+    traceback: str | None,
+) -> dict[str, Any]:
+    event = _base("retry", job_id)
+    event.update(ak=attempt_key, rt=runtime_ms, mem=memory_mb)
+    if exc is not None:
+        message = f"{type(exc).__name__}: {exc}"
+    event.update(_error_fields(exc, message, traceback))
+    return event
+
+
+def cancelled(job_id: str, *, reason: str, task: str | None = None) -> dict[str, Any]:
+    event = _base("cancel", job_id)
+    event.update(reason=reason, task=task)
+    return event
+
+
+def rejected(job_id: str | None, task: str | None, reason: str, message: Any) -> dict[str, Any]:
+    """A message the worker could not run. Without an id (malformed), one is made up."""
+    event = _base("reject", job_id or str(uuid.uuid4()))
+    body = getattr(message, "body", None)
+    if isinstance(body, bytes):
+        body = body[:2000].decode("utf-8", errors="replace")
+    delivery = getattr(message, "delivery_info", None) or {}
+    event.update(
+        task=task or "unknown",
+        q=delivery.get("routing_key"),
+        err=_clip(reason, MAX_ERROR_CHARS),
+        raw=_clip(str(body) if body is not None else None, 2000),
+    )
+    return event

@@ -1,0 +1,256 @@
+"""Celery signal handlers that turn every task's lifecycle into compact events.
+
+Handlers only build a small dict and hand it to the process's `EventBuffer`; nothing
+here talks to SQL. Celery swallows exceptions raised by receivers, so each handler
+guards itself and logs with the traceback (a lost event is never silent).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+from celery import signals
+
+from app import redis_keys
+from app.config import get_settings
+from app.priority import from_broker_priority
+from app.recording import events as ev
+from app.recording.buffer import EventBuffer
+from app.redis_client import get_redis
+
+logger = logging.getLogger(__name__)
+
+#: Header Celeriac adds to every message it publishes (tenant, max attempts, links).
+CELERIAC_HEADER = "celeriac"
+
+_buffer: EventBuffer | None = None
+
+
+def get_buffer() -> EventBuffer:
+    """The process's event buffer, built from settings on first use."""
+    global _buffer
+    if _buffer is None:
+        settings = get_settings()
+        _buffer = EventBuffer(
+            lambda: get_redis(settings.redis_url),
+            max_events=settings.event_buffer_size,
+            flush_ms=settings.event_flush_ms,
+        )
+    return _buffer
+
+
+def emit(event: dict[str, Any]) -> None:
+    get_buffer().emit(event)
+
+
+def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            handler(*args, **kwargs)
+        except Exception:  # Celery would only log a bare message; keep the traceback
+            logger.exception("Recording handler %s failed; event lost", handler.__name__)
+
+    return wrapper
+
+
+@dataclass
+class _RunningAttempt:
+    key: str
+    started_monotonic: float
+    rss_start: int
+
+
+#: Attempts running in this process, by task id (prefork: one at a time per child).
+_running: dict[str, _RunningAttempt] = {}
+_process: tuple[int, psutil.Process] | None = None
+
+
+def _rss() -> int:
+    global _process
+    if _process is None or _process[0] != os.getpid():
+        _process = (os.getpid(), psutil.Process())
+    return int(_process[1].memory_info().rss)
+
+
+def _celeriac_header(container: Any) -> dict[str, Any] | None:
+    value = getattr(container, CELERIAC_HEADER, None)
+    if value is None and isinstance(getattr(container, "headers", None), dict):
+        value = container.headers.get(CELERIAC_HEADER)
+    return value if isinstance(value, dict) else None
+
+
+@_guarded
+def on_before_publish(
+    sender: str | None = None,
+    body: Any = None,
+    routing_key: str | None = None,
+    headers: dict[str, Any] | None = None,
+    properties: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    headers = headers or {}
+    if "id" not in headers:
+        return  # protocol 1 or a non-task message
+    emit(
+        ev.published(
+            job_id=headers["id"],
+            task=headers.get("task") or sender or "unknown",
+            queue=routing_key or "default",
+            priority=from_broker_priority((properties or {}).get("priority")),
+            payload=ev.payload_from_body(body),
+            retries=int(headers.get("retries") or 0),
+            eta=headers.get("eta"),
+            expires=headers.get("expires"),
+            parent_id=headers.get("parent_id"),
+            root_id=headers.get("root_id"),
+            celeriac=headers.get(CELERIAC_HEADER) or {},
+        )
+    )
+
+
+def _is_cancelled(job_id: str) -> bool:
+    client = get_redis(get_settings().redis_url)
+    return bool(client.exists(redis_keys.cancelled(job_id)))
+
+
+@_guarded
+def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    if task_id is None or task is None:
+        return
+    request = task.request
+    if _is_cancelled(task_id):
+        # TrackedTask.__call__ sees this flag and skips the body.
+        request.celeriac_cancelled = True
+        emit(ev.cancelled(task_id, reason="cancelled before it started"))
+        return
+    attempt = _RunningAttempt(uuid.uuid4().hex, time.monotonic(), _rss())
+    _running[task_id] = attempt
+    delivery = getattr(request, "delivery_info", None) or {}
+    header = _celeriac_header(request)
+    emit(
+        ev.started(
+            job_id=task_id,
+            attempt_key=attempt.key,
+            task=task.name,
+            worker=request.hostname,
+            retries=int(request.retries or 0),
+            queue=delivery.get("routing_key"),
+            # Published by a producer without Celeriac: the start is the first we hear.
+            payload=None if header is not None else ev.payload_from_args(request.args, request.kwargs),
+        )
+    )
+
+
+def _finish(task_id: str) -> tuple[str | None, int | None, float | None]:
+    attempt = _running.pop(task_id, None)
+    if attempt is None:
+        return None, None, None
+    runtime_ms = int((time.monotonic() - attempt.started_monotonic) * 1000)
+    memory_mb = round(max(0, _rss() - attempt.rss_start) / (1024 * 1024), 3)
+    return attempt.key, runtime_ms, memory_mb
+
+
+@_guarded
+def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
+    task_id = sender.request.id
+    key, runtime_ms, memory_mb = _finish(task_id)
+    limit = get_settings().max_result_chars
+    emit(ev.succeeded(task_id, key, runtime_ms, memory_mb, ev.bounded_result(result, limit)))
+
+
+@_guarded
+def on_failure(
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    if task_id is None:
+        return
+    key, runtime_ms, memory_mb = _finish(task_id)
+    emit(
+        ev.failed(
+            task_id,
+            key,
+            runtime_ms,
+            memory_mb,
+            exception,
+            traceback=str(einfo.traceback) if einfo is not None else None,
+        )
+    )
+
+
+@_guarded
+def on_retry(request: Any = None, reason: Any = None, einfo: Any = None, **_: Any) -> None:
+    if request is None or request.id is None:
+        return
+    key, runtime_ms, memory_mb = _finish(request.id)
+    exc = reason if isinstance(reason, BaseException) else None
+    message = str(reason) if reason is not None else None
+    traceback = str(einfo.traceback) if einfo is not None else None
+    emit(ev.retried(request.id, key, runtime_ms, memory_mb, exc, message, traceback))
+
+
+@_guarded
+def on_revoked(
+    request: Any = None, terminated: bool = False, expired: bool = False, **_: Any
+) -> None:
+    if request is None:
+        return
+    if expired:
+        reason = "expired before it ran"
+    elif terminated:
+        reason = "terminated while running"
+    else:
+        reason = "revoked"
+    _running.pop(request.id, None)
+    emit(ev.cancelled(request.id, reason=reason, task=getattr(request, "task_name", None)))
+
+
+@_guarded
+def on_rejected(message: Any = None, exc: BaseException | None = None, **_: Any) -> None:
+    headers = getattr(message, "headers", None) or {}
+    reason = f"message rejected: {exc!r}" if exc else "message rejected: not a task message"
+    emit(ev.rejected(headers.get("id"), headers.get("task"), reason, message))
+
+
+@_guarded
+def on_unknown(name: str | None = None, id: str | None = None, message: Any = None, **_: Any) -> None:
+    reason = f"unknown task {name!r}: no worker that received it has it registered"
+    emit(ev.rejected(id, name, reason, message))
+
+
+@_guarded
+def flush_buffer(**_: Any) -> None:
+    if _buffer is not None:
+        _buffer.flush()
+
+
+_connected = False
+
+
+def connect() -> None:
+    """Connect every handler once (tracking can be switched off for the benchmark)."""
+    global _connected
+    if _connected or not get_settings().tracking_enabled:
+        return
+    signals.before_task_publish.connect(on_before_publish, weak=False)
+    signals.task_prerun.connect(on_prerun, weak=False)
+    signals.task_success.connect(on_success, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)
+    signals.task_retry.connect(on_retry, weak=False)
+    signals.task_revoked.connect(on_revoked, weak=False)
+    signals.task_rejected.connect(on_rejected, weak=False)
+    signals.task_unknown.connect(on_unknown, weak=False)
+    signals.worker_process_shutdown.connect(flush_buffer, weak=False)
+    signals.worker_shutdown.connect(flush_buffer, weak=False)
+    _connected = True

@@ -1,0 +1,41 @@
+"""Every Redis key Celeriac owns, built from one prefix so operators can scan by it.
+
+Key map (key -> type -> writer -> TTL):
+
+    celeriac:events                 stream  task signals (any process)  trimmed by the recorder
+    celeriac:events group "recorder" consumer group read by app.recorder
+    celeriac:recorder:stats         hash    recorder                    none (overwritten)
+    celeriac:recorder:heartbeat     string  recorder                    RECORDER_HEARTBEAT_TTL_S
+    celeriac:cancelled:<job id>     string  services.jobs.cancel_job    CANCEL_MARK_TTL_S
+    celeriac:redbeat:*              RedBeat schedule entries (redbeat_key_prefix)
+"""
+
+from __future__ import annotations
+
+#: One prefix for everything we write, apart from Celery's own queues.
+PREFIX = "celeriac:"
+#: Stream of compact execution events; the durable hand-off between workers and SQL.
+EVENTS_STREAM = PREFIX + "events"
+#: Consumer group of the recorder processes on EVENTS_STREAM.
+RECORDER_GROUP = "recorder"
+#: Hash of recorder figures (lag percentiles, rows written, last batch time).
+RECORDER_STATS = PREFIX + "recorder:stats"
+#: Set while a recorder is alive; lets health checks tell "idle" from "down".
+RECORDER_HEARTBEAT = PREFIX + "recorder:heartbeat"
+#: Seconds a recorder heartbeat lives without renewal.
+RECORDER_HEARTBEAT_TTL_S = 30
+#: RedBeat's key prefix (set as `redbeat_key_prefix`).
+REDBEAT_PREFIX = PREFIX + "redbeat:"
+#: How long a cancel mark outlives the cancel: longer than any message can stay queued
+#: (the visibility timeout is at most a few hours), so a revoked job never runs later.
+CANCEL_MARK_TTL_S = 7 * 24 * 3600
+
+
+def cancelled(job_id: str) -> str:
+    """Key marking a job as cancelled; checked by every task before it runs."""
+    return f"{PREFIX}cancelled:{job_id}"
+
+
+def demo_flaky(key: str) -> str:
+    """Counter of demo.flaky attempts for `key` (TTL: tasks.demo.FLAKY_TTL_S)."""
+    return f"{PREFIX}demo:flaky:{key}"

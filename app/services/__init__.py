@@ -1,0 +1,1 @@
+"""Business rules, one module per concern. No Flask request objects here."""

@@ -1,0 +1,191 @@
+"""Dispatch rules shared by code (`Job.dispatch`) and the API: validate, resolve, publish.
+
+Defaults come from the job's definition row (editable by admins), then from the code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import ValidationError
+from app.priority import DEFAULT_PRIORITY, is_valid_priority, to_broker_priority
+from app.models import JobDefinition
+
+#: Seconds between a job's soft time limit (exception in the job) and the hard kill.
+HARD_LIMIT_GRACE_S = 10
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What dispatch needs to know about a registered task."""
+
+    name: str
+    queue: str = "default"
+    priority: int = DEFAULT_PRIORITY
+    max_attempts: int = 1
+    timeout_s: int | None = None
+    encrypted: bool = False
+
+
+class Registry(Protocol):
+    """Looks up registered tasks by name (the Celery app in production)."""
+
+    def get(self, job_class: str) -> TaskInfo | None: ...
+
+
+class Publisher(Protocol):
+    """Sends a job to the broker (Celery in production, a fake in users' tests)."""
+
+    def publish(self, job: ResolvedJob) -> None: ...
+
+
+@dataclass
+class DispatchSpec:
+    """A dispatch request as the caller gave it; None means "use the default"."""
+
+    job_class: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    tenant_id: str = "default"
+    queue: str | None = None
+    priority: int | None = None
+    delay_s: float | None = None
+    max_attempts: int | None = None
+    backoff: list[int] | None = None
+    timeout_s: int | None = None
+    tags: list[str] | None = None
+    retry_of: str | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedJob:
+    """A validated dispatch with every default filled in."""
+
+    job_id: str
+    job_class: str
+    payload: dict[str, Any]
+    tenant_id: str
+    queue: str
+    priority: int
+    delay_s: float
+    max_attempts: int
+    backoff: list[int] | None
+    timeout_s: int | None
+    tags: list[str]
+    retry_of: str | None
+    job_definition_id: str | None
+
+    @property
+    def eta(self) -> datetime | None:
+        if not self.delay_s:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=self.delay_s)
+
+    def celeriac_header(self) -> dict[str, Any]:
+        """The `celeriac` message header: what the recorder and the job runner read."""
+        header: dict[str, Any] = {"tenant": self.tenant_id, "max_attempts": self.max_attempts}
+        if self.backoff is not None:
+            header["backoff"] = self.backoff
+        if self.tags:
+            header["tags"] = self.tags
+        if self.retry_of:
+            header["retry_of"] = self.retry_of
+        if self.job_definition_id:
+            header["definition"] = self.job_definition_id
+        return header
+
+    def celery_options(self) -> dict[str, Any]:
+        """Keyword arguments for Celery's `apply_async` / `send_task`."""
+        options: dict[str, Any] = {
+            "task_id": self.job_id,
+            "queue": self.queue,
+            "priority": to_broker_priority(self.priority),
+            "headers": {"celeriac": self.celeriac_header()},
+        }
+        if self.delay_s:
+            options["countdown"] = self.delay_s
+        if self.timeout_s:
+            options["soft_time_limit"] = self.timeout_s
+            options["time_limit"] = self.timeout_s + HARD_LIMIT_GRACE_S
+        return options
+
+
+def find_definition(session: Session, job_class: str) -> JobDefinition | None:
+    return session.scalar(select(JobDefinition).where(JobDefinition.job_class == job_class))
+
+
+def _check_number(value: Any, name: str, minimum: float, maximum: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{name} must be a number")
+    if value < minimum:
+        raise ValidationError(f"{name} must be at least {minimum:g}, got {value}")
+    if value > maximum:
+        raise ValidationError(f"{name} must be at most {maximum:g}, got {value}")
+
+
+def _validate(spec: DispatchSpec, settings: Settings) -> None:
+    if spec.priority is not None and not is_valid_priority(spec.priority):
+        raise ValidationError(f"priority must be an integer from 0 to 9, got {spec.priority!r}")
+    if spec.delay_s is not None:
+        _check_number(spec.delay_s, "delay", 0, settings.max_delay_s)
+    if spec.timeout_s is not None:
+        _check_number(spec.timeout_s, "timeout", 1, settings.max_timeout_s)
+    if spec.max_attempts is not None:
+        _check_number(spec.max_attempts, "max_attempts", 1, 100)
+    if spec.backoff is not None:
+        for value in spec.backoff:
+            _check_number(value, "each backoff value", 0, settings.max_delay_s)
+    if spec.queue is not None and not _is_queue_name(spec.queue):
+        raise ValidationError(
+            "queue must be 1-100 characters of letters, digits, '.', '_' or '-'"
+        )
+
+
+def _is_queue_name(name: str) -> bool:
+    return 0 < len(name) <= 100 and all(ch.isalnum() or ch in "._-" for ch in name)
+
+
+def resolve(
+    spec: DispatchSpec,
+    info: TaskInfo | None,
+    definition: JobDefinition | None,
+    settings: Settings,
+) -> ResolvedJob:
+    """Validate `spec` against the task and its definition and fill in defaults.
+
+    Raises:
+        ValidationError: unknown job class, inactive definition, or an option out of range.
+    """
+    if info is None:
+        raise ValidationError(f"unknown job class {spec.job_class!r}: no such task is registered")
+    if definition is not None and not definition.is_active:
+        raise ValidationError(f"job class {spec.job_class!r} is inactive and cannot be dispatched")
+    _validate(spec, settings)
+    queue = spec.queue or (definition.default_queue if definition else info.queue)
+    priority = spec.priority
+    if priority is None:
+        priority = definition.priority if definition else info.priority
+    max_attempts = spec.max_attempts or (definition.max_attempts if definition else info.max_attempts)
+    timeout_s = spec.timeout_s or (definition.timeout if definition else info.timeout_s)
+    return ResolvedJob(
+        job_id=spec.job_id or str(uuid.uuid4()),
+        job_class=spec.job_class,
+        payload=dict(spec.payload),
+        tenant_id=spec.tenant_id,
+        queue=queue,
+        priority=priority,
+        delay_s=float(spec.delay_s or 0),
+        max_attempts=int(max_attempts),
+        backoff=list(spec.backoff) if spec.backoff is not None else None,
+        timeout_s=int(timeout_s) if timeout_s else None,
+        tags=list(spec.tags or []),
+        retry_of=spec.retry_of,
+        job_definition_id=definition.id if definition else None,
+    )

@@ -1,0 +1,73 @@
+"""Celery settings (lowercase, Celery's names), all values from app.config.
+
+No logic and no task imports here: task modules are listed in `imports`.
+"""
+
+from __future__ import annotations
+
+from app import redis_keys
+from app.config import get_settings
+from app.priority import DEFAULT_PRIORITY, to_broker_priority
+
+_settings = get_settings()
+
+broker_url = _settings.redis_url
+result_backend = _settings.redis_url
+redbeat_redis_url = _settings.redis_url
+redbeat_key_prefix = redis_keys.REDBEAT_PREFIX
+redbeat_lock_timeout = 25
+beat_scheduler = "redbeat.RedBeatScheduler"
+beat_max_loop_interval = 5
+
+#: Task modules every worker loads. Users add theirs with CELERIAC_TASK_MODULES.
+imports = ("tasks.demo", *_settings.task_modules)
+
+# JSON only: a pickle message from the network would be code execution.
+accept_content = ["json"]
+result_accept_content = ["json"]
+task_serializer = "json"
+result_serializer = "json"
+event_serializer = "json"
+
+# Crash safety: a job is acknowledged only after it ran; a job whose worker process dies
+# is retried (bounded by its max_retries: a message that keeps killing its worker ends up
+# failed instead of looping), and re-queued if even that retry cannot be sent.
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_retry_on_worker_lost = True
+worker_prefetch_multiplier = 1
+
+#: See Settings.visibility_timeout_s: longer than any allowed delay plus runtime.
+_visibility = _settings.visibility_timeout_s
+broker_transport_options = {
+    "visibility_timeout": _visibility,
+    # Priorities 0-9 within a queue: ten Redis lists per queue ("emails", "emails:1", ...).
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    # A worker started with -Q critical,default,low drains them in that order.
+    "queue_order_strategy": "priority",
+}
+result_backend_transport_options = {"visibility_timeout": _visibility}
+#: Unprioritised messages would otherwise land in Redis's top bucket.
+task_default_priority = to_broker_priority(DEFAULT_PRIORITY)
+task_default_queue = "default"
+task_create_missing_queues = True
+
+# Time limits for tasks that set none; Job classes set their own from `timeout`.
+task_soft_time_limit = _settings.default_timeout_s
+task_time_limit = _settings.default_timeout_s + 30
+result_expires = 24 * 3600
+result_extended = False
+
+worker_max_tasks_per_child = _settings.worker_max_tasks_per_child
+worker_max_memory_per_child = _settings.worker_max_memory_per_child_kb
+worker_send_task_events = False
+task_send_sent_event = False
+worker_soft_shutdown_timeout = 10.0
+worker_consumer = "app.recording.consumer:RecordingConsumer"
+
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+broker_pool_limit = 10
+timezone = "UTC"
+enable_utc = True

@@ -1,0 +1,1 @@
+"""Celery task modules. Each module is listed in celeryconfig.imports."""
