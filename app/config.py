@@ -101,6 +101,8 @@ class Settings:
     #: Extra task modules every worker imports (CELERIAC_TASK_MODULES, comma-separated).
     task_modules: tuple[str, ...] = field(default_factory=tuple)
     default_tenant: str = "default"
+    #: Send session cookies over HTTPS only; turn on behind TLS.
+    secure_cookies: bool = False
 
     @property
     def visibility_timeout_s(self) -> int:
@@ -148,6 +150,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         encryption_keys=keys,
         task_modules=_csv(environ, "CELERIAC_TASK_MODULES"),
         default_tenant=environ.get("CELERIAC_DEFAULT_TENANT") or "default",
+        secure_cookies=_bool(environ, "CELERIAC_SECURE_COOKIES", False),
     )
 
 

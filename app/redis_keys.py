@@ -39,3 +39,8 @@ def cancelled(job_id: str) -> str:
 def demo_flaky(key: str) -> str:
     """Counter of demo.flaky attempts for `key` (TTL: tasks.demo.FLAKY_TTL_S)."""
     return f"{PREFIX}demo:flaky:{key}"
+
+
+def login_failures(client: str) -> str:
+    """Failed console logins from `client` (TTL: ops_ui console LOGIN_LOCK_S)."""
+    return f"{PREFIX}login:failures:{client}"

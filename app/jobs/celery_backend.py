@@ -83,3 +83,16 @@ def run_in_process(job: ResolvedJob) -> Any:
         return result.get(propagate=True, disable_sync_subtasks=False)
     finally:
         signals.flush_buffer()
+
+
+def sync_registry_definitions() -> int:
+    """Load every task module and add definition rows for new tasks (J3)."""
+    from app.db import session_scope
+    from app.services.definitions import sync_definitions
+
+    load_task_modules()
+    registry = CeleryRegistry()
+    infos = [info for name in registry.names() if (info := registry.get(name)) is not None]
+    descriptions = {name: (celery_app.tasks[name].__doc__ or "").strip() or None for name in registry.names()}
+    with session_scope() as session:
+        return sync_definitions(session, infos, descriptions)

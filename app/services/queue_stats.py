@@ -1,0 +1,121 @@
+"""Per-queue statistics for GET /api/jobs/queue/{name}/stats (M1, first cut).
+
+Counts come from SQL (tenant-scoped); `broker_depth` is the Redis list length summed over
+the queue's priority sub-lists ("q", "q:1" .. "q:9"), which Flower gets wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound
+from app.models import ExecutionStatus, JobExecution
+
+#: Window of the completed / failed counts and runtime figures.
+WINDOW = timedelta(hours=1)
+#: Most recent runtimes read for the percentile; bounds the query on busy queues.
+RUNTIME_SAMPLE = 5_000
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    queue: str
+    pending: int
+    delayed: int
+    processing: int
+    completed: int
+    failed: int
+    throughput_per_minute: float
+    avg_runtime_ms: float | None
+    p95_runtime_ms: float | None
+    oldest_pending_age_s: float | None
+    broker_depth: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def broker_queue_keys(queue: str) -> list[str]:
+    """Redis list names kombu uses for `queue` with priority steps 0-9 and sep ':'."""
+    return [queue] + [f"{queue}:{step}" for step in range(1, 10)]
+
+
+def broker_depth(redis_client: Any, queue: str) -> int:
+    pipe = redis_client.pipeline(transaction=False)
+    for key in broker_queue_keys(queue):
+        pipe.llen(key)
+    return sum(int(n) for n in pipe.execute())
+
+
+def _percentile(values: list[int], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+def queue_stats(
+    session: Session, queue: str, tenant_id: str | None, redis_client: Any, now: datetime | None = None
+) -> QueueStats:
+    """Statistics of `queue` as `tenant_id` sees it (None: all tenants).
+
+    Raises:
+        NotFound: the queue has never held a job and has nothing in the broker.
+    """
+    now = now or datetime.now(UTC)
+    since = now - WINDOW
+    base = select(func.count()).select_from(JobExecution).where(JobExecution.queue == queue)
+    if tenant_id is not None:
+        base = base.where(JobExecution.tenant_id == tenant_id)
+    pending = ExecutionStatus.PENDING.value
+    ready = or_(JobExecution.eta.is_(None), JobExecution.eta <= now)
+
+    def count(*conditions: Any) -> int:
+        return int(session.scalar(base.where(*conditions)) or 0)
+
+    depth = broker_depth(redis_client, queue)
+    if count() == 0 and depth == 0:
+        raise NotFound(f"no queue named {queue!r}")
+    runtimes_query = (
+        select(JobExecution.execution_time_ms)
+        .where(JobExecution.queue == queue, JobExecution.status == ExecutionStatus.COMPLETED.value)
+        .where(JobExecution.completed_at >= since, JobExecution.execution_time_ms.is_not(None))
+        .order_by(JobExecution.completed_at.desc())
+        .limit(RUNTIME_SAMPLE)
+    )
+    oldest_query = select(func.min(JobExecution.created_at)).where(
+        JobExecution.queue == queue, JobExecution.status == pending, ready
+    )
+    if tenant_id is not None:
+        runtimes_query = runtimes_query.where(JobExecution.tenant_id == tenant_id)
+        oldest_query = oldest_query.where(JobExecution.tenant_id == tenant_id)
+    runtimes = [int(v) for v in session.scalars(runtimes_query)]
+    oldest = session.scalar(oldest_query)
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    completed = count(
+        JobExecution.status == ExecutionStatus.COMPLETED.value, JobExecution.completed_at >= since
+    )
+    return QueueStats(
+        queue=queue,
+        pending=count(JobExecution.status == pending, ready),
+        delayed=count(
+            or_(
+                (JobExecution.status == pending) & (JobExecution.eta > now),
+                JobExecution.status == ExecutionStatus.RETRYING.value,
+            )
+        ),
+        processing=count(JobExecution.status == ExecutionStatus.PROCESSING.value),
+        completed=completed,
+        failed=count(JobExecution.status == ExecutionStatus.FAILED.value, JobExecution.failed_at >= since),
+        throughput_per_minute=round(completed / (WINDOW.total_seconds() / 60), 3),
+        avg_runtime_ms=round(sum(runtimes) / len(runtimes), 1) if runtimes else None,
+        p95_runtime_ms=_percentile(runtimes, 0.95),
+        oldest_pending_age_s=round((now - oldest).total_seconds(), 3) if oldest else None,
+        broker_depth=depth,
+    )

@@ -1,0 +1,97 @@
+"""The web process: operations console and REST API (`create_app`, flaskr style)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, request
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.config import ROOT_DIR, Settings, get_settings
+from app.db import db, engine_options
+from ops_ui.errors import problem, register_error_handlers
+from ops_ui.extensions import csrf, login_manager, migrate
+
+logger = logging.getLogger(__name__)
+
+#: Headers on every response; the console loads nothing from other origins.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
+def create_app(test_config: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    """Build the Flask app from settings, with `test_config` applied on top."""
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_url),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        REMEMBER_COOKIE_SECURE=settings.secure_cookies,
+        WTF_CSRF_TIME_LIMIT=None,
+    )
+    if test_config:
+        app.config.update(test_config)
+    app.extensions["celeriac_settings"] = settings
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT_DIR / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "console.login"
+
+    from ops_ui.blueprints import console, health
+    from ops_ui.blueprints.api import bp as api_bp
+    from ops_ui.cli import register_cli
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)  # the API authenticates with bearer tokens, not cookies
+    app.register_blueprint(console.bp)
+    register_error_handlers(app)
+    register_cli(app)
+    _install_request_hooks(app)
+    _load_registry(app)
+    return app
+
+
+def _install_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def refuse_large_bodies() -> Response | None:
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length > limit:
+            return problem(413, "Payload too large", f"the body is over the {limit}-byte limit")
+        return None
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+def _load_registry(app: Flask) -> None:
+    """Import task modules so dispatch knows every job; sync definitions when possible."""
+    from app.jobs.celery_backend import load_task_modules, sync_registry_definitions
+
+    load_task_modules()
+    if app.config.get("TESTING"):
+        return
+    try:
+        added = sync_registry_definitions()
+        if added:
+            logger.info("Added %d job definitions from code", added)
+    except SQLAlchemyError as exc:  # before the first migration: the CLI will sync later
+        logger.warning("Job definitions not synced yet (%s)", exc.__class__.__name__)
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,93 @@
+"""Who is calling: bearer tokens for /api, sessions for the console; one role guard each."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import g, redirect, request, url_for
+from flask_login import current_user
+
+from app.db import db
+from app.errors import Forbidden
+from app.models import User
+from app.services.auth import authenticate_token, role_allows
+from ops_ui.errors import problem
+from ops_ui.extensions import login_manager
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller of a request: an API token or a console user."""
+
+    actor: str
+    role: str
+    #: None for a superadmin, who sees every tenant.
+    tenant_id: str | None
+
+
+def api_auth(role: str) -> Callable[[F], F]:
+    """Require a bearer token whose role is at least `role`; sets `g.principal`."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            header = request.headers.get("Authorization", "")
+            scheme, _, raw = header.partition(" ")
+            if scheme.lower() != "bearer" or not raw.strip():
+                return problem(401, "Unauthorized", "send Authorization: Bearer <token>")
+            token = authenticate_token(db.session, raw.strip())
+            if token is None:
+                return problem(401, "Unauthorized", "the token is unknown or revoked")
+            g.principal = Principal(f"token:{token.id}", token.role, token.tenant_id)
+            if not role_allows(token.role, role):
+                raise Forbidden(f"this needs the {role} role; the token has {token.role}")
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def console_role(role: str) -> Callable[[F], F]:
+    """Require a logged-in console user whose role is at least `role`."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not current_user.is_authenticated:
+                return redirect(url_for("console.login", next=request.full_path))
+            user: User = current_user.user
+            g.principal = Principal(
+                f"user:{user.id}", user.role, None if user.is_superadmin else user.tenant_id
+            )
+            if not role_allows(user.role, role):
+                raise Forbidden(f"this needs the {role} role")
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+class LoginUser:
+    """Flask-Login's view of a `User`."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+        self.is_authenticated = True
+        self.is_active = user.is_active
+        self.is_anonymous = False
+
+    def get_id(self) -> str:
+        return self.user.id
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> LoginUser | None:
+    user = db.session.get(User, user_id)
+    return LoginUser(user) if user is not None and user.is_active else None

@@ -1,0 +1,9 @@
+"""The REST API under /api (API.md). Every route needs a bearer token."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+from ops_ui.blueprints.api import jobs, openapi  # noqa: E402,F401  (routes register on bp)

@@ -1,0 +1,112 @@
+"""GET /api/openapi.json: the OpenAPI 3 document of what this version serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import jsonify
+
+from app import __version__
+from ops_ui.auth import api_auth
+from ops_ui.blueprints.api import bp
+
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _PROBLEM for code in codes}
+
+
+_JOB = {
+    "type": "object",
+    "properties": {
+        name: {"type": kind}
+        for name, kind in {
+            "id": "string", "job_class": "string", "queue": "string", "priority": "integer",
+            "status": "string", "attempts": "integer", "max_attempts": "integer",
+            "error_message": "string", "exception_trace": "string", "worker_id": "string",
+            "execution_time_ms": "integer", "memory_usage_mb": "number", "tags": "array",
+            "tenant_id": "string", "batch_id": "string", "created_at": "string",
+            "started_at": "string", "completed_at": "string", "failed_at": "string",
+        }.items()
+    },
+}
+_DISPATCH = {
+    "type": "object",
+    "required": ["job_class"],
+    "properties": {
+        "job_class": {"type": "string", "example": "demo.echo"},
+        "payload": {"type": "object"},
+        "options": {
+            "type": "object",
+            "properties": {
+                "queue": {"type": "string"},
+                "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+                "delay": {"type": "number", "minimum": 0, "description": "seconds; at most CELERIAC_MAX_DELAY_S"},
+                "max_attempts": {"type": "integer", "minimum": 1},
+                "backoff": {"type": "array", "items": {"type": "integer"}},
+                "timeout": {"type": "integer", "minimum": 1},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def document() -> dict[str, Any]:
+    job_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Celeriac API", "version": __version__},
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {"get": {"security": [], "responses": {"200": {"description": "up"}}}},
+            "/api/jobs/dispatch": {"post": {
+                "summary": "Dispatch a job",
+                "requestBody": {"content": {"application/json": {"schema": _DISPATCH}}},
+                "responses": {"201": {"description": "queued"}, **_errors(400, 401, 403, 413, 422, 503)},
+            }},
+            "/api/jobs": {"get": {
+                "summary": "List jobs, newest first (keyset pagination)",
+                "parameters": [
+                    {"name": n, "in": "query", "schema": {"type": "string"}}
+                    for n in ("status", "queue", "job_class", "limit", "cursor")
+                ],
+                "responses": {"200": {"description": "items and next_cursor"}, **_errors(401, 422)},
+            }},
+            "/api/jobs/{id}": {"get": {
+                "parameters": [job_id],
+                "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": _JOB}}},
+                              **_errors(401, 404)},
+            }},
+            "/api/jobs/{id}/retry": {"post": {
+                "parameters": [job_id],
+                "responses": {"202": {"description": "retry queued"}, **_errors(401, 403, 404, 409)},
+            }},
+            "/api/jobs/{id}/cancel": {"post": {
+                "parameters": [job_id],
+                "responses": {"200": {"description": "cancelled"}, **_errors(401, 403, 404, 409)},
+            }},
+            "/api/jobs/queue/{name}/stats": {"get": {
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "queue statistics"}, **_errors(401, 404)},
+            }},
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Problem": {
+                "description": "application/problem+json",
+                "content": {"application/problem+json": {"schema": {
+                    "type": "object",
+                    "properties": {k: {"type": "string"} for k in ("type", "title", "detail")}
+                    | {"status": {"type": "integer"}},
+                }}},
+            }},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+@api_auth("viewer")
+def openapi() -> object:
+    return jsonify(document())

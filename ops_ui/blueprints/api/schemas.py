@@ -1,0 +1,96 @@
+"""Request bodies of the API: shape errors are 400, invalid values 422 (API.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from werkzeug.exceptions import BadRequest
+
+from app.errors import ValidationError
+from app.services.dispatching import DispatchSpec
+
+#: Options of API.md's dispatch body; the last three arrive with job composition.
+KNOWN_OPTIONS = {
+    "queue", "priority", "delay", "max_attempts", "backoff", "timeout", "tags",
+    "depends_on", "unique_for", "encrypted",
+}
+NOT_YET = {"depends_on", "unique_for", "encrypted"}
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object.
+
+    Raises:
+        BadRequest: not JSON, or not an object.
+    """
+    body = request.get_json(silent=True, force=True)
+    if body is None:
+        raise BadRequest("the body must be valid JSON")
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    return body
+
+
+def _int_or_none(options: dict[str, Any], key: str) -> Any:
+    value = options.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"options.{key} must be a number")
+    return value
+
+
+def parse_dispatch(body: dict[str, Any], tenant_id: str) -> DispatchSpec:
+    """Turn a dispatch body into a `DispatchSpec`.
+
+    Raises:
+        BadRequest: wrong shape (job_class missing, payload or options not objects).
+        ValidationError: an option with an invalid value or an unknown option.
+    """
+    job_class = body.get("job_class")
+    if not isinstance(job_class, str) or not job_class:
+        raise BadRequest("job_class must be a non-empty string")
+    payload = body.get("payload", {})
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise BadRequest("payload must be a JSON object")
+    options = body.get("options") or {}
+    if not isinstance(options, dict):
+        raise BadRequest("options must be a JSON object")
+    unknown = set(options) - KNOWN_OPTIONS
+    if unknown:
+        raise ValidationError(f"unknown options: {', '.join(sorted(unknown))}")
+    pending = sorted(k for k in NOT_YET & set(options) if options[k] not in (None, False, []))
+    if pending:
+        raise ValidationError(f"options not available in this version: {', '.join(pending)}")
+    queue = options.get("queue")
+    if queue is not None and not isinstance(queue, str):
+        raise ValidationError("options.queue must be a string")
+    priority = options.get("priority")
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
+        raise ValidationError(f"priority must be an integer from 0 to 9, got {priority!r}")
+    tags = options.get("tags")
+    if tags is not None and (not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)):
+        raise ValidationError("options.tags must be a list of strings")
+    backoff = options.get("backoff")
+    if backoff is not None and (
+        not isinstance(backoff, list)
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in backoff)
+    ):
+        raise ValidationError("options.backoff must be a list of seconds")
+    max_attempts = _int_or_none(options, "max_attempts")
+    timeout = _int_or_none(options, "timeout")
+    return DispatchSpec(
+        job_class=job_class,
+        payload=payload,
+        tenant_id=tenant_id,
+        queue=queue,
+        priority=priority,
+        delay_s=_int_or_none(options, "delay"),
+        max_attempts=int(max_attempts) if max_attempts is not None else None,
+        backoff=[int(v) for v in backoff] if backoff is not None else None,
+        timeout_s=int(timeout) if timeout is not None else None,
+        tags=tags,
+    )

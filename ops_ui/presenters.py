@@ -1,0 +1,47 @@
+"""Plain functions turning models into API / template data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.models import JobExecution
+
+ENCRYPTED = "[encrypted]"
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def job_to_dict(row: JobExecution) -> dict[str, Any]:
+    """The job representation of API.md `GET /api/jobs/{id}` (plus a few extras)."""
+    return {
+        "id": row.id,
+        "job_class": row.job_class,
+        "queue": row.queue,
+        "priority": row.priority,
+        "status": row.status,
+        "attempts": row.attempts,
+        "max_attempts": row.max_attempts,
+        "payload": ENCRYPTED if row.encrypted else row.payload,
+        "result": ENCRYPTED if row.encrypted and row.result is not None else row.result,
+        "error_message": row.error_message,
+        "exception_type": row.exception_type,
+        "exception_trace": row.exception_trace,
+        "worker_id": row.worker_id,
+        "execution_time_ms": row.execution_time_ms,
+        "memory_usage_mb": row.memory_usage_mb,
+        "tags": row.tags or [],
+        "tenant_id": row.tenant_id,
+        "batch_id": row.batch_id,
+        "chain_id": row.chain_id,
+        "retry_of": row.retry_of,
+        "eta": iso(row.eta),
+        "created_at": iso(row.created_at),
+        "started_at": iso(row.started_at),
+        "completed_at": iso(row.completed_at),
+        "failed_at": iso(row.failed_at),
+        "cancelled_at": iso(row.cancelled_at),
+        "updated_at": iso(row.updated_at),
+    }
