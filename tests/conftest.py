@@ -1,0 +1,184 @@
+"""Test harness: real Redis (embedded when none is reachable), SQLite or PostgreSQL.
+
+The environment is set here, before any `app` module reads its settings. Redis: a
+database number of its own, flushed at the end. SQL: a temporary SQLite file, or a
+PostgreSQL database of its own when CELERIAC_TEST_DB=postgresql (dropped at the end).
+Under CI=true a missing backend fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+_TMP = Path(tempfile.mkdtemp(prefix="celeriac-tests-"))
+_cleanups: list[Callable[[], None]] = []
+
+
+def _fail_or_skip(message: str) -> None:
+    if IN_CI:
+        raise RuntimeError(message)
+    print(f"SKIPPING: {message}", file=sys.stderr)
+    sys.exit(0)
+
+
+def _pick_redis_db(base_url: str) -> str:
+    """The first empty database number from 15 down, so tests never touch others' data."""
+    for db_number in range(15, 7, -1):
+        client = redis.Redis.from_url(f"{base_url}/{db_number}")
+        if client.dbsize() == 0:
+            client.set("celeriac:tests:claim", str(os.getpid()))
+            return f"{base_url}/{db_number}"
+    raise RuntimeError("no empty Redis database between 8 and 15")
+
+
+def _resolve_redis() -> str:
+    candidate = os.environ.get("TEST_REDIS_URL") or "redis://127.0.0.1:6379"
+    try:
+        redis.Redis.from_url(candidate, socket_connect_timeout=1).ping()
+        return _pick_redis_db(candidate.rstrip("/"))
+    except redis.RedisError:
+        from app.embedded_redis import start_embedded
+
+        server = start_embedded(_TMP / "redis", persist=False)
+        _cleanups.append(server.stop)
+        return server.url.rsplit("/", 1)[0] + "/1"
+
+
+def _resolve_database() -> str:
+    if os.environ.get("CELERIAC_TEST_DB") != "postgresql":
+        return f"sqlite:///{_TMP / 'celeriac-test.db'}"
+    import psycopg
+
+    admin_url = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"celeriac_test_{os.getpid()}"
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        _fail_or_skip(f"PostgreSQL is not reachable for tests: {exc}")
+
+    def drop() -> None:
+        from app.db import get_engine
+
+        get_engine().dispose()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    _cleanups.append(drop)
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+REDIS_URL = _resolve_redis()
+DATABASE_URL = _resolve_database()
+os.environ.update(
+    REDIS_URL=REDIS_URL,
+    DATABASE_URL=DATABASE_URL,
+    SECRET_KEY="test-secret",
+    CELERIAC_TASK_MODULES="tests.sample_jobs",
+    CELERIAC_WORKER_LOST_RETRY_DELAY_S="0",
+    CELERIAC_MAX_DELAY_S="120",
+)
+os.environ.pop("CELERIAC_TRACKING", None)
+
+from app.config import get_settings  # noqa: E402
+
+get_settings.cache_clear()
+
+
+def _migrate() -> None:
+    from flask_migrate import upgrade
+
+    from ops_ui import create_app
+
+    app = create_app({"TESTING": True})
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"))
+
+
+_migrate()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    try:
+        redis.Redis.from_url(REDIS_URL).flushdb()
+    except redis.RedisError:
+        pass
+    for cleanup in reversed(_cleanups):
+        try:
+            cleanup()
+        except Exception as exc:  # report, but let the other cleanups run
+            print(f"cleanup failed: {exc}", file=sys.stderr)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}; last value {last!r}")
+
+
+@pytest.fixture(scope="session")
+def settings() -> Any:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(REDIS_URL)
+
+
+@pytest.fixture()
+def app() -> Iterator[Any]:
+    from ops_ui import create_app
+
+    flask_app = create_app({"TESTING": True, "WTF_CSRF_ENABLED": True})
+    with flask_app.app_context():
+        yield flask_app
+
+
+@pytest.fixture()
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture()
+def make_token(app: Any) -> Callable[..., str]:
+    from app.db import db
+    from app.services.auth import create_token
+
+    def make(role: str = "operator", tenant: str = "acme") -> str:
+        new = create_token(db.session, tenant, role, name="test")
+        db.session.commit()
+        return new.raw
+
+    return make
+
+
+@pytest.fixture()
+def auth(make_token: Callable[..., str]) -> Callable[..., dict[str, str]]:
+    def headers(role: str = "operator", tenant: str = "acme") -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_token(role, tenant)}"}
+
+    return headers
+
+
+@pytest.fixture()
+def unique() -> str:
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,97 @@
+"""Real Celery worker processes and a real recorder against the test Redis and database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, wait_for
+
+#: Queues the session worker consumes; tests use others to hold jobs back.
+WORKER_QUEUES = "high,default,low"
+
+
+class WorkerProcess:
+    """A `celery worker` subprocess (prefork), as `make run` starts it."""
+
+    def __init__(self, log_path: Path, queues: str = WORKER_QUEUES, concurrency: int = 2,
+                 hostname: str = "test-worker@%h") -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "app.celery_app", "worker", "-Q", queues,
+             "-c", str(concurrency), "-l", "info", "-n", hostname,
+             "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=ROOT, env=os.environ.copy(), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: b" ready." in log_path.read_bytes() or self.process.poll() is not None,
+                 timeout=60, what="worker ready")
+        if self.process.poll() is not None:
+            raise RuntimeError("worker exited:\n" + log_path.read_text()[-3000:])
+
+    def children(self) -> list[int]:
+        import psutil
+
+        return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    proc = WorkerProcess(tmp_path_factory.mktemp("worker") / "worker.log")
+    yield proc
+    proc.stop()
+
+
+class RecorderThread:
+    """The recorder loop in a thread of the test process (same code as `python -m app.recorder`)."""
+
+    def __init__(self) -> None:
+        from app.config import get_settings
+        from app.recorder import Recorder
+        from app.redis_client import get_redis
+
+        settings = get_settings()
+        self.recorder = Recorder(settings, get_redis(settings.redis_url), name="test-recorder")
+        self.recorder.ensure_group()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.recorder.run_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def recorder() -> Iterator[RecorderThread]:
+    thread = RecorderThread()
+    yield thread
+    thread.stop()
+
+
+@pytest.fixture()
+def stack(worker: WorkerProcess, recorder: RecorderThread) -> dict[str, Any]:
+    """A running worker and recorder."""
+    return {"worker": worker, "recorder": recorder}

@@ -1,0 +1,67 @@
+"""Job bodies used only by tests (loaded by workers through CELERIAC_TASK_MODULES)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from app.celery_app import celery_app
+from app.config import get_settings
+from app.jobs import Job, job
+from app.redis_client import get_redis
+
+
+def _redis() -> Any:
+    return get_redis(get_settings().redis_url)
+
+
+class PermanentError(Exception):
+    """Never retried by RetryingJob."""
+
+
+class RetryingJob(Job):
+    """Fails `failures` times (counted in Redis under `key`), then returns the attempt."""
+
+    name = "tests.retrying"
+    max_tries = 3
+    backoff = [0, 1]
+    dont_retry_on = (PermanentError,)
+
+    def handle(self, key: str, failures: int = 1, permanent: bool = False, **_: Any) -> int:
+        seen = int(_redis().incr(f"tests:retrying:{key}"))
+        if permanent:
+            raise PermanentError(f"permanent failure for {key}")
+        if seen <= failures:
+            raise ValueError(f"failure {seen} for {key}")
+        return self.attempt
+
+    def failed(self, exc: BaseException) -> None:
+        _redis().set(f"tests:failed-hook:{self.job_id}", f"{type(exc).__name__}: {exc}")
+
+
+class MarkerJob(Job):
+    """Records that it ran (and in which process), then sleeps `seconds`."""
+
+    name = "tests.marker"
+    max_tries = 3
+
+    def handle(self, key: str, seconds: float = 0, **_: Any) -> str:
+        client = _redis()
+        runs = int(client.incr(f"tests:marker:{key}:runs"))
+        client.set(f"tests:marker:{key}:pid", os.getpid())
+        if runs == 1:
+            time.sleep(float(seconds))
+        return f"run {runs}"
+
+
+@job("tests.decorated", queue="default", max_tries=2)
+def decorated(x: int = 1, **_: Any) -> int:
+    """A job written as a function."""
+    return x * 2
+
+
+@celery_app.task(name="tests.plain_sleep")
+def plain_sleep(seconds: float = 0.1) -> float:
+    time.sleep(seconds)
+    return seconds
