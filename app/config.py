@@ -138,9 +138,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_body_bytes=_int(environ, "CELERIAC_MAX_BODY_BYTES", 1024 * 1024, 1024),
         max_result_chars=_int(environ, "CELERIAC_MAX_RESULT_CHARS", 10_000, 100),
         worker_max_tasks_per_child=_int(environ, "CELERIAC_WORKER_MAX_TASKS_PER_CHILD", 1000, 1),
-        worker_max_memory_per_child_kb=_int(
-            environ, "CELERIAC_WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, 1024
-        ),
+        worker_max_memory_per_child_kb=_int(environ, "CELERIAC_WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, 1024),
         worker_lost_retry_delay_s=_int(environ, "CELERIAC_WORKER_LOST_RETRY_DELAY_S", 5, 0),
         tracking_enabled=_bool(environ, "CELERIAC_TRACKING", True),
         recorder_batch_size=_int(environ, "CELERIAC_RECORDER_BATCH_SIZE", 500, 1),

@@ -97,9 +97,7 @@ class Recorder:
 
     def ensure_group(self) -> None:
         try:
-            self.redis.xgroup_create(
-                redis_keys.EVENTS_STREAM, redis_keys.RECORDER_GROUP, id="0", mkstream=True
-            )
+            self.redis.xgroup_create(redis_keys.EVENTS_STREAM, redis_keys.RECORDER_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -124,7 +122,7 @@ class Recorder:
             count=self.settings.recorder_batch_size,
             block=None if self._read_pending else self.settings.recorder_block_ms,
         )
-        entries: list[Entry] = response[0][1] if response else []
+        entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
         if self._read_pending and not entries:
             self._read_pending = False
         return entries
@@ -170,8 +168,7 @@ class Recorder:
             try:
                 self._write([event])
             except SQLAlchemyError as exc:
-                logger.error("Recorder: event %s of job %s moved to %s: %s",
-                             event["t"], event["id"], DEAD_STREAM, exc)
+                logger.error("Recorder: event %s of job %s moved to %s: %s", event["t"], event["id"], DEAD_STREAM, exc)
                 clean = {k: v for k, v in event.items() if k != "_sid"}
                 self.redis.xadd(DEAD_STREAM, {"e": json.dumps(clean, default=str), "error": str(exc)[:1000]})
                 self.stats.dead += 1

@@ -14,7 +14,7 @@ from celery.exceptions import Ignore
 from app.config import get_settings
 
 
-class TrackedTask(Task):  # type: ignore[misc]
+class TrackedTask(Task):  # type: ignore[type-arg]
     #: Wait before re-running a job whose worker process died (task_retry_on_worker_lost).
     default_retry_delay = get_settings().worker_lost_retry_delay_s
 

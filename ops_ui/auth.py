@@ -10,12 +10,11 @@ from typing import Any, TypeVar
 from flask import g, redirect, request, url_for
 from flask_login import current_user
 
-from app.db import db
 from app.errors import Forbidden
 from app.models import User
 from app.services.auth import authenticate_token, role_allows
 from ops_ui.errors import problem
-from ops_ui.extensions import login_manager
+from ops_ui.extensions import login_manager, sql
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +39,7 @@ def api_auth(role: str) -> Callable[[F], F]:
             scheme, _, raw = header.partition(" ")
             if scheme.lower() != "bearer" or not raw.strip():
                 return problem(401, "Unauthorized", "send Authorization: Bearer <token>")
-            token = authenticate_token(db.session, raw.strip())
+            token = authenticate_token(sql(), raw.strip())
             if token is None:
                 return problem(401, "Unauthorized", "the token is unknown or revoked")
             g.principal = Principal(f"token:{token.id}", token.role, token.tenant_id)
@@ -62,9 +61,7 @@ def console_role(role: str) -> Callable[[F], F]:
             if not current_user.is_authenticated:
                 return redirect(url_for("console.login", next=request.full_path))
             user: User = current_user.user
-            g.principal = Principal(
-                f"user:{user.id}", user.role, None if user.is_superadmin else user.tenant_id
-            )
+            g.principal = Principal(f"user:{user.id}", user.role, None if user.is_superadmin else user.tenant_id)
             if not role_allows(user.role, role):
                 raise Forbidden(f"this needs the {role} role")
             return view(*args, **kwargs)
@@ -87,7 +84,7 @@ class LoginUser:
         return self.user.id
 
 
-@login_manager.user_loader
+@login_manager.user_loader  # type: ignore[untyped-decorator]
 def _load_user(user_id: str) -> LoginUser | None:
-    user = db.session.get(User, user_id)
+    user = sql().get(User, user_id)
     return LoginUser(user) if user is not None and user.is_active else None

@@ -8,10 +8,10 @@ import sys
 import click
 from flask import Flask
 
-from app.db import db
 from app.errors import ValidationError
 from app.services import audit
 from app.services.auth import ROLES, create_token, create_user, has_users
+from ops_ui.extensions import sql
 
 tokens = click.Group("tokens", help="Manage API tokens.")
 users = click.Group("users", help="Manage console users.")
@@ -30,13 +30,20 @@ def _fail(message: str) -> None:
 def tokens_create(tenant: str, role: str, name: str) -> None:
     """Create an API token and print it alone on the last line."""
     try:
-        new = create_token(db.session, tenant, role, name=name)
+        new = create_token(sql(), tenant, role, name=name)
     except ValidationError as exc:
         _fail(str(exc))
         return
-    audit.record(db.session, actor="cli", action="token.create", tenant_id=tenant,
-                 target_type="api_token", target_id=new.token.id, after={"role": role, "name": name})
-    db.session.commit()
+    audit.record(
+        sql(),
+        actor="cli",
+        action="token.create",
+        tenant_id=tenant,
+        target_type="api_token",
+        target_id=new.token.id,
+        after={"role": role, "name": name},
+    )
+    sql().commit()
     click.echo(f"Created {role} token {new.token.prefix}... for tenant {tenant}. It is shown once:")
     click.echo(new.raw)
 
@@ -54,13 +61,20 @@ def users_create(email: str, role: str, tenant: str | None, superadmin: bool, pa
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
-        user = create_user(db.session, email, password, role, tenant, superadmin=superadmin)
+        user = create_user(sql(), email, password, role, tenant, superadmin=superadmin)
     except ValidationError as exc:
         _fail(str(exc))
         return
-    audit.record(db.session, actor="cli", action="user.create", tenant_id=tenant,
-                 target_type="user", target_id=user.id, after={"email": user.email, "role": role})
-    db.session.commit()
+    audit.record(
+        sql(),
+        actor="cli",
+        action="user.create",
+        tenant_id=tenant,
+        target_type="user",
+        target_id=user.id,
+        after={"email": user.email, "role": role},
+    )
+    sql().commit()
     click.echo(f"Created {role} user {user.email}" + (f" in tenant {tenant}" if tenant else " (all tenants)"))
 
 
@@ -73,13 +87,19 @@ def bootstrap(email: str) -> None:
     added = sync_registry_definitions()
     if added:
         click.echo(f"Job definitions added: {added}")
-    if has_users(db.session):
+    if has_users(sql()):
         return
     password = secrets.token_urlsafe(12)
-    create_user(db.session, email, password, "admin", None, superadmin=True)
-    audit.record(db.session, actor="cli", action="user.bootstrap", tenant_id=None, target_type="user",
-                 after={"email": email})
-    db.session.commit()
+    create_user(sql(), email, password, "admin", None, superadmin=True)
+    audit.record(
+        sql(),
+        actor="cli",
+        action="user.bootstrap",
+        tenant_id=None,
+        target_type="user",
+        after={"email": email},
+    )
+    sql().commit()
     click.echo(f"Admin: {email}")
     click.echo(f"Password: {password}")
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from app import redis_keys
 from app.celery_app import celery_app
+from app.config import get_settings
 from app.jobs import Job
 from app.redis_client import get_redis
-from app.config import get_settings
-from app import redis_keys
 
 #: How long demo.flaky remembers a key's failures, in seconds.
 FLAKY_TTL_S = 24 * 3600

@@ -23,8 +23,8 @@ from app.celery_app import celery_app
 from app.config import get_settings
 from app.jobs.dispatch import PendingDispatch
 from app.priority import DEFAULT_PRIORITY
-from app.services.retry_policy import Backoff, calculate_retry_delay, should_retry
 from app.services.dispatching import HARD_LIMIT_GRACE_S
+from app.services.retry_policy import Backoff, calculate_retry_delay, should_retry
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +151,11 @@ def _run_job(job_cls: type[Job], task: Any, payload: dict[str, Any]) -> Any:
                 backoff = job_cls.retry_after
             delay = calculate_retry_delay(backoff, instance.attempt, cap_s=get_settings().max_delay_s)
             logger.info(
-                "Job %s: attempt %d/%d failed, retry in %ss", instance.job_id, instance.attempt,
-                max_attempts, delay,
+                "Job %s: attempt %d/%d failed, retry in %ss",
+                instance.job_id,
+                instance.attempt,
+                max_attempts,
+                delay,
             )
             raise task.retry(exc=exc, countdown=delay, max_retries=max_attempts - 1) from exc
         _call_failed_hook(instance, exc)

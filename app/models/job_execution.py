@@ -32,13 +32,9 @@ class ExecutionStatus(StrEnum):
 
 
 #: Statuses an execution never leaves.
-TERMINAL_STATUSES = frozenset(
-    {ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
-)
+TERMINAL_STATUSES = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
 #: Statuses in which a job may still run (cancel is allowed; retry is not).
-LIVE_STATUSES = frozenset(
-    {ExecutionStatus.PENDING, ExecutionStatus.RETRYING, ExecutionStatus.PROCESSING}
-)
+LIVE_STATUSES = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RETRYING, ExecutionStatus.PROCESSING})
 
 
 def may_change_status(current: ExecutionStatus, current_ts: float, new_ts: float) -> bool:
@@ -99,9 +95,7 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
     schedule_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     tags: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(
-        UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False
-    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
 
 
 class JobAttempt(db.Model):  # type: ignore[name-defined,misc]
@@ -111,9 +105,7 @@ class JobAttempt(db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (Index("ix_attempt_execution", "execution_id", "number"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    execution_id: Mapped[str] = mapped_column(
-        ForeignKey("job_executions.id", ondelete="CASCADE"), nullable=False
-    )
+    execution_id: Mapped[str] = mapped_column(ForeignKey("job_executions.id", ondelete="CASCADE"), nullable=False)
     #: Unique per start event, so replaying an event never adds an attempt.
     attempt_key: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     number: Mapped[int] = mapped_column(Integer, nullable=False)

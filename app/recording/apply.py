@@ -82,11 +82,13 @@ class EventApplier:
         ids = list(dict.fromkeys(e["id"] for e in ordered))
         state = _load(session, ids, lock)
         for event in ordered:
-            row = state.executions.get(event["id"])
-            if row is None:
+            if event["id"] not in state.executions:
                 row = self._new_row(event)
                 session.add(row)
                 state.executions[row.id] = row
+        session.flush()  # rows first: attempts reference them
+        for event in ordered:
+            row = state.executions[event["id"]]
             handler = getattr(self, "_on_" + event["t"], None)
             if handler is not None:
                 handler(session, state, row, event)
@@ -135,8 +137,8 @@ class EventApplier:
         row.chain_id = header.get("chain", row.chain_id)
         row.schedule_id = header.get("schedule", row.schedule_id)
         row.encrypted = bool(header.get("encrypted", row.encrypted))
-        row.job_definition_id = header.get("definition") or row.job_definition_id or (
-            self.definition_ids.get(row.job_class)
+        row.job_definition_id = (
+            header.get("definition") or row.job_definition_id or (self.definition_ids.get(row.job_class))
         )
         row.parent_id = e.get("parent") or row.parent_id
         row.root_id = e.get("root") or row.root_id
@@ -175,8 +177,12 @@ class EventApplier:
         state.open_attempts.setdefault(row.id, []).append(attempt)
         if row.started_at is None:
             row.started_at = started
-        if self._set_status(row, ExecutionStatus.PROCESSING, e["ts"]):
+        if self._set_status(row, ExecutionStatus.PROCESSING, e["ts"]) or row.worker_id is None:
             row.worker_id = _cut(e.get("w"), 200)
+        if ExecutionStatus(row.status).is_terminal and row.status_ts >= e["ts"]:
+            # The outcome arrived before this start (buffers flush independently).
+            outcome = {"ak": key, "ts": row.status_ts, "rt": row.execution_time_ms, "err": row.error_message}
+            self._close(state, row, outcome, row.status)
 
     def _close(self, state: BatchState, row: JobExecution, e: dict[str, Any], status: str) -> None:
         attempt = state.attempts.get(e.get("ak") or "")

@@ -75,9 +75,7 @@ class EventBuffer:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(
-                target=self._run, name="celeriac-event-flusher", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="celeriac-event-flusher", daemon=True)
             self._thread.start()
             atexit.register(self.flush)
 

@@ -15,8 +15,8 @@ from app.recording import events as ev
 from app.recording import signals
 
 
-class RecordingConsumer(Consumer):  # type: ignore[misc]
-    def on_decode_error(self, message: Any, exc: BaseException) -> None:
+class RecordingConsumer(Consumer):
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
         try:
             headers = getattr(message, "headers", None) or {}
             reason = f"message could not be decoded ({message.content_type}): {exc}"

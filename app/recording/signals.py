@@ -201,9 +201,7 @@ def on_retry(request: Any = None, reason: Any = None, einfo: Any = None, **_: An
 
 
 @_guarded
-def on_revoked(
-    request: Any = None, terminated: bool = False, expired: bool = False, **_: Any
-) -> None:
+def on_revoked(request: Any = None, terminated: bool = False, expired: bool = False, **_: Any) -> None:
     if request is None:
         return
     if expired:

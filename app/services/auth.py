@@ -89,7 +89,7 @@ def create_token(
 
 def authenticate_token(session: Session, raw: str) -> ApiToken | None:
     """The live token for `raw`, or None; notes when it was last used."""
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw)))
+    token: ApiToken | None = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(raw)))
     if token is None or token.revoked_at is not None:
         return None
     now = datetime.now(UTC)

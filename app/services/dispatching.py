@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import ValidationError
-from app.priority import DEFAULT_PRIORITY, is_valid_priority, to_broker_priority
 from app.models import JobDefinition
+from app.priority import DEFAULT_PRIORITY, is_valid_priority, to_broker_priority
 
 #: Seconds between a job's soft time limit (exception in the job) and the hard kill.
 HARD_LIMIT_GRACE_S = 10
@@ -143,9 +143,7 @@ def _validate(spec: DispatchSpec, settings: Settings) -> None:
         for value in spec.backoff:
             _check_number(value, "each backoff value", 0, settings.max_delay_s)
     if spec.queue is not None and not _is_queue_name(spec.queue):
-        raise ValidationError(
-            "queue must be 1-100 characters of letters, digits, '.', '_' or '-'"
-        )
+        raise ValidationError("queue must be 1-100 characters of letters, digits, '.', '_' or '-'")
 
 
 def _is_queue_name(name: str) -> bool:

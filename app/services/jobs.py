@@ -186,9 +186,7 @@ def retry_job(
     return submit_job(session, spec, registry=registry, publisher=publisher, settings=settings)
 
 
-def cancel_job(
-    session: Session, job_id: str, tenant_id: str | None, *, canceller: Canceller
-) -> JobExecution:
+def cancel_job(session: Session, job_id: str, tenant_id: str | None, *, canceller: Canceller) -> JobExecution:
     """Cancel a pending, retrying or running job; a running one is terminated.
 
     The cancel mark in Redis outlives worker restarts, so a revoked job never runs later.

@@ -94,13 +94,11 @@ def queue_stats(
     if tenant_id is not None:
         runtimes_query = runtimes_query.where(JobExecution.tenant_id == tenant_id)
         oldest_query = oldest_query.where(JobExecution.tenant_id == tenant_id)
-    runtimes = [int(v) for v in session.scalars(runtimes_query)]
+    runtimes = [int(v) for v in session.scalars(runtimes_query) if v is not None]
     oldest = session.scalar(oldest_query)
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
-    completed = count(
-        JobExecution.status == ExecutionStatus.COMPLETED.value, JobExecution.completed_at >= since
-    )
+    completed = count(JobExecution.status == ExecutionStatus.COMPLETED.value, JobExecution.completed_at >= since)
     return QueueStats(
         queue=queue,
         pending=count(JobExecution.status == pending, ready),

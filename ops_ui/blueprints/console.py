@@ -11,15 +11,15 @@ from flask import Blueprint, current_app, flash, g, redirect, render_template, r
 from flask_login import login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, Email
+from wtforms.validators import DataRequired, Length
 
 from app import redis_keys
-from app.db import db
 from app.redis_client import get_redis
 from app.services import audit
 from app.services import jobs as jobs_service
 from app.services.auth import verify_user
 from ops_ui.auth import LoginUser, console_role
+from ops_ui.extensions import sql
 
 bp = Blueprint("console", __name__)
 
@@ -29,7 +29,7 @@ LOGIN_LOCK_S = 15 * 60
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
-    email = EmailField("E-mail", validators=[DataRequired(), Email(check_deliverability=False)])
+    email = EmailField("E-mail", validators=[DataRequired(), Length(max=320)])
     password = PasswordField("Password", validators=[DataRequired()])
 
 
@@ -55,22 +55,33 @@ def login() -> Any:
         if failures >= MAX_LOGIN_FAILURES:
             form.password.errors = ["Too many failed attempts. Try again in 15 minutes."]
             return render_template("console/login.html", form=form), 429
-        user = verify_user(db.session, form.email.data, form.password.data)
+        user = verify_user(sql(), form.email.data, form.password.data)
         if user is None:
             pipe = _redis().pipeline()
             pipe.incr(_failures_key())
             pipe.expire(_failures_key(), LOGIN_LOCK_S)
             pipe.execute()
-            audit.record(db.session, actor=f"login:{form.email.data}", action="user.login",
-                         tenant_id=None, ip=request.remote_addr, outcome="denied")
-            db.session.commit()
+            audit.record(
+                sql(),
+                actor=f"login:{form.email.data}",
+                action="user.login",
+                tenant_id=None,
+                ip=request.remote_addr,
+                outcome="denied",
+            )
+            sql().commit()
             form.password.errors = ["E-mail or password is wrong."]
             return render_template("console/login.html", form=form), 401
         _redis().delete(_failures_key())
         login_user(LoginUser(user))
-        audit.record(db.session, actor=f"user:{user.id}", action="user.login",
-                     tenant_id=user.tenant_id, ip=request.remote_addr)
-        db.session.commit()
+        audit.record(
+            sql(),
+            actor=f"user:{user.id}",
+            action="user.login",
+            tenant_id=user.tenant_id,
+            ip=request.remote_addr,
+        )
+        sql().commit()
         return redirect(_safe_next(request.args.get("next")))
     return render_template("console/login.html", form=form)
 
@@ -87,12 +98,12 @@ def logout() -> Any:
 @console_role("viewer")
 def dashboard() -> Any:
     flt = jobs_service.JobFilter(tenant_id=g.principal.tenant_id, status=request.args.get("status") or None)
-    rows, next_cursor = jobs_service.list_jobs(db.session, flt, limit=50, cursor=request.args.get("cursor"))
+    rows, next_cursor = jobs_service.list_jobs(sql(), flt, limit=50, cursor=request.args.get("cursor"))
     return render_template("console/dashboard.html", jobs=rows, next_cursor=next_cursor, status=flt.status)
 
 
 @bp.get("/jobs/<job_id>")
 @console_role("viewer")
 def job_detail(job_id: str) -> Any:
-    row = jobs_service.get_job(db.session, job_id, g.principal.tenant_id)
+    row = jobs_service.get_job(sql(), job_id, g.principal.tenant_id)
     return render_template("console/job.html", job=row)

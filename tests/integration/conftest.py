@@ -22,18 +22,45 @@ WORKER_QUEUES = "high,default,low"
 class WorkerProcess:
     """A `celery worker` subprocess (prefork), as `make run` starts it."""
 
-    def __init__(self, log_path: Path, queues: str = WORKER_QUEUES, concurrency: int = 2,
-                 hostname: str = "test-worker@%h") -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        queues: str = WORKER_QUEUES,
+        concurrency: int = 2,
+        hostname: str = "test-worker@%h",
+    ) -> None:
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "app.celery_app", "worker", "-Q", queues,
-             "-c", str(concurrency), "-l", "info", "-n", hostname,
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=os.environ.copy(), stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "app.celery_app",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "-l",
+                "info",
+                "-n",
+                hostname,
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: b" ready." in log_path.read_bytes() or self.process.poll() is not None,
-                 timeout=60, what="worker ready")
+        wait_for(
+            lambda: b" ready." in log_path.read_bytes() or self.process.poll() is not None,
+            timeout=60,
+            what="worker ready",
+        )
         if self.process.poll() is not None:
             raise RuntimeError("worker exited:\n" + log_path.read_text()[-3000:])
 

@@ -25,7 +25,8 @@ def row(job_id: str) -> JobExecution | None:
 def wait_status(job_id: str, *statuses: str, timeout: float = 30) -> JobExecution:
     return wait_for(
         lambda: (r := row(job_id)) is not None and r.status in statuses and r,
-        timeout=timeout, what=f"job {job_id} to be {statuses}",
+        timeout=timeout,
+        what=f"job {job_id} to be {statuses}",
     )
 
 
@@ -108,18 +109,21 @@ def test_decorated_function_job_runs(stack: Any) -> None:
     assert wait_status(job_id, "completed").result == 42
 
 
-def test_dispatch_now_runs_in_process_and_is_recorded(stack: Any) -> None:
+def test_dispatch_now_runs_in_process_and_is_recorded(stack: Any, unique: str) -> None:
     from tests.sample_jobs import decorated
 
-    assert decorated.dispatch_now(x=5) == 10
-    with session_scope() as session:
-        latest = session.scalars(
-            select(JobExecution).where(JobExecution.job_class == "tests.decorated")
-            .order_by(JobExecution.created_at.desc())
-        ).first()
-    assert latest is not None
-    done = wait_status(latest.id, "completed")
-    assert done.result == 10
+    assert decorated.dispatch_now(x=5, marker=unique) == 10
+
+    def recorded() -> JobExecution | None:
+        with session_scope() as session:
+            rows = session.scalars(select(JobExecution).where(JobExecution.job_class == "tests.decorated"))
+            return next(
+                (r for r in rows if (r.payload or {}).get("marker") == unique and r.status == "completed"),
+                None,
+            )
+
+    done = wait_for(recorded, what="dispatch_now execution row")
+    assert done.result == 10 and done.attempts == 1
 
 
 def test_dispatch_if_and_unless() -> None:

@@ -35,16 +35,22 @@ def test_cancel_of_queued_job_survives_a_worker_restart(
     late = WorkerProcess(tmp_path / "late.log", queues=queue, concurrency=1, hostname=f"late-{unique}@%h")
     try:
         wait_for(lambda: broker_depth(redis_client, queue) == 0, what="message consumed")
-        wait_for(lambda: f"{job_id}] ignored" in (tmp_path / "late.log").read_text()
-                 or "cancelled" == (row(job_id) or JobExecution()).status, what="job skipped")
+        wait_for(
+            lambda: (
+                f"{job_id}] ignored" in (tmp_path / "late.log").read_text()
+                or "cancelled" == (row(job_id) or JobExecution()).status
+            ),
+            what="job skipped",
+        )
     finally:
         late.stop()
     assert redis_client.get(f"tests:marker:{unique}:runs") is None
     assert row(job_id).status == "cancelled"  # type: ignore[union-attr]
 
 
-def test_cancel_of_running_job_terminates_it(stack: Any, client: Any, auth: Any, unique: str,
-                                             redis_client: Any) -> None:
+def test_cancel_of_running_job_terminates_it(
+    stack: Any, client: Any, auth: Any, unique: str, redis_client: Any
+) -> None:
     headers = auth("operator")
     body = {"job_class": "tests.marker", "payload": {"key": unique, "seconds": 30}}
     job_id = client.post("/api/jobs/dispatch", json=body, headers=headers).get_json()["id"]
@@ -54,8 +60,10 @@ def test_cancel_of_running_job_terminates_it(stack: Any, client: Any, auth: Any,
     assert response.status_code == 200
     import psutil
 
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
-             what="the job's process to be terminated")
+    wait_for(
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie",
+        what="the job's process to be terminated",
+    )
     assert client.get(f"/api/jobs/{job_id}", headers=headers).get_json()["status"] == "cancelled"
     assert client.post(f"/api/jobs/{job_id}/cancel", headers=headers).status_code == 409
     retried = client.post(f"/api/jobs/{job_id}/retry", headers=headers)
@@ -69,8 +77,14 @@ def test_cancel_of_running_job_terminates_it(stack: Any, client: Any, auth: Any,
 def _publish_raw(body: Any, *, content_type: str, headers: dict[str, Any], queue: str = "default") -> None:
     with Connection(REDIS_URL) as conn:
         producer = Producer(conn.channel(), exchange=Exchange(""))
-        producer.publish(body, routing_key=queue, content_type=content_type,
-                         content_encoding="utf-8", headers=headers, serializer=None)
+        producer.publish(
+            body,
+            routing_key=queue,
+            content_type=content_type,
+            content_encoding="utf-8",
+            headers=headers,
+            serializer=None,
+        )
 
 
 @pytest.mark.parametrize(

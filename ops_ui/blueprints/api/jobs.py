@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import current_app, g, jsonify, request
 
-from app.db import db
 from app.errors import ValidationError
 from app.jobs.dispatch import get_publisher, get_registry
 from app.redis_client import get_redis
@@ -16,6 +15,7 @@ from app.services.queue_stats import queue_stats
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body, parse_dispatch
+from ops_ui.extensions import sql
 from ops_ui.presenters import job_to_dict
 
 
@@ -24,7 +24,8 @@ def _settings() -> Any:
 
 
 def _tenant() -> str | None:
-    return g.principal.tenant_id
+    tenant: str | None = g.principal.tenant_id
+    return tenant
 
 
 def _canceller() -> jobs_service.CeleryCanceller:
@@ -35,7 +36,7 @@ def _canceller() -> jobs_service.CeleryCanceller:
 
 def _audit(action: str, job_id: str, **fields: Any) -> None:
     audit.record(
-        db.session,
+        sql(),
         actor=g.principal.actor,
         action=action,
         tenant_id=_tenant(),
@@ -44,23 +45,21 @@ def _audit(action: str, job_id: str, **fields: Any) -> None:
         ip=request.remote_addr,
         **fields,
     )
-    db.session.commit()
+    sql().commit()
 
 
 @bp.post("/jobs/dispatch")
 @api_auth("operator")
 def dispatch() -> Any:
     spec = parse_dispatch(json_body(), tenant_id=_tenant() or _settings().default_tenant)
-    row = jobs_service.submit_job(
-        db.session, spec, registry=get_registry(), publisher=get_publisher(), settings=_settings()
-    )
+    row = jobs_service.submit_job(sql(), spec, registry=get_registry(), publisher=get_publisher(), settings=_settings())
     return jsonify(id=row.id, status=row.status, job_class=row.job_class, queue=row.queue), 201
 
 
 @bp.get("/jobs/<job_id>")
 @api_auth("viewer")
 def get_job(job_id: str) -> Any:
-    return jsonify(job_to_dict(jobs_service.get_job(db.session, job_id, _tenant())))
+    return jsonify(job_to_dict(jobs_service.get_job(sql(), job_id, _tenant())))
 
 
 def _limit() -> int:
@@ -80,9 +79,7 @@ def list_jobs() -> Any:
         queue=request.args.get("queue") or None,
         job_class=request.args.get("job_class") or None,
     )
-    rows, next_cursor = jobs_service.list_jobs(
-        db.session, flt, limit=_limit(), cursor=request.args.get("cursor") or None
-    )
+    rows, next_cursor = jobs_service.list_jobs(sql(), flt, limit=_limit(), cursor=request.args.get("cursor") or None)
     return jsonify(items=[job_to_dict(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -90,8 +87,12 @@ def list_jobs() -> Any:
 @api_auth("operator")
 def retry(job_id: str) -> Any:
     row = jobs_service.retry_job(
-        db.session, job_id, _tenant(),
-        registry=get_registry(), publisher=get_publisher(), settings=_settings(),
+        sql(),
+        job_id,
+        _tenant(),
+        registry=get_registry(),
+        publisher=get_publisher(),
+        settings=_settings(),
     )
     _audit("job.retry", job_id, after={"retry_id": row.id})
     return jsonify(id=row.id, status=row.status, retry_of=job_id), 202
@@ -100,8 +101,8 @@ def retry(job_id: str) -> Any:
 @bp.post("/jobs/<job_id>/cancel")
 @api_auth("operator")
 def cancel(job_id: str) -> Any:
-    before = jobs_service.get_job(db.session, job_id, _tenant()).status
-    row = jobs_service.cancel_job(db.session, job_id, _tenant(), canceller=_canceller())
+    before = jobs_service.get_job(sql(), job_id, _tenant()).status
+    row = jobs_service.cancel_job(sql(), job_id, _tenant(), canceller=_canceller())
     _audit("job.cancel", job_id, before={"status": before}, after={"status": row.status})
     return jsonify(id=row.id, status=row.status)
 
@@ -109,5 +110,5 @@ def cancel(job_id: str) -> Any:
 @bp.get("/jobs/queue/<name>/stats")
 @api_auth("viewer")
 def stats(name: str) -> Any:
-    result = queue_stats(db.session, name, _tenant(), get_redis(_settings().redis_url))
+    result = queue_stats(sql(), name, _tenant(), get_redis(_settings().redis_url))
     return jsonify(result.as_dict())

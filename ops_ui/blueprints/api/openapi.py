@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify
+from flask import Response, jsonify
 
 from app import __version__
 from ops_ui.auth import api_auth
@@ -22,12 +22,25 @@ _JOB = {
     "properties": {
         name: {"type": kind}
         for name, kind in {
-            "id": "string", "job_class": "string", "queue": "string", "priority": "integer",
-            "status": "string", "attempts": "integer", "max_attempts": "integer",
-            "error_message": "string", "exception_trace": "string", "worker_id": "string",
-            "execution_time_ms": "integer", "memory_usage_mb": "number", "tags": "array",
-            "tenant_id": "string", "batch_id": "string", "created_at": "string",
-            "started_at": "string", "completed_at": "string", "failed_at": "string",
+            "id": "string",
+            "job_class": "string",
+            "queue": "string",
+            "priority": "integer",
+            "status": "string",
+            "attempts": "integer",
+            "max_attempts": "integer",
+            "error_message": "string",
+            "exception_trace": "string",
+            "worker_id": "string",
+            "execution_time_ms": "integer",
+            "memory_usage_mb": "number",
+            "tags": "array",
+            "tenant_id": "string",
+            "batch_id": "string",
+            "created_at": "string",
+            "started_at": "string",
+            "completed_at": "string",
+            "failed_at": "string",
         }.items()
     },
 }
@@ -42,7 +55,11 @@ _DISPATCH = {
             "properties": {
                 "queue": {"type": "string"},
                 "priority": {"type": "integer", "minimum": 0, "maximum": 9},
-                "delay": {"type": "number", "minimum": 0, "description": "seconds; at most CELERIAC_MAX_DELAY_S"},
+                "delay": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "seconds; at most CELERIAC_MAX_DELAY_S",
+                },
                 "max_attempts": {"type": "integer", "minimum": 1},
                 "backoff": {"type": "array", "items": {"type": "integer"}},
                 "timeout": {"type": "integer", "minimum": 1},
@@ -61,52 +78,72 @@ def document() -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": {
             "/healthz": {"get": {"security": [], "responses": {"200": {"description": "up"}}}},
-            "/api/jobs/dispatch": {"post": {
-                "summary": "Dispatch a job",
-                "requestBody": {"content": {"application/json": {"schema": _DISPATCH}}},
-                "responses": {"201": {"description": "queued"}, **_errors(400, 401, 403, 413, 422, 503)},
-            }},
-            "/api/jobs": {"get": {
-                "summary": "List jobs, newest first (keyset pagination)",
-                "parameters": [
-                    {"name": n, "in": "query", "schema": {"type": "string"}}
-                    for n in ("status", "queue", "job_class", "limit", "cursor")
-                ],
-                "responses": {"200": {"description": "items and next_cursor"}, **_errors(401, 422)},
-            }},
-            "/api/jobs/{id}": {"get": {
-                "parameters": [job_id],
-                "responses": {"200": {"description": "the job", "content": {"application/json": {"schema": _JOB}}},
-                              **_errors(401, 404)},
-            }},
-            "/api/jobs/{id}/retry": {"post": {
-                "parameters": [job_id],
-                "responses": {"202": {"description": "retry queued"}, **_errors(401, 403, 404, 409)},
-            }},
-            "/api/jobs/{id}/cancel": {"post": {
-                "parameters": [job_id],
-                "responses": {"200": {"description": "cancelled"}, **_errors(401, 403, 404, 409)},
-            }},
-            "/api/jobs/queue/{name}/stats": {"get": {
-                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "queue statistics"}, **_errors(401, 404)},
-            }},
+            "/api/jobs/dispatch": {
+                "post": {
+                    "summary": "Dispatch a job",
+                    "requestBody": {"content": {"application/json": {"schema": _DISPATCH}}},
+                    "responses": {"201": {"description": "queued"}, **_errors(400, 401, 403, 413, 422, 503)},
+                }
+            },
+            "/api/jobs": {
+                "get": {
+                    "summary": "List jobs, newest first (keyset pagination)",
+                    "parameters": [
+                        {"name": n, "in": "query", "schema": {"type": "string"}}
+                        for n in ("status", "queue", "job_class", "limit", "cursor")
+                    ],
+                    "responses": {"200": {"description": "items and next_cursor"}, **_errors(401, 422)},
+                }
+            },
+            "/api/jobs/{id}": {
+                "get": {
+                    "parameters": [job_id],
+                    "responses": {
+                        "200": {"description": "the job", "content": {"application/json": {"schema": _JOB}}},
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/api/jobs/{id}/retry": {
+                "post": {
+                    "parameters": [job_id],
+                    "responses": {"202": {"description": "retry queued"}, **_errors(401, 403, 404, 409)},
+                }
+            },
+            "/api/jobs/{id}/cancel": {
+                "post": {
+                    "parameters": [job_id],
+                    "responses": {"200": {"description": "cancelled"}, **_errors(401, 403, 404, 409)},
+                }
+            },
+            "/api/jobs/queue/{name}/stats": {
+                "get": {
+                    "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "queue statistics"}, **_errors(401, 404)},
+                }
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Problem": {
-                "description": "application/problem+json",
-                "content": {"application/problem+json": {"schema": {
-                    "type": "object",
-                    "properties": {k: {"type": "string"} for k in ("type", "title", "detail")}
-                    | {"status": {"type": "integer"}},
-                }}},
-            }},
+            "responses": {
+                "Problem": {
+                    "description": "application/problem+json",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {k: {"type": "string"} for k in ("type", "title", "detail")}
+                                | {"status": {"type": "integer"}},
+                            }
+                        }
+                    },
+                }
+            },
         },
     }
 
 
 @bp.get("/openapi.json")
 @api_auth("viewer")
-def openapi() -> object:
+def openapi() -> Response:
     return jsonify(document())

@@ -12,8 +12,16 @@ from app.services.dispatching import DispatchSpec
 
 #: Options of API.md's dispatch body; the last three arrive with job composition.
 KNOWN_OPTIONS = {
-    "queue", "priority", "delay", "max_attempts", "backoff", "timeout", "tags",
-    "depends_on", "unique_for", "encrypted",
+    "queue",
+    "priority",
+    "delay",
+    "max_attempts",
+    "backoff",
+    "timeout",
+    "tags",
+    "depends_on",
+    "unique_for",
+    "encrypted",
 }
 NOT_YET = {"depends_on", "unique_for", "encrypted"}
 

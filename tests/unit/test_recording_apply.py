@@ -1,0 +1,168 @@
+"""The recorder's folding of events into rows: idempotent, forward-only, order-proof."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.db import session_scope
+from app.models import JobAttempt, JobExecution
+from app.recording import events as ev
+from app.recording.apply import EventApplier
+
+
+def lifecycle(job_id: str, t0: float = 1_000.0) -> list[dict[str, Any]]:
+    pub = ev.published(
+        job_id=job_id,
+        task="demo.echo",
+        queue="emails",
+        priority=7,
+        payload={"value": 1},
+        retries=0,
+        eta=None,
+        expires=None,
+        parent_id=None,
+        root_id=None,
+        celeriac={"tenant": "acme", "max_attempts": 3, "tags": ["x"]},
+    )
+    start = ev.started(
+        job_id=job_id,
+        attempt_key=job_id[:8] + "a1",
+        task="demo.echo",
+        worker="w1",
+        retries=0,
+        queue="emails",
+        payload=None,
+    )
+    ok = ev.succeeded(job_id, job_id[:8] + "a1", 12, 0.5, 1)
+    for offset, event in enumerate((pub, start, ok)):
+        event["ts"] = t0 + offset
+    return [pub, start, ok]
+
+
+def apply(events: list[dict[str, Any]]) -> None:
+    with session_scope() as session:
+        EventApplier().apply(session, events)
+
+
+def load(job_id: str) -> tuple[JobExecution, list[JobAttempt]]:
+    with session_scope() as session:
+        row = session.get(JobExecution, job_id)
+        assert row is not None
+        attempts = list(session.scalars(select(JobAttempt).where(JobAttempt.execution_id == job_id)))
+        return row, attempts
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_any_arrival_order_gives_the_same_row(order: tuple[int, ...]) -> None:
+    job_id = str(uuid.uuid4())
+    events = lifecycle(job_id)
+    for index in order:  # one batch per event: the worst case for ordering
+        apply([events[index]])
+    row, attempts = load(job_id)
+    assert (row.status, row.tenant_id, row.queue, row.priority, row.result) == (
+        "completed",
+        "acme",
+        "emails",
+        7,
+        1,
+    )
+    assert row.max_attempts == 3 and row.tags == ["x"] and row.attempts == 1
+    assert row.execution_time_ms == 12 and row.worker_id == "w1"
+    assert [a.status for a in attempts] == ["completed"]
+
+
+def test_replaying_events_changes_nothing() -> None:
+    job_id = str(uuid.uuid4())
+    events = lifecycle(job_id)
+    apply(events)
+    first, _ = load(job_id)
+    apply(events)
+    apply(list(reversed(events)))
+    again, attempts = load(job_id)
+    assert again.attempts == first.attempts == 1 and len(attempts) == 1
+    assert again.status == "completed" and again.status_ts == first.status_ts
+
+
+def test_terminal_status_is_never_replaced() -> None:
+    job_id = str(uuid.uuid4())
+    events = lifecycle(job_id)
+    cancel = ev.cancelled(job_id, reason="cancelled by request")
+    cancel["ts"] = 999.0
+    apply([cancel])
+    apply(events)  # later events of a job that was already cancelled
+    row, _ = load(job_id)
+    assert row.status == "cancelled" and row.error_message == "cancelled by request"
+
+
+def test_failure_then_retry_publish_and_second_attempt() -> None:
+    job_id = str(uuid.uuid4())
+    pub, start, _ok = lifecycle(job_id)
+    retry = ev.retried(job_id, job_id[:8] + "a1", 5, 0.1, ValueError("boom"), None, "Traceback...")
+    retry["ts"] = 1_002.0
+    republish = dict(pub, r=1, ts=1_001.9, eid="x")
+    start2 = ev.started(
+        job_id=job_id,
+        attempt_key=job_id[:8] + "a2",
+        task="demo.echo",
+        worker="w2",
+        retries=1,
+        queue="emails",
+        payload=None,
+    )
+    start2["ts"] = 1_003.0
+    fail = ev.failed(job_id, job_id[:8] + "a2", 7, 0.2, RuntimeError("final"), "Traceback (most recent call last)")
+    fail["ts"] = 1_004.0
+    apply([pub, start, republish, retry, start2, fail])
+    row, attempts = load(job_id)
+    assert row.status == "failed" and row.attempts == 2
+    assert row.error_message == "RuntimeError: final" and row.exception_type == "RuntimeError"
+    by_number = sorted(attempts, key=lambda a: a.number)
+    assert [a.status for a in by_number] == ["retrying", "failed"]
+    assert by_number[0].error_message == "ValueError: boom"
+
+
+def test_rejected_message_becomes_failed_row() -> None:
+    event = ev.rejected(None, None, "message rejected: not a task message", None)
+    apply([event])
+    row, _ = load(event["id"])
+    assert row.status == "failed" and row.exception_type == "Rejected" and row.job_class == "unknown"
+
+
+def test_encrypted_jobs_never_store_payload_or_result_in_clear() -> None:
+    job_id = str(uuid.uuid4())
+    pub, start, ok = lifecycle(job_id)
+    pub = ev.published(
+        job_id=job_id,
+        task="demo.echo",
+        queue="default",
+        priority=5,
+        payload={"card": "4111"},
+        retries=0,
+        eta=None,
+        expires=None,
+        parent_id=None,
+        root_id=None,
+        celeriac={"encrypted": True},
+    )
+    pub["ts"] = 999.0
+    apply([pub, start, ok])
+    row, _ = load(job_id)
+    assert row.payload == "[encrypted]" and row.result == "[encrypted]"
+
+
+def test_bounded_result_truncates_large_values() -> None:
+    assert ev.bounded_result({"a": 1}, 100) == {"a": 1}
+    big = ev.bounded_result("x" * 500, 100)
+    assert big["truncated"] is True and len(big["preview"]) == 100
+    assert ev.bounded_result(object(), 1000).startswith("<object")
+
+
+def test_payload_from_body_handles_positional_and_odd_bodies() -> None:
+    assert ev.payload_from_body(([1], {"a": 2}, {})) == {"args": [1], "kwargs": {"a": 2}}
+    assert ev.payload_from_body(([], {"a": 2}, {})) == {"a": 2}
+    assert ev.payload_from_body("nonsense") is None
