@@ -255,9 +255,22 @@ class Recorder:
         logger.info("Recorder %s stopped", self.name)
 
 
+def _sync_definitions() -> None:
+    """Definitions are synced at start-up by every long-running process that has SQL."""
+    from app.jobs.celery_backend import sync_registry_definitions
+
+    try:
+        added = sync_registry_definitions()
+        if added:
+            logger.info("Added %d job definitions from code", added)
+    except SQLAlchemyError as exc:
+        logger.warning("Job definitions not synced (%s); run `flask db upgrade`", exc.__class__.__name__)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    _sync_definitions()
     recorder = Recorder(settings, get_redis(settings.redis_url))
     signal.signal(signal.SIGTERM, recorder.stop)
     signal.signal(signal.SIGINT, recorder.stop)
