@@ -15,6 +15,7 @@ broker_url = _settings.redis_url
 result_backend = _settings.redis_url
 redbeat_redis_url = _settings.redis_url
 redbeat_key_prefix = redis_keys.REDBEAT_PREFIX
+redbeat_lock_key = redis_keys.REDBEAT_PREFIX + "lock"
 redbeat_lock_timeout = 25
 beat_scheduler = "redbeat.RedBeatScheduler"
 beat_max_loop_interval = 5

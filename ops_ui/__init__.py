@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, request
+from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import ROOT_DIR, Settings, get_settings
-from app.db import db, engine_options
+from app.db import db, engine_options, get_engine
 from ops_ui.errors import problem, register_error_handlers
 from ops_ui.extensions import csrf, login_manager, migrate
 
@@ -87,6 +88,8 @@ def _load_registry(app: Flask) -> None:
     if app.config.get("TESTING"):
         return
     try:
+        if not inspect(get_engine()).has_table("job_definitions"):
+            return  # before the first migration (`flask db upgrade` itself): nothing to sync
         added = sync_registry_definitions()
         if added:
             logger.info("Added %d job definitions from code", added)

@@ -77,7 +77,10 @@ def run_in_process(job: ResolvedJob) -> Any:
         )
     )
     try:
-        result = task.apply(kwargs=job.payload, task_id=job.job_id, headers={"celeriac": job.celeriac_header()},  # type: ignore[dict-item]
+        result = task.apply(
+            kwargs=job.payload,
+            task_id=job.job_id,
+            headers={"celeriac": job.celeriac_header()},  # type: ignore[dict-item]
         )
         return result.get(propagate=True, disable_sync_subtasks=False)
     finally:

@@ -1,0 +1,72 @@
+"""`python -m bench` (`make bench`): drain N no-op jobs without and with tracking.
+
+Usage: python -m bench [--n 20000] [--repeat 1] [--database sqlite|postgresql]
+       [--concurrency 2] [--dispatch-requests 2000] [--keep-logs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+from types import FrameType
+
+from bench import env
+
+
+def _parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description="Celeriac tracking overhead benchmark")
+    parser.add_argument("--n", type=int, default=20_000, help="no-op jobs per drain (default 20000)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the median is reported")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--concurrency", type=int, default=2, help="worker -c (default 2)")
+    parser.add_argument("--dispatch-requests", type=int, default=2000, help="0 skips the dispatch latency run")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs (path printed)")
+    return parser.parse_args()
+
+
+def _sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds through every cleanup, like a Ctrl-C
+
+
+def main() -> int:
+    args = _parse()
+    signal.signal(signal.SIGTERM, _sigterm)
+    with contextlib.ExitStack() as stack:
+        backends = env.prepare(args.database, stack)
+        # Imported only now: app modules read the environment prepare() exported.
+        from bench.dispatch import run_dispatch
+        from bench.drain import run_drain
+        from bench.report import render, summarise, write_json
+
+        log_dir = backends.tmp / "logs"
+        log_dir.mkdir()
+        if args.keep_logs:
+            log_dir = env.ROOT / "var" / "bench" / "logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+        print(f"Redis {backends.redis_url}, database {args.database}; logs in {log_dir}", flush=True)
+        plain, tracked = [], []
+        for run in range(1, args.repeat + 1):
+            print(f"run {run}/{args.repeat}", flush=True)
+            plain.append(run_drain("plain", False, args.n, args.concurrency, backends.redis_url, log_dir))
+            print(f"  plain:   {plain[-1].jobs_per_s:.0f} jobs/s", flush=True)
+            tracked.append(run_drain("tracked", True, args.n, args.concurrency, backends.redis_url, log_dir))
+            print(f"  tracked: {tracked[-1].jobs_per_s:.0f} jobs/s", flush=True)
+        dispatch = None
+        if args.dispatch_requests > 0:
+            print(f"dispatch latency over {args.dispatch_requests} requests", flush=True)
+            dispatch = run_dispatch(args.dispatch_requests, backends.redis_url, log_dir)
+        summary = summarise(args.n, args.database, args.concurrency, plain, tracked, dispatch)
+        print()
+        print(render(summary))
+        print(f"\n(written to {write_json(summary)})")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; subprocesses stopped and backends cleaned up", file=sys.stderr)
+        sys.exit(130)

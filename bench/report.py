@@ -1,0 +1,78 @@
+"""Summarise the runs (medians when repeated), print the table, write var/bench/last.json."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.dispatch import DispatchResult
+from bench.drain import DrainResult
+from bench.env import ROOT
+
+OUTPUT = ROOT / "var" / "bench" / "last.json"
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def summarise(
+    n: int, database: str, concurrency: int, plain: list[DrainResult], tracked: list[DrainResult],
+    dispatch: DispatchResult | None,
+) -> dict[str, Any]:  # fmt: skip
+    plain_rate = _median([r.jobs_per_s for r in plain]) or 0.0
+    tracked_rate = _median([r.jobs_per_s for r in tracked]) or 0.0
+    return {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n": n,
+        "database": database,
+        "concurrency": concurrency,
+        "repeat": len(plain),
+        "plain_jobs_per_s": plain_rate,
+        "tracked_jobs_per_s": tracked_rate,
+        "ratio": round(tracked_rate / plain_rate, 3) if plain_rate else None,
+        "lag_p50_ms": _median([r.lag_p50_ms for r in tracked]),
+        "lag_p99_ms": _median([r.lag_p99_ms for r in tracked]),
+        "rows_after_drain_s": _median([r.rows_after_drain_s for r in tracked]),
+        "rows": [r.rows for r in tracked],
+        "rows_completed": [r.rows_completed for r in tracked],
+        "dispatch": dispatch.as_dict() if dispatch else None,
+        "runs": {"plain": [r.as_dict() for r in plain], "tracked": [r.as_dict() for r in tracked]},
+    }
+
+
+def _fmt(value: float | None, spec: str = ".0f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def render(summary: dict[str, Any]) -> str:
+    n = summary["n"]
+    runs = f", median of {summary['repeat']} runs" if summary["repeat"] > 1 else ""
+    rows = ", ".join(str(r) for r in summary["rows"])
+    completed = ", ".join(str(r) for r in summary["rows_completed"])
+    lines = [
+        f"N={n}, database={summary['database']}, worker -c {summary['concurrency']}{runs}",
+        f"plain Celery:        {_fmt(summary['plain_jobs_per_s'])} jobs/s",
+        f"Celeriac tracking:   {_fmt(summary['tracked_jobs_per_s'])} jobs/s   ratio {_fmt(summary['ratio'], '.2f')}",
+        f"recorder lag:        p50 {_fmt(summary['lag_p50_ms'])} ms, p99 {_fmt(summary['lag_p99_ms'])} ms; "
+        f"all rows written {_fmt(summary['rows_after_drain_s'], '.1f')} s after the drain",
+        f"rows in job_executions: {rows} (completed {completed}; expected {n})",
+    ]
+    dispatch = summary["dispatch"]
+    if dispatch:
+        errors = f", {dispatch['errors']} errors" if dispatch["errors"] else ""
+        lines.append(
+            f"POST /api/jobs/dispatch over {dispatch['requests']} requests: "
+            f"p50 {dispatch['p50_ms']:.1f} ms, p99 {dispatch['p99_ms']:.1f} ms{errors}"
+        )
+    return "\n".join(lines)
+
+
+def write_json(summary: dict[str, Any], path: Path = OUTPUT) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
