@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from sqlalchemy import select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app import redis_keys
 from app.config import Settings, get_settings
-from app.db import get_engine, session_scope
+from app.db import session_scope
 from app.models import JobDefinition
 from app.recording.apply import EventApplier
 from app.redis_client import get_redis
@@ -88,7 +88,7 @@ class Recorder:
         self.redis = client
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.stats = RecorderStats()
-        self.applier = EventApplier()
+        self.applier = EventApplier(default_tenant=settings.default_tenant)
         self._definitions_loaded_at = 0.0
         self._stopping = False
         self._backoff_s = 0.0
@@ -150,24 +150,22 @@ class Recorder:
         pipe.execute()
 
     def _write(self, events: list[dict[str, Any]]) -> None:
-        lock = not self.settings.is_sqlite
+        sqlite = self.settings.is_sqlite
         with session_scope(self.settings.database_url) as session:
-            self.applier.apply(session, events, lock=lock)
-
-    def _database_reachable(self) -> bool:
-        try:
-            with get_engine(self.settings.database_url).connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except SQLAlchemyError:
-            return False
+            if sqlite:
+                # Take the write lock before reading, so a cancel committed by the web
+                # process between our read and our write cannot be overwritten.
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            self.applier.apply(session, events, lock=not sqlite)
 
     def _write_one_by_one(self, events: list[dict[str, Any]]) -> None:
         """SQL is up but refused the batch: find the bad events and set them aside."""
         for event in events:
             try:
                 self._write([event])
-            except SQLAlchemyError as exc:
+            except OperationalError:
+                raise  # an outage after all: keep the events and retry later
+            except Exception as exc:  # refused on its own (bad data, a malformed event)
                 logger.error("Recorder: event %s of job %s moved to %s: %s", event["t"], event["id"], DEAD_STREAM, exc)
                 clean = {k: v for k, v in event.items() if k != "_sid"}
                 self.redis.xadd(DEAD_STREAM, {"e": json.dumps(clean, default=str), "error": str(exc)[:1000]})
@@ -187,12 +185,14 @@ class Recorder:
         self._refresh_definitions()
         try:
             self._write(events)
-        except SQLAlchemyError:
+        except OperationalError:
+            # Connection lost, lock or statement timeout, disk full: all worth retrying.
             self.stats.failures += 1
-            if self._database_reachable():
-                self._write_one_by_one(events)
-            else:
-                raise
+            raise
+        except Exception:  # IntegrityError, DataError, or an event the applier cannot read
+            logger.exception("Recorder: batch of %d events refused; writing them one by one", len(events))
+            self.stats.failures += 1
+            self._write_one_by_one(events)
         else:
             self._ack([e["_sid"] for e in events])
         now = time.time()

@@ -6,7 +6,7 @@ import secrets
 import sys
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 
 from app.errors import ValidationError
 from app.services import audit
@@ -51,7 +51,7 @@ def tokens_create(tenant: str, role: str, name: str) -> None:
 @users.command("create")
 @click.option("--email", required=True)
 @click.option("--role", required=True, type=click.Choice(ROLES))
-@click.option("--tenant", default=None, help="Tenant id; omit with --superadmin for all tenants.")
+@click.option("--tenant", default=None, help="Tenant id (default: CELERIAC_DEFAULT_TENANT); --superadmin: all.")
 @click.option("--superadmin", is_flag=True, help="Sees and manages every tenant.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def users_create(email: str, role: str, tenant: str | None, superadmin: bool, password_stdin: bool) -> None:
@@ -60,6 +60,8 @@ def users_create(email: str, role: str, tenant: str | None, superadmin: bool, pa
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if tenant is None and not superadmin:
+        tenant = current_app.extensions["celeriac_settings"].default_tenant
     try:
         user = create_user(sql(), email, password, role, tenant, superadmin=superadmin)
     except ValidationError as exc:

@@ -65,3 +65,15 @@ def decorated(x: int = 1, **_: Any) -> int:
 def plain_sleep(seconds: float = 0.1) -> float:
     time.sleep(seconds)
     return seconds
+
+
+class PoisonJob(Job):
+    """Kills the worker process that runs it, every time."""
+
+    name = "tests.poison"
+    max_tries = 2
+
+    def handle(self, **_: Any) -> None:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)

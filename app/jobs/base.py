@@ -186,6 +186,13 @@ def _register(job_cls: type[Job]) -> Any:
         "max_retries": max(0, job_cls.max_tries - 1),
         "queue": job_cls.queue,
     }
+    max_timeout_s = get_settings().max_timeout_s
+    if job_cls.timeout and job_cls.timeout > max_timeout_s:
+        # A longer run would outlive the broker's visibility timeout and run twice.
+        raise ValueError(
+            f"{job_cls.__name__}.timeout is {job_cls.timeout}s; the most allowed is {max_timeout_s}s "
+            "(CELERIAC_MAX_TIMEOUT_S)"
+        )
     if job_cls.timeout:
         options["soft_time_limit"] = job_cls.timeout
         options["time_limit"] = job_cls.timeout + HARD_LIMIT_GRACE_S

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.celery_app import celery_app
+from app.config import get_settings
 from app.priority import DEFAULT_PRIORITY
 from app.services.dispatching import ResolvedJob, TaskInfo
 
@@ -53,7 +54,7 @@ class CeleryRegistry:
 
 class CeleryPublisher:
     def publish(self, job: ResolvedJob) -> None:
-        celery_app.send_task(job.job_class, kwargs=job.payload, **job.celery_options())
+        celery_app.send_task(job.job_class, args=job.args, kwargs=job.payload, **job.celery_options())
 
 
 def run_in_process(job: ResolvedJob) -> Any:
@@ -97,4 +98,4 @@ def sync_registry_definitions() -> int:
     infos = [info for name in registry.names() if (info := registry.get(name)) is not None]
     descriptions = {name: (celery_app.tasks[name].__doc__ or "").strip() or None for name in registry.names()}
     with session_scope() as session:
-        return sync_definitions(session, infos, descriptions)
+        return sync_definitions(session, infos, descriptions, get_settings().max_timeout_s)

@@ -37,10 +37,18 @@ TERMINAL_STATUSES = frozenset({ExecutionStatus.COMPLETED, ExecutionStatus.FAILED
 LIVE_STATUSES = frozenset({ExecutionStatus.PENDING, ExecutionStatus.RETRYING, ExecutionStatus.PROCESSING})
 
 
-def may_change_status(current: ExecutionStatus, current_ts: float, new_ts: float) -> bool:
-    """Whether an event at `new_ts` may replace `current` (set at `current_ts`)."""
+def may_change_status(
+    current: ExecutionStatus, current_ts: float, new_ts: float, new: ExecutionStatus | None = None
+) -> bool:
+    """Whether an event at `new_ts` (giving status `new`) may replace `current` (set at `current_ts`).
+
+    A final outcome replaces any live status whatever the clocks say: workers and the web
+    process may disagree by milliseconds, and an outcome is never older than a live state.
+    """
     if current.is_terminal:
         return False
+    if new is not None and new.is_terminal:
+        return True
     return new_ts >= current_ts
 
 

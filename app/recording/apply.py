@@ -72,7 +72,9 @@ def _load(session: Session, ids: Sequence[str], lock: bool) -> BatchState:
 class EventApplier:
     """Folds events into `JobExecution` / `JobAttempt` rows."""
 
-    def __init__(self, definition_ids: dict[str, str] | None = None) -> None:
+    def __init__(self, definition_ids: dict[str, str] | None = None, default_tenant: str = "default") -> None:
+        #: Tenant of jobs published without Celeriac's header (plain `.delay()` elsewhere).
+        self.default_tenant = default_tenant
         #: job_class -> job_definitions.id, for tasks dispatched without Celeriac's header.
         self.definition_ids = definition_ids or {}
 
@@ -99,7 +101,7 @@ class EventApplier:
         task = _cut(event.get("task") or "unknown", 200)
         return JobExecution(
             id=event["id"],
-            tenant_id="default",
+            tenant_id=self.default_tenant,
             job_class=task,
             job_definition_id=self.definition_ids.get(task),
             queue=_cut(event.get("q") or "default", 100),
@@ -115,7 +117,7 @@ class EventApplier:
 
     @staticmethod
     def _set_status(row: JobExecution, status: ExecutionStatus, ts: float) -> bool:
-        if not may_change_status(ExecutionStatus(row.status), row.status_ts, ts):
+        if not may_change_status(ExecutionStatus(row.status), row.status_ts, ts, status):
             return False
         row.status = status.value
         row.status_ts = ts
@@ -150,9 +152,10 @@ class EventApplier:
         if int(e.get("r") or 0) > 0:
             # A re-publish of a running job: a retry, or a worker that died mid-task.
             self._close_open(state, row, e["ts"], "retrying", LOST_OR_RETRIED)
+            self._ensure_attempts(session, state, row, int(e["r"]), e["ts"], "retrying")
             self._set_status(row, ExecutionStatus.RETRYING, e["ts"])
-        elif row.status_ts == 0.0:
-            self._set_status(row, ExecutionStatus.PENDING, e["ts"])
+        # r == 0: the row is pending already (new rows start so, with status_ts 0, which
+        # lets any worker event replace it whatever the clocks say).
 
     def _on_start(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
         key = e.get("ak")
@@ -205,6 +208,30 @@ class EventApplier:
         if attempt in opened:
             opened.remove(attempt)
 
+    def _ensure_attempts(
+        self, session: Session, state: BatchState, row: JobExecution, count: int, ts: float, status: str
+    ) -> None:
+        """Account for attempts whose start event was lost with a SIGKILLed process.
+
+        Keyed by execution and number, so a replay adds nothing.
+        """
+        while row.attempts < count:
+            key = f"{row.id}:lost:{row.attempts + 1}"
+            if key in state.attempts:
+                return
+            row.attempts += 1
+            attempt = JobAttempt(
+                execution_id=row.id,
+                attempt_key=key,
+                number=row.attempts,
+                status=status,
+                started_at=_dt(ts),
+                finished_at=_dt(ts),
+                error_message="the worker process died; its start was not recorded",
+            )
+            session.add(attempt)
+            state.attempts[key] = attempt
+
     def _close_open(self, state: BatchState, row: JobExecution, ts: float, status: str, err: str) -> None:
         for attempt in list(state.open_attempts.get(row.id) or []):
             if attempt.started_at.timestamp() <= ts:
@@ -231,6 +258,10 @@ class EventApplier:
             row.memory_usage_mb = e.get("mem")
 
     def _on_fail(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        if not e.get("ak") and not state.open_attempts.get(row.id):
+            # Failed in the worker's main process (lost worker, hard time limit) and the
+            # attempt's own start never reached us.
+            self._ensure_attempts(session, state, row, int(e.get("r") or 0) + 1, e["ts"], "failed")
         self._close(state, row, e, ExecutionStatus.FAILED.value)
         if self._set_status(row, ExecutionStatus.FAILED, e["ts"]):
             row.failed_at = _dt(e["ts"])

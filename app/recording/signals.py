@@ -169,6 +169,7 @@ def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
 
 @_guarded
 def on_failure(
+    sender: Any = None,
     task_id: str | None = None,
     exception: BaseException | None = None,
     einfo: Any = None,
@@ -177,16 +178,19 @@ def on_failure(
     if task_id is None:
         return
     key, runtime_ms, memory_mb = _finish(task_id)
-    emit(
-        ev.failed(
-            task_id,
-            key,
-            runtime_ms,
-            memory_mb,
-            exception,
-            traceback=str(einfo.traceback) if einfo is not None else None,
-        )
+    event = ev.failed(
+        task_id,
+        key,
+        runtime_ms,
+        memory_mb,
+        exception,
+        traceback=str(einfo.traceback) if einfo is not None else None,
     )
+    request = getattr(sender, "request", None)
+    # How many attempts came before this one: lets the recorder account for attempts whose
+    # start event died with a killed process.
+    event["r"] = int(getattr(request, "retries", 0) or 0)
+    emit(event)
 
 
 @_guarded

@@ -11,7 +11,12 @@ from app.models import JobDefinition
 from app.services.dispatching import TaskInfo
 
 
-def sync_definitions(session: Session, tasks: Iterable[TaskInfo], descriptions: dict[str, str | None]) -> int:
+def sync_definitions(
+    session: Session,
+    tasks: Iterable[TaskInfo],
+    descriptions: dict[str, str | None],
+    max_timeout_s: int = 900,
+) -> int:
     """Insert a row for every registered task that has none; returns rows added.
 
     Existing rows are left alone: an admin's edits win over code defaults.
@@ -29,7 +34,7 @@ def sync_definitions(session: Session, tasks: Iterable[TaskInfo], descriptions: 
                 default_queue=info.queue,
                 priority=info.priority,
                 max_attempts=info.max_attempts,
-                timeout=info.timeout_s or 300,
+                timeout=min(info.timeout_s or 300, max_timeout_s),
                 retry_after=60,
                 is_active=True,
             )

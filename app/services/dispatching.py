@@ -62,6 +62,8 @@ class DispatchSpec:
     tags: list[str] | None = None
     retry_of: str | None = None
     job_id: str | None = None
+    #: Positional arguments, for plain Celery tasks re-run from history.
+    args: list[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class ResolvedJob:
     tags: list[str]
     retry_of: str | None
     job_definition_id: str | None
+    args: list[Any] | None = None
 
     @property
     def eta(self) -> datetime | None:
@@ -186,4 +189,5 @@ def resolve(
         tags=list(spec.tags or []),
         retry_of=spec.retry_of,
         job_definition_id=definition.id if definition else None,
+        args=list(spec.args) if spec.args else None,
     )

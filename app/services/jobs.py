@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import redis_keys
@@ -30,6 +30,8 @@ class Canceller(Protocol):
     """Stops a job: a persistent mark checked before it runs, and a revoke broadcast."""
 
     def mark_cancelled(self, job_id: str) -> None: ...
+
+    def clear_mark(self, job_id: str) -> None: ...
 
     def revoke(self, job_id: str, terminate: bool) -> None: ...
 
@@ -58,9 +60,10 @@ def submit_job(
         job_class=job.job_class,
         queue=job.queue,
         priority=job.priority,
-        payload=job.payload,
+        payload={"args": job.args, "kwargs": job.payload} if job.args else job.payload,
         status=ExecutionStatus.PENDING.value,
-        status_ts=now,
+        # 0: any worker event replaces "pending", even from a host whose clock is behind.
+        status_ts=0.0,
         attempts=0,
         max_attempts=job.max_attempts,
         eta=job.eta,
@@ -173,9 +176,14 @@ def retry_job(
     if old.status not in (ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value):
         raise Conflict(f"job {job_id} is {old.status}; only failed or cancelled jobs can be retried")
     payload = old.payload if isinstance(old.payload, dict) else {}
+    args: list[Any] | None = None
+    if set(payload) == {"args", "kwargs"} and isinstance(payload["args"], list):
+        # A plain task called with positional arguments (see events.payload_from_args).
+        args, payload = payload["args"], dict(payload["kwargs"] or {})
     spec = DispatchSpec(
         job_class=old.job_class,
         payload=payload,
+        args=args,
         tenant_id=old.tenant_id,
         queue=old.queue,
         priority=old.priority,
@@ -196,17 +204,32 @@ def cancel_job(session: Session, job_id: str, tenant_id: str | None, *, cancelle
         Conflict: the job already finished.
     """
     row = get_job(session, job_id, tenant_id)
-    status = ExecutionStatus(row.status)
-    if status not in LIVE_STATUSES:
+    if ExecutionStatus(row.status) not in LIVE_STATUSES:
         raise Conflict(f"job {job_id} is {row.status}; only pending, retrying or running jobs can be cancelled")
+    # Mark first, so a worker that picks the job up from now on skips it.
     canceller.mark_cancelled(job_id)
-    canceller.revoke(job_id, terminate=status is ExecutionStatus.PROCESSING)
     now = time.time()
-    row.status = ExecutionStatus.CANCELLED.value
-    row.status_ts = now
-    row.cancelled_at = datetime.fromtimestamp(now, UTC)
-    row.error_message = "cancelled by request"
+    # Conditional: if the recorder finished the job meanwhile, the cancel loses (409).
+    changed = session.execute(
+        update(JobExecution)
+        .where(JobExecution.id == job_id, JobExecution.status.in_([s.value for s in LIVE_STATUSES]))
+        .values(
+            status=ExecutionStatus.CANCELLED.value,
+            status_ts=now,
+            cancelled_at=datetime.fromtimestamp(now, UTC),
+            error_message="cancelled by request",
+        )
+        .execution_options(synchronize_session=False)
+    )
     session.commit()
+    if not changed.rowcount:  # type: ignore[attr-defined]
+        canceller.clear_mark(job_id)
+        session.refresh(row)
+        raise Conflict(f"job {job_id} is {row.status}; only pending, retrying or running jobs can be cancelled")
+    # SQL may still say "pending" for a job that just started: always ask to terminate;
+    # a revoke with terminate does nothing to a job that has not started.
+    canceller.revoke(job_id, terminate=True)
+    session.refresh(row)
     return row
 
 
@@ -219,6 +242,9 @@ class CeleryCanceller:
 
     def mark_cancelled(self, job_id: str) -> None:
         self.redis.set(redis_keys.cancelled(job_id), "1", ex=redis_keys.CANCEL_MARK_TTL_S)
+
+    def clear_mark(self, job_id: str) -> None:
+        self.redis.delete(redis_keys.cancelled(job_id))
 
     def revoke(self, job_id: str, terminate: bool) -> None:
         self.control.revoke(job_id, terminate=terminate, signal="SIGTERM")

@@ -79,7 +79,8 @@ def queue_stats(
         return int(session.scalar(base.where(*conditions)) or 0)
 
     depth = broker_depth(redis_client, queue)
-    if count() == 0 and depth == 0:
+    # A tenant learns only of queues it used; the broker's lists hold every tenant's jobs.
+    if count() == 0 and (tenant_id is not None or depth == 0):
         raise NotFound(f"no queue named {queue!r}")
     runtimes_query = (
         select(JobExecution.execution_time_ms)

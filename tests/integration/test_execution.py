@@ -170,3 +170,14 @@ def test_worker_killed_mid_task_reruns_job_and_history_shows_both_attempts(
     from tasks.demo import Echo
 
     assert wait_status(Echo.dispatch(value="after"), "completed").result == "after"
+
+
+def test_job_that_kills_its_worker_every_time_ends_failed_not_looping(stack: Any) -> None:
+    from tasks.demo import Echo
+    from tests.sample_jobs import PoisonJob
+
+    job_id = PoisonJob.dispatch()
+    failed = wait_status(job_id, "failed", timeout=90)
+    assert failed.attempts >= 2
+    assert "WorkerLostError" in (failed.error_message or "") or "exited" in (failed.error_message or "")
+    assert wait_status(Echo.dispatch(value="alive"), "completed").result == "alive"

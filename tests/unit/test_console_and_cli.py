@@ -137,3 +137,12 @@ def test_cli_bootstrap_creates_admin_once(app: Any) -> None:
     assert "Password" not in second.output
     admin = db.session.query(User).filter_by(email="admin@localhost").one()
     assert admin.is_superadmin and admin.tenant_id is None
+
+
+def test_cli_users_create_without_tenant_uses_the_default_tenant(app: Any, unique: str) -> None:
+    email = f"nt-{unique}@example.com"
+    result = app.test_cli_runner().invoke(
+        args=["users", "create", "--email", email, "--role", "viewer", "--password-stdin"], input="long-enough-pw\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert db.session.query(User).filter_by(email=email).one().tenant_id == "default"

@@ -13,6 +13,7 @@ from app.db import session_scope
 from app.models import JobAttempt, JobExecution
 from app.recording import events as ev
 from app.recording.apply import EventApplier
+from app.recording.buffer import encode_event
 
 
 def lifecycle(job_id: str, t0: float = 1_000.0) -> list[dict[str, Any]]:
@@ -166,3 +167,47 @@ def test_payload_from_body_handles_positional_and_odd_bodies() -> None:
     assert ev.payload_from_body(([1], {"a": 2}, {})) == {"args": [1], "kwargs": {"a": 2}}
     assert ev.payload_from_body(([], {"a": 2}, {})) == {"a": 2}
     assert ev.payload_from_body("nonsense") is None
+
+
+def test_worker_clock_behind_the_web_clock_still_completes_the_row() -> None:
+    """The API writes the pending row with its clock; a worker running 2 s behind must win."""
+    import time
+
+    from app.models import ExecutionStatus
+
+    job_id = str(uuid.uuid4())
+    with session_scope() as session:
+        session.add(
+            JobExecution(
+                id=job_id,
+                tenant_id="acme",
+                job_class="demo.echo",
+                queue="default",
+                status=ExecutionStatus.PENDING.value,
+                status_ts=0.0,
+                max_attempts=1,
+            )
+        )
+    now = time.time()
+    pub, start, ok = lifecycle(job_id, t0=now)
+    start["ts"], ok["ts"] = now - 2.0, now - 1.9
+    apply([ok])
+    apply([pub, start])
+    row, attempts = load(job_id)
+    assert row.status == "completed" and row.result == 1 and row.attempts == 1
+    assert [a.status for a in attempts] == ["completed"]
+
+
+def test_recorder_sets_aside_an_event_it_cannot_apply(redis_client: Any) -> None:
+    from app.config import get_settings
+    from app.recorder import DEAD_STREAM, Recorder
+
+    recorder = Recorder(get_settings(), redis_client, name="unit-recorder")
+    good_id = str(uuid.uuid4())
+    good = lifecycle(good_id)
+    bad = {"t": "ok", "id": str(uuid.uuid4()), "eid": "x"}  # no "ts": the applier cannot use it
+    entries = [(f"{n}-0".encode(), {b"e": encode_event(e).encode()}) for n, e in enumerate([*good, bad], 1)]
+    dead_before = redis_client.xlen(DEAD_STREAM)
+    assert recorder.process(entries) == 4
+    assert load(good_id)[0].status == "completed"
+    assert redis_client.xlen(DEAD_STREAM) == dead_before + 1

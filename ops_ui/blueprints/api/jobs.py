@@ -53,7 +53,8 @@ def _audit(action: str, job_id: str, **fields: Any) -> None:
 def dispatch() -> Any:
     spec = parse_dispatch(json_body(), tenant_id=_tenant() or _settings().default_tenant)
     row = jobs_service.submit_job(sql(), spec, registry=get_registry(), publisher=get_publisher(), settings=_settings())
-    return jsonify(id=row.id, status=row.status, job_class=row.job_class, queue=row.queue), 201
+    # Literal "pending": a fast worker may already have moved the row on.
+    return jsonify(id=row.id, status="pending", job_class=row.job_class, queue=row.queue), 201
 
 
 @bp.get("/jobs/<job_id>")
@@ -95,7 +96,7 @@ def retry(job_id: str) -> Any:
         settings=_settings(),
     )
     _audit("job.retry", job_id, after={"retry_id": row.id})
-    return jsonify(id=row.id, status=row.status, retry_of=job_id), 202
+    return jsonify(id=row.id, status="pending", retry_of=job_id), 202
 
 
 @bp.post("/jobs/<job_id>/cancel")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from flask import request
-from werkzeug.exceptions import BadRequest
+from flask import current_app, request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from werkzeug.wsgi import get_input_stream
 
 from app.errors import ValidationError
 from app.services.dispatching import DispatchSpec
@@ -31,10 +33,18 @@ def json_body() -> dict[str, Any]:
 
     Raises:
         BadRequest: not JSON, or not an object.
+        RequestEntityTooLarge: over the size limit (also for chunked bodies).
     """
-    body = request.get_json(silent=True, force=True)
-    if body is None:
-        raise BadRequest("the body must be valid JSON")
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    # Read one byte past the limit: a chunked body has no Content-Length to check first.
+    # (request.stream would silently cut a chunked body at the limit.)
+    raw = get_input_stream(request.environ, max_content_length=limit + 1).read(limit + 1)
+    if len(raw) > limit:
+        raise RequestEntityTooLarge(f"the body is over the {limit}-byte limit")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("the body must be valid JSON") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body
