@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db import db
 from app.models.base import JSONType, UTCDateTime, utcnow
@@ -123,3 +123,5 @@ class JobAttempt(db.Model):  # type: ignore[name-defined,misc]
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     runtime_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Lets one flush insert a new execution and its first attempt in the right order.
+    execution: Mapped[JobExecution] = relationship(lazy="raise_on_sql")

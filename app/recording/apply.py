@@ -88,7 +88,6 @@ class EventApplier:
                 row = self._new_row(event)
                 session.add(row)
                 state.executions[row.id] = row
-        session.flush()  # rows first: attempts reference them
         for event in ordered:
             row = state.executions[event["id"]]
             handler = getattr(self, "_on_" + event["t"], None)
@@ -168,6 +167,7 @@ class EventApplier:
         started = _dt(e["ts"])
         row.attempts += 1
         attempt = JobAttempt(
+            execution=row,
             execution_id=row.id,
             attempt_key=key,
             number=row.attempts,
@@ -221,6 +221,7 @@ class EventApplier:
                 return
             row.attempts += 1
             attempt = JobAttempt(
+                execution=row,
                 execution_id=row.id,
                 attempt_key=key,
                 number=row.attempts,
