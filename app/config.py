@@ -94,6 +94,8 @@ class Settings:
     #: Recorder batching: largest batch and longest wait for new events.
     recorder_batch_size: int = 500
     recorder_block_ms: int = 200
+    #: Once events arrive, wait this long for more before writing (bigger, cheaper batches).
+    recorder_linger_ms: int = 100
     #: Worker-side event buffer: flush after this many events or this many milliseconds.
     event_buffer_size: int = 64
     event_flush_ms: int = 20
@@ -143,6 +145,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         tracking_enabled=_bool(environ, "CELERIAC_TRACKING", True),
         recorder_batch_size=_int(environ, "CELERIAC_RECORDER_BATCH_SIZE", 500, 1),
         recorder_block_ms=_int(environ, "CELERIAC_RECORDER_BLOCK_MS", 200, 1),
+        recorder_linger_ms=_int(environ, "CELERIAC_RECORDER_LINGER_MS", 100, 0),
         event_buffer_size=_int(environ, "CELERIAC_EVENT_BUFFER_SIZE", 64, 1),
         event_flush_ms=_int(environ, "CELERIAC_EVENT_FLUSH_MS", 20, 1),
         encryption_keys=keys,

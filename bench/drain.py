@@ -126,17 +126,21 @@ def run_drain(mode: str, tracking: bool, n: int, concurrency: int, redis_url: st
         print(f"  {mode}: {out.strip().splitlines()[-1]}", flush=True)
         if recorder is not None:
             # The recorder first catches up with the `pub` events, then forgets their lag.
-            procs.wait_until(lambda: _sql_counts()[0] >= n, 120, "pending rows", 0.1, recorder)
+            try:
+                procs.wait_until(lambda: _sql_counts()[0] >= n, 120, "pending rows", 0.1, recorder)
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}: {_sql_counts()[0]} of {n}; recorder log:\n{recorder.tail()}") from exc
             os.kill(recorder.pid, signal.SIGUSR1)
         hostname = f"bench-{mode}-{os.getpid()}@bench"
         with procs.running(f"worker-{mode}", procs.worker_argv(QUEUE, concurrency, hostname), env, log_dir) as worker:
             ready_key = READY_KEY.format(hostname=hostname)
             ready_at = float(procs.wait_until(lambda: client.get(ready_key), 60, "worker ready", 0.005, worker) or 0)
             done_at = _wait_drained(client, worker, hostname, n)
-        drain_s = done_at - ready_at
-        result = DrainResult(mode, n, round(publish_s, 2), round(drain_s, 3), round(n / drain_s, 1))
-        if recorder is not None:
-            _collect_recording(result, client, recorder, done_at)
+            drain_s = done_at - ready_at
+            result = DrainResult(mode, n, round(publish_s, 2), round(drain_s, 3), round(n / drain_s, 1))
+            if recorder is not None:
+                # Still inside the worker's block: its stop (warm shutdown) is not counted.
+                _collect_recording(result, client, recorder, done_at)
     return result
 
 

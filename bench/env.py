@@ -33,10 +33,15 @@ def claim_redis_db(url: str) -> None:
 
 
 def flush_redis_db(url: str) -> None:
-    """Empty the benchmark's database and keep it claimed."""
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.set(CLAIM_KEY, str(os.getpid()))
+    """Empty the benchmark's database and keep it claimed.
+
+    One MULTI/EXEC: the database is never seen empty, so a test session picking an empty
+    database (tests/conftest.py) cannot take it and share our queues and event stream.
+    """
+    pipe = redis.Redis.from_url(url).pipeline(transaction=True)
+    pipe.flushdb()
+    pipe.set(CLAIM_KEY, str(os.getpid()))
+    pipe.execute()
 
 
 def _pick_redis_db(base_url: str) -> str:

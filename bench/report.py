@@ -59,7 +59,7 @@ def render(summary: dict[str, Any]) -> str:
         f"plain Celery:        {_fmt(summary['plain_jobs_per_s'])} jobs/s",
         f"Celeriac tracking:   {_fmt(summary['tracked_jobs_per_s'])} jobs/s   ratio {_fmt(summary['ratio'], '.2f')}",
         f"recorder lag:        p50 {_fmt(summary['lag_p50_ms'])} ms, p99 {_fmt(summary['lag_p99_ms'])} ms; "
-        f"all rows written {_fmt(summary['rows_after_drain_s'], '.1f')} s after the drain",
+        f"all rows written {_fmt(summary['rows_after_drain_s'], '.2f')} s after the drain",
         f"rows in job_executions: {rows} (completed {completed}; expected {n})",
     ]
     dispatch = summary["dispatch"]
