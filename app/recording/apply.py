@@ -165,18 +165,8 @@ class EventApplier:
         if e.get("q") and row.queue == "default":
             row.queue = _cut(e["q"], 100)
         started = _dt(e["ts"])
-        row.attempts += 1
-        attempt = JobAttempt(
-            execution=row,
-            execution_id=row.id,
-            attempt_key=key,
-            number=row.attempts,
-            status=ExecutionStatus.PROCESSING.value,
-            worker_id=_cut(e.get("w"), 200),
-            started_at=started,
-        )
-        session.add(attempt)
-        state.attempts[key] = attempt
+        attempt = self._add_attempt(session, state, row, key, ExecutionStatus.PROCESSING.value, started)
+        attempt.worker_id = _cut(e.get("w"), 200)
         state.open_attempts.setdefault(row.id, []).append(attempt)
         if row.started_at is None:
             row.started_at = started
@@ -186,6 +176,17 @@ class EventApplier:
             # The outcome arrived before this start (buffers flush independently).
             outcome = {"ak": key, "ts": row.status_ts, "rt": row.execution_time_ms, "err": row.error_message}
             self._close(state, row, outcome, row.status)
+
+    @staticmethod
+    def _add_attempt(
+        session: Session, state: BatchState, row: JobExecution, key: str, status: str, started: datetime | None
+    ) -> JobAttempt:
+        """Count a new attempt of `row`; the relationship orders its insert after the row's."""
+        row.attempts += 1
+        attempt = JobAttempt(execution=row, attempt_key=key, number=row.attempts, status=status, started_at=started)
+        session.add(attempt)
+        state.attempts[key] = attempt
+        return attempt
 
     def _close(self, state: BatchState, row: JobExecution, e: dict[str, Any], status: str) -> None:
         attempt = state.attempts.get(e.get("ak") or "")
@@ -219,19 +220,9 @@ class EventApplier:
             key = f"{row.id}:lost:{row.attempts + 1}"
             if key in state.attempts:
                 return
-            row.attempts += 1
-            attempt = JobAttempt(
-                execution=row,
-                execution_id=row.id,
-                attempt_key=key,
-                number=row.attempts,
-                status=status,
-                started_at=_dt(ts),
-                finished_at=_dt(ts),
-                error_message="the worker process died; its start was not recorded",
-            )
-            session.add(attempt)
-            state.attempts[key] = attempt
+            attempt = self._add_attempt(session, state, row, key, status, _dt(ts))
+            attempt.finished_at = _dt(ts)
+            attempt.error_message = "the worker process died; its start was not recorded"
 
     def _close_open(self, state: BatchState, row: JobExecution, ts: float, status: str, err: str) -> None:
         for attempt in list(state.open_attempts.get(row.id) or []):

@@ -17,6 +17,7 @@ from app import redis_keys
 from app.config import Settings
 from app.errors import BackendUnavailable, Conflict, NotFound, ValidationError
 from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution
+from app.recording.events import payload_from_args
 from app.services.dispatching import DispatchSpec, Publisher, Registry, find_definition, resolve
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def submit_job(
         job_class=job.job_class,
         queue=job.queue,
         priority=job.priority,
-        payload={"args": job.args, "kwargs": job.payload} if job.args else job.payload,
+        payload=payload_from_args(job.args, job.payload),
         status=ExecutionStatus.PENDING.value,
         # 0: any worker event replaces "pending", even from a host whose clock is behind.
         status_ts=0.0,
