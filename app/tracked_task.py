@@ -1,4 +1,4 @@
-"""Base class of every task: skips jobs cancelled before they started.
+"""Base class of every task: skips jobs a prerun gate took out (cancelled, throttled).
 
 The recording itself happens in signal handlers (app.recording.signals), so tasks with
 another base class are tracked as well; this class only adds the cancel check's effect.
@@ -19,6 +19,6 @@ class TrackedTask(Task):  # type: ignore[type-arg]
     default_retry_delay = get_settings().worker_lost_retry_delay_s
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if getattr(self.request, "celeriac_cancelled", False):
+        if getattr(self.request, "celeriac_skip", False):
             raise Ignore()
         return super().__call__(*args, **kwargs)

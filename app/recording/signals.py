@@ -69,6 +69,19 @@ class _RunningAttempt:
     rss_start: int
 
 
+#: Checks run before an attempt starts. A gate returns True when it took the job out of
+#: this run (re-queued it, say, for a rate limit) and recorded why; the body is skipped
+#: and no attempt is counted. Registered by app.composition and app.ratelimit.
+Gate = Callable[[str, Any], bool]
+_gates: list[Gate] = []
+
+
+def register_gate(gate: Gate) -> None:
+    """Run `gate(task_id, task)` before every task body (once per gate)."""
+    if gate not in _gates:
+        _gates.append(gate)
+
+
 #: Attempts running in this process, by task id (prefork: one at a time per child).
 _running: dict[str, _RunningAttempt] = {}
 _process: tuple[int, psutil.Process] | None = None
@@ -129,9 +142,18 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     request = task.request
     if _is_cancelled(task_id):
         # TrackedTask.__call__ sees this flag and skips the body.
-        request.celeriac_cancelled = True
+        request.celeriac_skip = True
         emit(ev.cancelled(task_id, reason="cancelled before it started"))
         return
+    for gate in _gates:
+        try:
+            taken = gate(task_id, task)
+        except Exception:  # a broken gate must not stop jobs; run this one and say so
+            logger.exception("Prerun gate %s failed; running job %s anyway", gate.__name__, task_id)
+            taken = False
+        if taken:
+            request.celeriac_skip = True
+            return
     attempt = _RunningAttempt(uuid.uuid4().hex, time.monotonic(), _rss())
     _running[task_id] = attempt
     delivery = getattr(request, "delivery_info", None) or {}
