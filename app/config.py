@@ -54,6 +54,28 @@ def _csv(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in environ.get(name, "").split(",") if part.strip())
 
 
+def _queue_rate_limits(raw: str) -> tuple[tuple[str, int, int], ...]:
+    """Parse `emails=100/60,reports=10/3600` (queue=limit/per-seconds).
+
+    Raises:
+        ValueError: an entry not of that form, so a typo stops start-up instead of being ignored.
+    """
+    limits: list[tuple[str, int, int]] = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            queue, rate = entry.split("=", 1)
+            limit, per = rate.split("/", 1)
+            parsed = (queue.strip(), int(limit), int(per))
+        except ValueError as exc:
+            raise ValueError(f"CELERIAC_QUEUE_RATE_LIMITS: {entry!r} is not queue=limit/seconds") from exc
+        if not parsed[0] or parsed[1] < 1 or parsed[2] < 1:
+            raise ValueError(f"CELERIAC_QUEUE_RATE_LIMITS: {entry!r} needs a queue, limit >= 1 and seconds >= 1")
+        limits.append(parsed)
+    return tuple(limits)
+
+
 def _database_url(environ: Mapping[str, str]) -> str:
     url = environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'celeriac.db'}"
     # Heroku-style URLs and plain "postgresql://" both mean psycopg 3 here.
@@ -100,6 +122,10 @@ class Settings:
     event_buffer_size: int = 64
     event_flush_ms: int = 20
     encryption_keys: tuple[str, ...] = field(default_factory=tuple)
+    #: Most jobs in one batch (J5), initial jobs and added ones together.
+    max_batch_jobs: int = 10_000
+    #: Global per-queue rate limits from configuration (J10): queue -> (limit, per seconds).
+    queue_rate_limits: tuple[tuple[str, int, int], ...] = field(default_factory=tuple)
     #: Extra task modules every worker imports (CELERIAC_TASK_MODULES, comma-separated).
     task_modules: tuple[str, ...] = field(default_factory=tuple)
     default_tenant: str = "default"
@@ -149,6 +175,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         event_buffer_size=_int(environ, "CELERIAC_EVENT_BUFFER_SIZE", 64, 1),
         event_flush_ms=_int(environ, "CELERIAC_EVENT_FLUSH_MS", 20, 1),
         encryption_keys=keys,
+        max_batch_jobs=_int(environ, "CELERIAC_MAX_BATCH_JOBS", 10_000, 1),
+        queue_rate_limits=_queue_rate_limits(environ.get("CELERIAC_QUEUE_RATE_LIMITS", "")),
         task_modules=_csv(environ, "CELERIAC_TASK_MODULES"),
         default_tenant=environ.get("CELERIAC_DEFAULT_TENANT") or "default",
         secure_cookies=_bool(environ, "CELERIAC_SECURE_COOKIES", False),

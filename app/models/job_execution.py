@@ -102,6 +102,14 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
     retry_of: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     schedule_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     tags: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    #: Job ids this one waits for (J7); it is published when all of them completed.
+    depends_on: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    #: Position in its chain, from 0 (J6).
+    chain_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Set while a global rate limit holds the job back (J10): when it runs again.
+    throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The uniqueness lock this job holds until it finishes (J8).
+    unique_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
 

@@ -141,6 +141,9 @@ class EventApplier:
         row.job_definition_id = (
             header.get("definition") or row.job_definition_id or (self.definition_ids.get(row.job_class))
         )
+        row.depends_on = header.get("depends_on", row.depends_on)
+        row.chain_step = header.get("chain_step", row.chain_step)
+        row.unique_key = header.get("unique", row.unique_key)
         row.parent_id = e.get("parent") or row.parent_id
         row.root_id = e.get("root") or row.root_id
         row.eta = _parse_iso(e.get("eta")) or row.eta
@@ -148,7 +151,7 @@ class EventApplier:
         created = _dt(e.get("ts"))
         if created is not None and (row.created_at is None or created < row.created_at):
             row.created_at = created
-        if int(e.get("r") or 0) > 0:
+        if int(e.get("r") or 0) > 0 and not header.get("throttled"):
             # A re-publish of a running job: a retry, or a worker that died mid-task.
             self._close_open(state, row, e["ts"], "retrying", LOST_OR_RETRIED)
             self._ensure_attempts(session, state, row, int(e["r"]), e["ts"], "retrying")
@@ -165,6 +168,7 @@ class EventApplier:
         if e.get("q") and row.queue == "default":
             row.queue = _cut(e["q"], 100)
         started = _dt(e["ts"])
+        row.throttled_until = None
         attempt = self._add_attempt(session, state, row, key, ExecutionStatus.PROCESSING.value, started)
         attempt.worker_id = _cut(e.get("w"), 200)
         state.open_attempts.setdefault(row.id, []).append(attempt)
@@ -279,3 +283,8 @@ class EventApplier:
             row.failed_at = _dt(e["ts"])
             row.error_message = e.get("err")
             row.exception_type = "Rejected"
+
+    def _on_throttle(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+        """A global rate limit re-queued the job without running it (J10)."""
+        if not ExecutionStatus(row.status).is_terminal:
+            row.throttled_until = _dt(e.get("until"))
