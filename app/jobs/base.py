@@ -55,6 +55,16 @@ class Job:
     dont_retry_on: ClassVar[Sequence[type[BaseException]]] = ()
     tags: ClassVar[Sequence[str]] = ()
     description: ClassVar[str | None] = None
+    #: Global limits that hold across every worker (J10): `[RateLimit(100, per=3600)]`.
+    rate_limits: ClassVar[Sequence[Any]] = ()
+    #: Stack around `handle`, outermost first (J11): `[Logging(), Timing()]`.
+    middleware: ClassVar[Sequence[Any]] = ()
+    #: Payload and result Fernet-encrypted in the broker and in SQL (J9).
+    encrypted: ClassVar[bool] = False
+    #: Seconds a duplicate dispatch returns the existing job instead of queuing (J8); None: off.
+    unique_for: ClassVar[int | None] = None
+    #: Payload keys that make two dispatches the same job (J8); empty: the whole payload.
+    unique_by: ClassVar[Sequence[str]] = ()
     #: The Celery task this class registered.
     task: ClassVar[Any]
 
