@@ -29,7 +29,9 @@ def task_info(task: Any) -> TaskInfo:
             priority=job_cls.priority,
             max_attempts=job_cls.max_tries,
             timeout_s=job_cls.timeout,
-            encrypted=bool(getattr(job_cls, "encrypted", False)),
+            encrypted=bool(job_cls.encrypted),
+            unique_for=job_cls.unique_for,
+            unique_by=tuple(job_cls.unique_by),
         )
     max_retries = task.max_retries if task.max_retries is not None else 0
     return TaskInfo(

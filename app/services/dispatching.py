@@ -32,6 +32,8 @@ class TaskInfo:
     max_attempts: int = 1
     timeout_s: int | None = None
     encrypted: bool = False
+    unique_for: int | None = None
+    unique_by: tuple[str, ...] = ()
 
 
 class Registry(Protocol):
@@ -64,6 +66,19 @@ class DispatchSpec:
     job_id: str | None = None
     #: Positional arguments, for plain Celery tasks re-run from history.
     args: list[Any] | None = None
+    #: Seconds after dispatch when the job is no longer run (J4); recorded as cancelled.
+    expires_s: float | None = None
+    #: Job ids that must complete first (J7).
+    depends_on: list[str] | None = None
+    #: Seconds during which an identical dispatch returns this job instead (J8).
+    unique_for: int | None = None
+    #: Explicit identity for uniqueness (J8); default: a hash of the payload.
+    unique_id: str | None = None
+    #: Encrypt payload and result (J9); None: the job class decides.
+    encrypted: bool | None = None
+    batch_id: str | None = None
+    chain_id: str | None = None
+    chain_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,14 @@ class ResolvedJob:
     retry_of: str | None
     job_definition_id: str | None
     args: list[Any] | None = None
+    expires_s: float | None = None
+    depends_on: list[str] | None = None
+    unique_for: int | None = None
+    unique_id: str | None = None
+    encrypted: bool = False
+    batch_id: str | None = None
+    chain_id: str | None = None
+    chain_step: int | None = None
 
     @property
     def eta(self) -> datetime | None:
@@ -102,6 +125,15 @@ class ResolvedJob:
             header["retry_of"] = self.retry_of
         if self.job_definition_id:
             header["definition"] = self.job_definition_id
+        if self.encrypted:
+            header["encrypted"] = True
+        if self.depends_on:
+            header["depends_on"] = self.depends_on
+        if self.batch_id:
+            header["batch"] = self.batch_id
+        if self.chain_id:
+            header["chain"] = self.chain_id
+            header["chain_step"] = self.chain_step
         return header
 
     def celery_options(self) -> dict[str, Any]:
@@ -114,6 +146,8 @@ class ResolvedJob:
         }
         if self.delay_s:
             options["countdown"] = self.delay_s
+        if self.expires_s:
+            options["expires"] = self.expires_s + self.delay_s
         if self.timeout_s:
             options["soft_time_limit"] = self.timeout_s
             options["time_limit"] = self.timeout_s + HARD_LIMIT_GRACE_S
@@ -145,6 +179,10 @@ def _validate(spec: DispatchSpec, settings: Settings) -> None:
     if spec.backoff is not None:
         for value in spec.backoff:
             _check_number(value, "each backoff value", 0, settings.max_delay_s)
+    if spec.expires_s is not None:
+        _check_number(spec.expires_s, "expires", 1, 365 * 24 * 3600)
+    if spec.unique_for is not None:
+        _check_number(spec.unique_for, "unique_for", 1, 30 * 24 * 3600)
     if spec.queue is not None and not _is_queue_name(spec.queue):
         raise ValidationError("queue must be 1-100 characters of letters, digits, '.', '_' or '-'")
 
@@ -190,4 +228,12 @@ def resolve(
         retry_of=spec.retry_of,
         job_definition_id=definition.id if definition else None,
         args=list(spec.args) if spec.args else None,
+        expires_s=float(spec.expires_s) if spec.expires_s else None,
+        depends_on=list(dict.fromkeys(spec.depends_on)) if spec.depends_on else None,
+        unique_for=int(spec.unique_for) if spec.unique_for else info.unique_for,
+        unique_id=spec.unique_id,
+        encrypted=spec.encrypted if spec.encrypted is not None else info.encrypted,
+        batch_id=spec.batch_id,
+        chain_id=spec.chain_id,
+        chain_step=spec.chain_step,
     )
