@@ -114,6 +114,14 @@ class ResolvedJob:
             return None
         return datetime.now(UTC) + timedelta(seconds=self.delay_s)
 
+    def wire_payload(self) -> dict[str, Any]:
+        """The payload as it leaves this process: a sealed envelope when encrypted (J9)."""
+        if not self.encrypted:
+            return self.payload
+        from app.crypto import seal_payload
+
+        return seal_payload(self.payload)
+
     def celeriac_header(self) -> dict[str, Any]:
         """The `celeriac` message header: what the recorder and the job runner read."""
         header: dict[str, Any] = {"tenant": self.tenant_id, "max_attempts": self.max_attempts}
@@ -207,6 +215,11 @@ def resolve(
     if definition is not None and not definition.is_active:
         raise ValidationError(f"job class {spec.job_class!r} is inactive and cannot be dispatched")
     _validate(spec, settings)
+    encrypted = spec.encrypted if spec.encrypted is not None else info.encrypted
+    if encrypted:
+        from app.crypto import require_keys
+
+        require_keys()
     queue = spec.queue or (definition.default_queue if definition else info.queue)
     priority = spec.priority
     if priority is None:
@@ -232,7 +245,7 @@ def resolve(
         depends_on=list(dict.fromkeys(spec.depends_on)) if spec.depends_on else None,
         unique_for=int(spec.unique_for) if spec.unique_for else info.unique_for,
         unique_id=spec.unique_id,
-        encrypted=spec.encrypted if spec.encrypted is not None else info.encrypted,
+        encrypted=encrypted,
         batch_id=spec.batch_id,
         chain_id=spec.chain_id,
         chain_step=spec.chain_step,

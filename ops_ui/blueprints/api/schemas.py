@@ -12,8 +12,10 @@ from werkzeug.wsgi import get_input_stream
 from app.errors import ValidationError
 from app.services.dispatching import DispatchSpec
 
-#: Options of API.md's dispatch body; the last three arrive with job composition.
+#: Options of API.md's dispatch body, plus `expires` and `unique_id` (extensions).
 KNOWN_OPTIONS = {
+    "expires",
+    "unique_id",
     "queue",
     "priority",
     "delay",
@@ -25,7 +27,6 @@ KNOWN_OPTIONS = {
     "unique_for",
     "encrypted",
 }
-NOT_YET = {"depends_on", "unique_for", "encrypted"}
 
 
 def json_body() -> dict[str, Any]:
@@ -59,6 +60,33 @@ def _int_or_none(options: dict[str, Any], key: str) -> Any:
     return value
 
 
+def _composition_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Dependencies, uniqueness, encryption and deadline (issue 3 options).
+
+    Raises:
+        ValidationError: a value of the wrong kind.
+    """
+    depends_on = options.get("depends_on")
+    if depends_on is not None and (not isinstance(depends_on, list) or not all(isinstance(i, str) for i in depends_on)):
+        raise ValidationError("options.depends_on must be a list of job ids")
+    encrypted = options.get("encrypted")
+    if encrypted is not None and not isinstance(encrypted, bool):
+        raise ValidationError("options.encrypted must be true or false")
+    unique_id = options.get("unique_id")
+    if unique_id is not None and (not isinstance(unique_id, str) or not 0 < len(unique_id) <= 200):
+        raise ValidationError("options.unique_id must be a string of 1-200 characters")
+    unique_for = _int_or_none(options, "unique_for")
+    if unique_id is not None and unique_for is None:
+        raise ValidationError("options.unique_id needs options.unique_for")
+    return {
+        "expires_s": _int_or_none(options, "expires"),
+        "depends_on": depends_on,
+        "unique_for": unique_for,
+        "unique_id": unique_id,
+        "encrypted": encrypted,
+    }
+
+
 def parse_dispatch(body: dict[str, Any], tenant_id: str) -> DispatchSpec:
     """Turn a dispatch body into a `DispatchSpec`.
 
@@ -80,9 +108,6 @@ def parse_dispatch(body: dict[str, Any], tenant_id: str) -> DispatchSpec:
     unknown = set(options) - KNOWN_OPTIONS
     if unknown:
         raise ValidationError(f"unknown options: {', '.join(sorted(unknown))}")
-    pending = sorted(k for k in NOT_YET & set(options) if options[k] not in (None, False, []))
-    if pending:
-        raise ValidationError(f"options not available in this version: {', '.join(pending)}")
     queue = options.get("queue")
     if queue is not None and not isinstance(queue, str):
         raise ValidationError("options.queue must be a string")
@@ -111,4 +136,5 @@ def parse_dispatch(body: dict[str, Any], tenant_id: str) -> DispatchSpec:
         backoff=[int(v) for v in backoff] if backoff is not None else None,
         timeout_s=int(timeout) if timeout is not None else None,
         tags=tags,
+        **_composition_options(options),
     )
