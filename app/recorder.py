@@ -25,6 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app import redis_keys
+from app.composition.recorder_hook import CompositionStep
 from app.config import Settings, get_settings
 from app.db import session_scope
 from app.models import JobDefinition
@@ -89,6 +90,8 @@ class Recorder:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.stats = RecorderStats()
         self.applier = EventApplier(default_tenant=settings.default_tenant)
+        #: Batch callbacks, chain steps, dependants and unique locks of finished jobs.
+        self.composition = CompositionStep(settings, client)
         self._definitions_loaded_at = 0.0
         self._stopping = False
         self._backoff_s = 0.0
@@ -215,7 +218,10 @@ class Recorder:
             logger.exception("Recorder: batch of %d events refused; writing them one by one", len(events))
             self.stats.failures += 1
             self._write_one_by_one(events)
+            self.composition.after_commit(events)
         else:
+            # Before the ack: if Redis fails here, the batch is replayed (all idempotent).
+            self.composition.after_commit(events)
             self._ack([e["_sid"] for e in events])
         now = time.time()
         self.stats.lags_ms.extend((now - e.get("ts", now)) * 1000 for e in events)
@@ -260,10 +266,12 @@ class Recorder:
 
     def run(self) -> None:
         self.ensure_group()
+        self.composition.start()
         logger.info("Recorder %s reading %s", self.name, redis_keys.EVENTS_STREAM)
         last_stats = last_claim = 0.0
         while not self._stopping:
             self.run_once()
+            self.composition.safe_drain()
             now = time.monotonic()
             try:
                 if now - last_claim > CLAIM_IDLE_MS / 1000:

@@ -21,7 +21,7 @@ from celery.exceptions import Ignore, Reject, Retry
 
 from app.celery_app import celery_app
 from app.config import get_settings
-from app.jobs.dispatch import PendingDispatch
+from app.jobs.dispatch import JobCall, PendingDispatch
 from app.priority import DEFAULT_PRIORITY
 from app.services.dispatching import HARD_LIMIT_GRACE_S
 from app.services.retry_policy import Backoff, calculate_retry_delay, should_retry
@@ -81,6 +81,13 @@ class Job:
             raise TypeError(f"{cls.__name__} must define handle()")
         cls.task = _register(cls)
 
+    def __init__(self, **payload: Any) -> None:
+        #: `ImportRow(row=1)` describes one job for `batch([...])` or `chain([...])`.
+        self.payload = payload
+
+    def to_call(self) -> JobCall:
+        return JobCall(self.task_name(), dict(self.payload))
+
     def handle(self, **payload: Any) -> Any:
         raise NotImplementedError
 
@@ -133,6 +140,15 @@ class Job:
     @classmethod
     def with_tags(cls, *tags: str) -> PendingDispatch:
         return cls.pending().with_tags(*tags)
+
+    @classmethod
+    def after(cls, *job_ids: str) -> PendingDispatch:
+        """Dispatch once every one of `job_ids` completed (J7)."""
+        return cls.pending().after(*job_ids)
+
+    @classmethod
+    def expires(cls, seconds: float) -> PendingDispatch:
+        return cls.pending().expires(seconds)
 
 
 def _header(task: Any) -> dict[str, Any]:

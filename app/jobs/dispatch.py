@@ -46,15 +46,34 @@ def get_registry() -> Registry:
     return _registry
 
 
+def is_fake(publisher: Publisher) -> bool:
+    """A test fake (J12) captures dispatches without SQL or Redis."""
+    return bool(getattr(publisher, "captures_dispatches", False))
+
+
 def prepare(spec: DispatchSpec) -> ResolvedJob:
     """Validate against the registry and the job's definition row.
 
     Raises:
         ValidationError: unknown or inactive job class, or an option out of range.
     """
+    if is_fake(get_publisher()):
+        return resolve(spec, get_registry().get(spec.job_class), None, get_settings())
     with session_scope() as session:
         definition = find_definition(session, spec.job_class)
         return resolve(spec, get_registry().get(spec.job_class), definition, get_settings())
+
+
+@dataclasses.dataclass(frozen=True)
+class JobCall:
+    """A job with its payload and options, not yet dispatched: a member of a batch or chain."""
+
+    job_class: str
+    payload: dict[str, Any]
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def spec(self, tenant_id: str | None = None) -> DispatchSpec:
+        return PendingDispatch(self.job_class, dict(self.options)).spec(self.payload, tenant_id)
 
 
 @dataclasses.dataclass
@@ -88,20 +107,51 @@ class PendingDispatch:
     def with_max_attempts(self, attempts: int) -> PendingDispatch:
         return self._with(max_attempts=attempts)
 
-    def spec(self, payload: dict[str, Any]) -> DispatchSpec:
+    def expires(self, seconds: float) -> PendingDispatch:
+        """Not run if it has not started `seconds` after its (delayed) due time (J4)."""
+        return self._with(expires_s=seconds)
+
+    def after(self, *job_ids: str) -> PendingDispatch:
+        """Wait until every one of `job_ids` completed (J7)."""
+        return self._with(depends_on=[*self.options.get("depends_on", []), *job_ids])
+
+    def unique(self, for_seconds: int, unique_id: str | None = None) -> PendingDispatch:
+        """A twin dispatched within `for_seconds` while this one is live returns this one (J8)."""
+        return self._with(unique_for=for_seconds, unique_id=unique_id)
+
+    def encrypted(self, value: bool = True) -> PendingDispatch:
+        return self._with(encrypted=value)
+
+    def make(self, **payload: Any) -> JobCall:
+        """This job with `payload`, for `batch([...])` or `chain([...])`."""
+        return JobCall(self.job_class, payload, dict(self.options))
+
+    def spec(self, payload: dict[str, Any], tenant_id: str | None = None) -> DispatchSpec:
         options = dict(self.options)
+        if tenant_id is not None:
+            options["tenant_id"] = tenant_id
         options.setdefault("tenant_id", get_settings().default_tenant)
         return DispatchSpec(job_class=self.job_class, payload=payload, **options)
 
     def dispatch(self, **payload: Any) -> str:
-        """Validate and queue; returns the job id.
+        """Validate, record and queue; returns the job id (a unique twin's id, J8).
 
         Raises:
-            ValidationError: unknown or inactive job class, or an option out of range.
+            ValidationError: unknown or inactive job class, an option out of range, or a
+                bad dependency.
+            BackendUnavailable: the broker refused the message; the job is recorded failed.
         """
-        job = prepare(self.spec(payload))
-        get_publisher().publish(job)
-        return job.job_id
+        spec = self.spec(payload)
+        publisher = get_publisher()
+        if is_fake(publisher):
+            job = prepare(spec)
+            publisher.publish(job)
+            return job.job_id
+        from app.services.jobs import submit
+
+        with session_scope() as session:
+            done = submit(session, spec, registry=get_registry(), publisher=publisher, settings=get_settings())
+            return done.row.id
 
     def dispatch_now(self, **payload: Any) -> Any:
         """Run in this process and return the result; recorded like a queued run.

@@ -14,11 +14,12 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from app import redis_keys
+from app.composition.hub import Hub, payload_identity, unique_key
 from app.config import Settings
 from app.errors import BackendUnavailable, Conflict, NotFound, ValidationError
-from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution
+from app.models import LIVE_STATUSES, TERMINAL_STATUSES, ExecutionStatus, JobExecution
 from app.recording.events import payload_from_args
-from app.services.dispatching import DispatchSpec, Publisher, Registry, find_definition, resolve
+from app.services.dispatching import DispatchSpec, Publisher, Registry, ResolvedJob, find_definition, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,17 @@ class Canceller(Protocol):
 
     def revoke(self, job_id: str, terminate: bool) -> None: ...
 
+    def announce(self, job_id: str, reason: str) -> None:
+        """Tell the recorder, so batches, chains and dependants hear of the cancel."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A dispatch's answer: the job, and whether this call created it (False: unique duplicate)."""
+
+    row: JobExecution
+    created: bool = True
+
 
 def submit_job(
     session: Session,
@@ -45,23 +57,80 @@ def submit_job(
     publisher: Publisher,
     settings: Settings,
 ) -> JobExecution:
-    """Validate, record as pending, then publish. The row is visible before the publish.
+    """`submit` for callers that do not care whether a unique job already existed."""
+    return submit(session, spec, registry=registry, publisher=publisher, settings=settings).row
+
+
+def submit(
+    session: Session,
+    spec: DispatchSpec,
+    *,
+    registry: Registry,
+    publisher: Publisher,
+    settings: Settings,
+) -> Submitted:
+    """Validate, record as pending, then publish (or hold until dependencies completed).
+
+    The row is visible before the publish. A unique job whose twin is pending or running
+    returns the twin and queues nothing.
 
     Raises:
-        ValidationError: unknown or inactive job class, or an option out of range.
+        ValidationError: unknown or inactive job class, an option out of range, or an
+            unknown, foreign or cyclic dependency.
         BackendUnavailable: the broker refused the message; the row is marked failed.
     """
+    from app.composition.runtime import get_hub
+    from app.services.dependencies import check_dependencies
+
     definition = find_definition(session, spec.job_class)
-    job = resolve(spec, registry.get(spec.job_class), definition, settings)
+    info = registry.get(spec.job_class)
+    job = resolve(spec, info, definition, settings)
+    if job.depends_on:
+        check_dependencies(session, job.job_id, job.tenant_id, job.depends_on)
+    lock = None
+    if job.unique_for:
+        lock, twin = _take_unique_lock(session, job, info.unique_by if info else (), get_hub(settings))
+        if twin is not None:
+            return Submitted(twin, created=False)
+    row = pending_row(job, lock)
+    session.add(row)
+    session.commit()
+    if job.depends_on:
+        _hold_until_dependencies(session, job, settings, publisher)
+        return Submitted(row)
+    _publish_or_fail(session, row, job, publisher, lock, settings)
+    return Submitted(row)
+
+
+def _take_unique_lock(
+    session: Session, job: ResolvedJob, unique_by: tuple[str, ...], hub: Hub
+) -> tuple[str, JobExecution | None]:
+    """The lock key, and the twin job if another live job holds it (J8)."""
+    identity = job.unique_id or payload_identity(job.payload, unique_by)
+    lock = unique_key(job.tenant_id, job.job_class, identity)
+    assert job.unique_for is not None
+    for _ in range(2):
+        holder = hub.acquire_unique(lock, job.job_id, job.unique_for)
+        if holder is None:
+            return lock, None
+        twin = session.get(JobExecution, holder)
+        if twin is not None and ExecutionStatus(twin.status) in LIVE_STATUSES:
+            return lock, twin
+        # The holder finished (its release is still on its way) or never got a row.
+        hub.release_unique(lock, holder)
+    raise Conflict("another dispatch of this unique job is in progress; try again")
+
+
+def pending_row(job: ResolvedJob, lock: str | None) -> JobExecution:
     now = time.time()
-    row = JobExecution(
+    return JobExecution(
         id=job.job_id,
         tenant_id=job.tenant_id,
         job_definition_id=job.job_definition_id,
         job_class=job.job_class,
         queue=job.queue,
         priority=job.priority,
-        payload=payload_from_args(job.args, job.payload),
+        payload=payload_from_args(job.args, job.wire_payload()),
         status=ExecutionStatus.PENDING.value,
         # 0: any worker event replaces "pending", even from a host whose clock is behind.
         status_ts=0.0,
@@ -70,21 +139,76 @@ def submit_job(
         eta=job.eta,
         tags=job.tags or None,
         retry_of=job.retry_of,
+        encrypted=job.encrypted,
+        depends_on=job.depends_on,
+        unique_key=lock,
+        batch_id=job.batch_id,
+        chain_id=job.chain_id,
+        chain_step=job.chain_step,
         created_at=datetime.fromtimestamp(now, UTC),
     )
-    session.add(row)
-    session.commit()
+
+
+def _hold_until_dependencies(session: Session, job: ResolvedJob, settings: Settings, publisher: Publisher) -> None:
+    """Hold the job in Redis; dependencies that already finished are resolved here.
+
+    Held first, statuses read after: a dependency that finishes in between is seen either
+    here or by the recorder (which reads the dependants after its commit), never by neither.
+    """
+    from app.composition.runtime import get_hub, publish_released
+    from app.composition.specs import to_spec
+
+    hub = get_hub(settings)
+    assert job.depends_on is not None
+    hub.hold(job.job_id, to_spec(job), job.depends_on)
+    session.expire_all()
+    finished = session.execute(
+        select(JobExecution.id, JobExecution.status).where(
+            JobExecution.id.in_(job.depends_on), JobExecution.status.in_([s.value for s in TERMINAL_STATUSES])
+        )
+    ).all()
+    released = False
+    for dep_id, status in finished:
+        ids, _cancelled = hub.resolve(dep_id, status, f"dependency {dep_id} {status}")
+        released = released or bool(ids)
+    if released:
+        publish_released(session, settings, publisher)
+
+
+def _publish_or_fail(
+    session: Session, row: JobExecution, job: ResolvedJob, publisher: Publisher, lock: str | None, settings: Settings
+) -> None:
     try:
         publisher.publish(job)
     except Exception as exc:  # broker boundary: the accepted job must not vanish
         logger.exception("Job %s: publish failed", job.job_id)
-        row.status = ExecutionStatus.FAILED.value
-        row.status_ts = time.time()
-        row.failed_at = datetime.now(UTC)
-        row.error_message = f"could not be queued: {exc}"
-        session.commit()
+        mark_unqueued(session, row.id, f"could not be queued: {exc}")
+        if lock is not None:
+            from app.composition.runtime import get_hub
+
+            try:
+                get_hub(settings).release_unique(lock, job.job_id)
+            except Exception:  # Redis is down too: the lock expires with unique_for
+                logger.warning("Job %s: unique lock not released", job.job_id)
         raise BackendUnavailable("the broker is unavailable; the job was not queued") from exc
-    return row
+
+
+def mark_unqueued(session: Session, job_id: str, reason: str) -> None:
+    """An accepted job that could not be queued: failed with the reason, never gone."""
+    now = time.time()
+    session.execute(
+        update(JobExecution)
+        .where(JobExecution.id == job_id, JobExecution.status.in_([s.value for s in LIVE_STATUSES]))
+        .values(
+            status=ExecutionStatus.FAILED.value,
+            status_ts=now,
+            failed_at=datetime.fromtimestamp(now, UTC),
+            error_message=reason,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    session.expire_all()
 
 
 def get_job(session: Session, job_id: str, tenant_id: str | None) -> JobExecution:
@@ -230,6 +354,7 @@ def cancel_job(session: Session, job_id: str, tenant_id: str | None, *, cancelle
     # SQL may still say "pending" for a job that just started: always ask to terminate;
     # a revoke with terminate does nothing to a job that has not started.
     canceller.revoke(job_id, terminate=True)
+    canceller.announce(job_id, "cancelled by request")
     session.refresh(row)
     return row
 
@@ -249,3 +374,14 @@ class CeleryCanceller:
 
     def revoke(self, job_id: str, terminate: bool) -> None:
         self.control.revoke(job_id, terminate=terminate, signal="SIGTERM")
+
+    def announce(self, job_id: str, reason: str) -> None:
+        """A held job is dropped (never published); the cancel event reaches the recorder."""
+        from app.composition.hub import held_key
+        from app.recording.buffer import encode_event
+        from app.recording.events import cancelled
+
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(held_key(job_id))
+        pipe.xadd(redis_keys.EVENTS_STREAM, {"e": encode_event(cancelled(job_id, reason=reason))})
+        pipe.execute()

@@ -52,7 +52,11 @@ def _audit(action: str, job_id: str, **fields: Any) -> None:
 @api_auth("operator")
 def dispatch() -> Any:
     spec = parse_dispatch(json_body(), tenant_id=_tenant() or _settings().default_tenant)
-    row = jobs_service.submit_job(sql(), spec, registry=get_registry(), publisher=get_publisher(), settings=_settings())
+    done = jobs_service.submit(sql(), spec, registry=get_registry(), publisher=get_publisher(), settings=_settings())
+    row = done.row
+    if not done.created:
+        # A unique job's twin is pending or running (J8): its id, nothing queued.
+        return jsonify(id=row.id, status=row.status, job_class=row.job_class, queue=row.queue), 200
     # Literal "pending": a fast worker may already have moved the row on.
     return jsonify(id=row.id, status="pending", job_class=row.job_class, queue=row.queue), 201
 

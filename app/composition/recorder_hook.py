@@ -1,0 +1,82 @@
+"""The recorder's composition step: after each commit, act on jobs that finished.
+
+Runs before the events are acknowledged, so a Redis or SQL error here leaves them in the
+stream and the whole batch is replayed; every step being idempotent, that is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.composition.followups import FINAL_KINDS, drain_outbox, finished_jobs, follow_up, recover_inflight
+from app.composition.hub import OUTBOX as OUTBOX_KEY
+from app.composition.hub import Hub
+from app.config import Settings
+from app.db import session_scope
+from app.services.dispatching import Publisher
+
+logger = logging.getLogger(__name__)
+
+
+class CompositionStep:
+    def __init__(self, settings: Settings, client: redis.Redis, publisher: Publisher | None = None) -> None:
+        self.settings = settings
+        self.hub = Hub(client)
+        self._publisher = publisher
+
+    @property
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            from app.jobs.celery_backend import CeleryPublisher
+
+            self._publisher = CeleryPublisher()
+        return self._publisher
+
+    def start(self) -> None:
+        """Re-queue released jobs a previous recorder took but did not confirm."""
+        moved = recover_inflight(self.hub)
+        if moved:
+            logger.warning("Recovered %d released jobs from a recorder that stopped mid-publish", moved)
+
+    def after_commit(self, events: Sequence[dict[str, Any]]) -> None:
+        """Follow up on the jobs these events finished, then publish what they released."""
+        ids = list(dict.fromkeys(e["id"] for e in events if e.get("t") in FINAL_KINDS))
+        if ids:
+            with session_scope(self.settings.database_url) as session:
+                finished = finished_jobs(session, self.hub, ids)
+            try:
+                follow_up(self.hub, finished)
+            except (redis.RedisError, SQLAlchemyError):
+                raise  # an outage: the batch stays unacknowledged and is replayed
+            except Exception:  # a bug must not stop recording; replaying would not help
+                logger.exception("Composition follow-up failed for %d jobs", len(finished))
+        self.safe_drain()
+
+    def drain(self) -> int:
+        """Publish released jobs waiting in the outbox (cheap when it is empty)."""
+        if not self.hub.redis.llen(OUTBOX_KEY):
+            return 0
+        from app.composition.runtime import result_reader
+        from app.services.jobs import mark_unqueued
+
+        with session_scope(self.settings.database_url) as session:
+            return drain_outbox(
+                self.hub,
+                self.publisher,
+                result_reader(session),
+                lambda job_id, reason: mark_unqueued(session, job_id, reason),
+            )
+
+    def safe_drain(self) -> None:
+        """The periodic drain of the recorder loop: an outage is logged and retried later."""
+        try:
+            self.drain()
+        except (redis.RedisError, SQLAlchemyError) as exc:
+            logger.warning("Outbox not drained (%s); retrying", exc)
+        except Exception:  # a broker error from publish: the entry went back to the outbox
+            logger.exception("Outbox drain failed; retrying")
