@@ -6,6 +6,7 @@ from typing import Any
 
 from app.celery_app import celery_app
 from app.config import get_settings
+from app.crypto import REDACTED, unseal
 from app.priority import DEFAULT_PRIORITY
 from app.services.dispatching import ResolvedJob, TaskInfo
 
@@ -54,9 +55,23 @@ class CeleryRegistry:
         return sorted(name for name in celery_app.tasks if not is_internal_task(name))
 
 
+def _repr_options(job: ResolvedJob) -> dict[str, Any]:
+    """Celery copies the arguments into plaintext headers (argsrepr/kwargsrepr) that reach
+    logs, events and Flower; for an encrypted job they must say nothing (J9)."""
+    if not job.encrypted:
+        return {}
+    return {"argsrepr": REDACTED, "kwargsrepr": REDACTED}
+
+
 class CeleryPublisher:
     def publish(self, job: ResolvedJob) -> None:
-        celery_app.send_task(job.job_class, args=job.args, kwargs=job.payload, **job.celery_options())
+        celery_app.send_task(
+            job.job_class,
+            args=job.args,
+            kwargs=job.wire_payload(),
+            **_repr_options(job),
+            **job.celery_options(),
+        )
 
 
 def run_in_process(job: ResolvedJob) -> Any:
@@ -64,13 +79,15 @@ def run_in_process(job: ResolvedJob) -> Any:
     from app.recording import events, signals
 
     task = celery_app.tasks[job.job_class]
+    # Sealed once: the recorded payload and the one the task opens are the same token.
+    wire = job.wire_payload()
     signals.emit(
         events.published(
             job_id=job.job_id,
             task=job.job_class,
             queue=job.queue,
             priority=job.priority,
-            payload=job.payload,
+            payload=wire,
             retries=0,
             eta=None,
             expires=None,
@@ -81,11 +98,13 @@ def run_in_process(job: ResolvedJob) -> Any:
     )
     try:
         result = task.apply(
-            kwargs=job.payload,
+            kwargs=wire,
             task_id=job.job_id,
             headers={"celeriac": job.celeriac_header()},  # type: ignore[dict-item]
         )
-        return result.get(propagate=True, disable_sync_subtasks=False)
+        value = result.get(propagate=True, disable_sync_subtasks=False)
+        # The task sealed its result like on a worker; the caller here wants it in clear.
+        return unseal(value) if job.encrypted and isinstance(value, str) else value
     finally:
         signals.flush_buffer()
 

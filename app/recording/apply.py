@@ -239,7 +239,7 @@ class EventApplier:
             row.completed_at = _dt(e["ts"])
             row.execution_time_ms = e.get("rt")
             row.memory_usage_mb = e.get("mem")
-            row.result = "[encrypted]" if row.encrypted else e.get("res")
+            row.result = e.get("res")  # an encrypted job's worker already sealed it (J9)
             row.error_message = None
             row.exception_type = None
             row.exception_trace = None

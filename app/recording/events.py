@@ -19,6 +19,8 @@ import time
 import uuid
 from typing import Any
 
+from app.crypto import REDACTED, is_sealed
+
 #: Longest error message and traceback kept, in characters.
 MAX_ERROR_CHARS = 2_000
 MAX_TRACE_CHARS = 20_000
@@ -87,7 +89,9 @@ def published(
         root=root_id if root_id != job_id else None,
         c=celeriac,
     )
-    event["pl"] = "[encrypted]" if celeriac.get("encrypted") else payload
+    if celeriac.get("encrypted") and not is_sealed(payload):
+        payload = REDACTED  # marked encrypted yet sent in clear: never record it
+    event["pl"] = payload
     return event
 
 
