@@ -5,9 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from app.crypto import REDACTED, is_sealed
 from app.models import JobExecution
 
-ENCRYPTED = "[encrypted]"
+ENCRYPTED = REDACTED
+
+
+def is_encrypted(row: JobExecution) -> bool:
+    """Whether payload and result must be hidden (J9).
+
+    The payload check also covers a row written before the recorder saw the job's header.
+    """
+    return bool(row.encrypted) or is_sealed(row.payload)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -16,6 +25,7 @@ def iso(value: datetime | None) -> str | None:
 
 def job_to_dict(row: JobExecution) -> dict[str, Any]:
     """The job representation of API.md `GET /api/jobs/{id}` (plus a few extras)."""
+    encrypted = is_encrypted(row)
     return {
         "id": row.id,
         "job_class": row.job_class,
@@ -24,8 +34,8 @@ def job_to_dict(row: JobExecution) -> dict[str, Any]:
         "status": row.status,
         "attempts": row.attempts,
         "max_attempts": row.max_attempts,
-        "payload": ENCRYPTED if row.encrypted else row.payload,
-        "result": ENCRYPTED if row.encrypted and row.result is not None else row.result,
+        "payload": ENCRYPTED if encrypted else row.payload,
+        "result": ENCRYPTED if encrypted and row.result is not None else row.result,
         "error_message": row.error_message,
         "exception_type": row.exception_type,
         "exception_trace": row.exception_trace,

@@ -20,6 +20,7 @@ from app.services import jobs as jobs_service
 from app.services.auth import verify_user
 from ops_ui.auth import LoginUser, console_role
 from ops_ui.extensions import sql
+from ops_ui.presenters import is_encrypted
 
 bp = Blueprint("console", __name__)
 
@@ -106,4 +107,4 @@ def dashboard() -> Any:
 @console_role("viewer")
 def job_detail(job_id: str) -> Any:
     row = jobs_service.get_job(sql(), job_id, g.principal.tenant_id)
-    return render_template("console/job.html", job=row)
+    return render_template("console/job.html", job=row, encrypted=is_encrypted(row))
