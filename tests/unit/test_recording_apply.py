@@ -135,10 +135,43 @@ def test_rejected_message_becomes_failed_row() -> None:
 
 
 def test_encrypted_jobs_never_store_payload_or_result_in_clear() -> None:
+    """The row keeps the sealed envelope and the worker's sealed result, never the clear values."""
+    from cryptography.fernet import Fernet
+
+    from app.crypto import seal, seal_payload, unseal
+
+    key = Fernet.generate_key().decode()
     job_id = str(uuid.uuid4())
-    pub, start, ok = lifecycle(job_id)
+    pub, start, _ = lifecycle(job_id)
+    envelope = seal_payload({"card": "4111"}, keys=[key])
+    sealed_result = seal({"charged": "4111"}, keys=[key])
     pub = ev.published(
         job_id=job_id,
+        task="demo.echo",
+        queue="default",
+        priority=5,
+        payload=envelope,
+        retries=0,
+        eta=None,
+        expires=None,
+        parent_id=None,
+        root_id=None,
+        celeriac={"encrypted": True},
+    )
+    pub["ts"] = 999.0
+    ok = ev.succeeded(job_id, job_id[:8] + "a1", 12, 0.5, ev.bounded_result(sealed_result, 10_000))
+    ok["ts"] = 1_002.0
+    apply([pub, start, ok])
+    row, _ = load(job_id)
+    assert row.encrypted and row.payload == envelope and row.result == sealed_result
+    assert unseal(row.result, keys=[key]) == {"charged": "4111"}
+    assert "4111" not in repr(row.payload) + repr(row.result)
+
+
+def test_encrypted_pub_event_never_carries_a_clear_payload() -> None:
+    """A producer that marks a job encrypted but sends it in clear gets it redacted."""
+    event = ev.published(
+        job_id="x",
         task="demo.echo",
         queue="default",
         priority=5,
@@ -150,10 +183,7 @@ def test_encrypted_jobs_never_store_payload_or_result_in_clear() -> None:
         root_id=None,
         celeriac={"encrypted": True},
     )
-    pub["ts"] = 999.0
-    apply([pub, start, ok])
-    row, _ = load(job_id)
-    assert row.payload == "[encrypted]" and row.result == "[encrypted]"
+    assert event["pl"] == "[encrypted]"
 
 
 def test_bounded_result_truncates_large_values() -> None:
