@@ -184,7 +184,7 @@ def dry_run() -> int:
     from app.embedded_redis import is_reachable
 
     if not ENV_FILE.exists():
-        say(f"would create {rel(ENV_FILE)} (mode 0600) with SECRET_KEY and FLOWER_BASIC_AUTH")
+        say(f"would create {rel(ENV_FILE)} (mode 0600) with SECRET_KEY, FLOWER_BASIC_AUTH and CELERIAC_ENCRYPTION_KEYS")
     plan = make_plan()
     configured = plan.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     if is_reachable(configured):
@@ -205,12 +205,16 @@ def ensure_env_file(path: Path) -> None:
 
     Only the names of what was written are printed, never the values.
     """
+    from cryptography.fernet import Fernet
+
     from app.config import read_environment
 
     fresh = {
         "SECRET_KEY": secrets.token_hex(32),
         # token_urlsafe has no ':' or ',', on which Flower splits user:password[,...].
         "FLOWER_BASIC_AUTH": f"admin:{secrets.token_urlsafe(18)}",
+        # One Fernet key for encrypted jobs (J9); rotation adds new keys in front.
+        "CELERIAC_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
     }
     if not path.exists():
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -222,7 +226,7 @@ def ensure_env_file(path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as env_file:
             env_file.write(text)
-        say(f"Created {rel(path)} (mode 0600) with a new SECRET_KEY and Flower password")
+        say(f"Created {rel(path)} (mode 0600) with a new SECRET_KEY, Flower password and encryption key")
         return
     current = read_environment(path)
     missing = {name: value for name, value in fresh.items() if not current.get(name)}
@@ -234,7 +238,7 @@ def ensure_env_file(path: Path) -> None:
             if text and not text.endswith("\n"):
                 env_file.write("\n")
             env_file.writelines(f"{name}={value}\n" for name, value in missing.items())
-        say(f"Added {' and '.join(missing)} to {rel(path)}")
+        say(f"Added {', '.join(missing)} to {rel(path)}")
 
 
 def make_plan() -> Plan:
