@@ -372,3 +372,62 @@ def test_higher_priority_overtakes_queued_lower_ones(
         assert all(vip["started_at"] < other["started_at"] for other in finished[:-1])
     finally:
         solo.stop()
+
+
+# -- the same from code -----------------------------------------------------------------
+def test_batch_chain_and_dependencies_from_code(
+    stack: Any, client: Any, auth: Any, unique: str, redis_client: Any
+) -> None:
+    from app.composition import batch, chain
+    from tasks.demo import Echo, Sleep
+    from tests.sample_jobs import MarkerJob
+
+    headers = auth("viewer")
+    made = (
+        batch([Echo(value=1), Echo.on_queue("default").make(value=2)])
+        .name("from code")
+        .then(MarkerJob(key=f"{unique}-then"))
+        .finally_(MarkerJob(key=f"{unique}-finally"))
+        .for_tenant("acme")
+        .dispatch()
+    )
+    assert len(made.job_ids) == 2
+    finished = wait_group(client, headers, f"/api/batches/{made.id}", "finished")
+    assert finished["name"] == "from code"
+    wait_for(lambda: runs(redis_client, f"{unique}-then") == 1, timeout=30, what="then ran")
+
+    steps = chain([Echo(value="x"), Echo(), Echo()]).for_tenant("acme").dispatch()
+    wait_group(client, headers, f"/api/chains/{steps.id}", "finished")
+    assert get_job(client, headers, steps.job_ids[-1])["result"] == "x"
+
+    first = Sleep.for_tenant("acme").dispatch(seconds=0.5)
+    after = Echo.for_tenant("acme").after(first).dispatch(value="then")
+    assert wait_status(client, headers, after, "completed", "cancelled")["result"] == "then"
+
+
+def test_bad_chain_is_refused_and_queues_nothing(stack: Any, client: Any, auth: Any, redis_client: Any) -> None:
+    headers = auth("operator")
+    before = redis_client.llen("default")
+    for body in (
+        {"jobs": []},
+        {"jobs": [job("demo.echo"), job("nope")]},
+        {"jobs": [job("demo.echo")], "catch": job("nope")},
+    ):
+        response = client.post("/api/chains", json=body, headers=headers)
+        assert response.status_code == 422, response.get_json()
+    assert redis_client.llen("default") == before
+    assert client.get("/api/chains/unknown", headers=headers).status_code == 404
+    assert client.get("/api/batches/unknown", headers=headers).status_code == 404
+
+
+def test_other_tenants_cannot_see_or_touch_a_batch(stack: Any, client: Any, auth: Any) -> None:
+    created = client.post(
+        "/api/batches", json={"jobs": [{**job("demo.echo"), "options": {"queue": "parked"}}]}, headers=auth("operator")
+    ).get_json()
+    stranger = auth("operator", tenant="other")
+    assert client.get(f"/api/batches/{created['id']}", headers=stranger).status_code == 404
+    assert client.post(f"/api/batches/{created['id']}/cancel", headers=stranger).status_code == 404
+    add = client.post(f"/api/batches/{created['id']}/jobs", json={"jobs": [job("demo.echo")]}, headers=stranger)
+    assert add.status_code == 404
+    assert client.post("/api/batches", json={"jobs": [job("demo.echo")]}, headers=auth("viewer")).status_code == 403
+    assert client.post(f"/api/batches/{created['id']}/cancel", headers=auth("operator")).status_code == 200
