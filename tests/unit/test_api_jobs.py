@@ -284,6 +284,12 @@ def test_openapi_document_lists_the_jobs_endpoints(client: Any, auth: Any) -> No
         "/api/jobs/{id}/retry",
         "/api/jobs/{id}/cancel",
         "/api/jobs/queue/{name}/stats",
+        "/api/batches",
+        "/api/batches/{id}",
+        "/api/batches/{id}/jobs",
+        "/api/batches/{id}/cancel",
+        "/api/chains",
+        "/api/chains/{id}",
     ):
         assert path in doc["paths"]
 

@@ -64,10 +64,92 @@ _DISPATCH = {
                 "backoff": {"type": "array", "items": {"type": "integer"}},
                 "timeout": {"type": "integer", "minimum": 1},
                 "tags": {"type": "array", "items": {"type": "string"}},
+                "depends_on": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "job ids that must complete first; a failed or cancelled one cancels this job",
+                },
+                "unique_for": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "seconds; a twin dispatch while this job is live answers 200 with its id",
+                },
+                "unique_id": {"type": "string", "description": "identity for unique_for (default: the payload)"},
+                "encrypted": {"type": "boolean", "description": "payload and result Fernet-encrypted"},
+                "expires": {
+                    "type": "number",
+                    "minimum": 1,
+                    "description": "seconds after its due time when the job is no longer run (cancelled)",
+                },
             },
         },
     },
 }
+
+_JOB_LIST = {"type": "array", "items": _DISPATCH, "minItems": 1}
+_BATCH_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["jobs"],
+    "properties": {
+        "name": {"type": "string"},
+        "jobs": _JOB_LIST,
+        "allow_failures": {"type": "integer", "minimum": 0},
+        "then": _DISPATCH,
+        "catch": _DISPATCH,
+        "finally": _DISPATCH,
+    },
+}
+_CHAIN_BODY = {
+    "type": "object",
+    "required": ["jobs"],
+    "properties": {"name": {"type": "string"}, "jobs": {"type": "array", "items": _DISPATCH}, "catch": _DISPATCH},
+}
+
+
+def _group_paths() -> dict[str, Any]:
+    """Batches and chains (J5, J6)."""
+    group_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+    def post(summary: str, code: str, body: Any = None, *errors: int) -> dict[str, Any]:
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "responses": {code: {"description": summary}, **_errors(401, 403, 404, *errors)},
+        }
+        if body is not None:
+            operation["requestBody"] = {"content": {"application/json": {"schema": body}}}
+        return {"post": operation}
+
+    def get(summary: str) -> dict[str, Any]:
+        return {
+            "get": {
+                "summary": summary,
+                "parameters": [group_id],
+                "responses": {"200": {"description": summary}, **_errors(401, 404)},
+            }
+        }
+
+    def with_id(item: dict[str, Any]) -> dict[str, Any]:
+        item["post"]["parameters"] = [group_id]
+        return item
+
+    return {
+        "/api/batches": post("Dispatch a batch (all or nothing)", "201", _BATCH_BODY, 400, 413, 422, 503),
+        "/api/batches/{id}": get("Batch status, counts and progress"),
+        "/api/batches/{id}/jobs": with_id(
+            post(
+                "Add jobs to a running batch",
+                "201",
+                {"type": "object", "properties": {"jobs": _JOB_LIST}},
+                400,
+                409,
+                422,
+            )
+        ),
+        "/api/batches/{id}/cancel": with_id(post("Cancel a batch and its pending jobs", "200", None, 409)),
+        "/api/chains": post("Dispatch a chain", "201", _CHAIN_BODY, 400, 413, 422, 503),
+        "/api/chains/{id}": get("Chain status, current step and progress"),
+        "/api/chains/{id}/cancel": with_id(post("Cancel a chain's running and waiting steps", "200", None, 409)),
+    }
 
 
 def document() -> dict[str, Any]:
@@ -82,7 +164,11 @@ def document() -> dict[str, Any]:
                 "post": {
                     "summary": "Dispatch a job",
                     "requestBody": {"content": {"application/json": {"schema": _DISPATCH}}},
-                    "responses": {"201": {"description": "queued"}, **_errors(400, 401, 403, 413, 422, 503)},
+                    "responses": {
+                        "201": {"description": "queued"},
+                        "200": {"description": "a unique job's live twin (nothing queued)"},
+                        **_errors(400, 401, 403, 409, 413, 422, 503),
+                    },
                 }
             },
             "/api/jobs": {
@@ -122,6 +208,7 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "queue statistics"}, **_errors(401, 404)},
                 }
             },
+            **_group_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
