@@ -207,8 +207,8 @@ class Recorder:
             self._ack(junk)
         if not events:
             return 0
-        self._refresh_definitions()
         try:
+            self._refresh_definitions()
             self._write(events)
         except OperationalError:
             # Connection lost, lock or statement timeout, disk full: all worth retrying.

@@ -116,10 +116,10 @@ class ResolvedJob:
 
     def wire_payload(self) -> dict[str, Any]:
         """The payload as it leaves this process: a sealed envelope when encrypted (J9)."""
-        if not self.encrypted:
-            return self.payload
-        from app.crypto import seal_payload
+        from app.crypto import is_sealed, seal_payload
 
+        if not self.encrypted or is_sealed(self.payload):
+            return self.payload  # a retry of an encrypted job carries its envelope already
         return seal_payload(self.payload)
 
     def celeriac_header(self) -> dict[str, Any]:
@@ -219,6 +219,8 @@ def resolve(
     if encrypted:
         from app.crypto import require_keys
 
+        if spec.args:
+            raise ValidationError("positional arguments cannot be encrypted; pass a payload object")
         require_keys()
     queue = spec.queue or (definition.default_queue if definition else info.queue)
     priority = spec.priority

@@ -315,6 +315,7 @@ def retry_job(
         max_attempts=old.max_attempts,
         tags=old.tags,
         retry_of=old.id,
+        encrypted=old.encrypted or None,
     )
     return submit_job(session, spec, registry=registry, publisher=publisher, settings=settings)
 
