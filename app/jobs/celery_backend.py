@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from app.celery_app import celery_app
@@ -64,14 +65,39 @@ def _repr_options(job: ResolvedJob) -> dict[str, Any]:
 
 
 class CeleryPublisher:
-    def publish(self, job: ResolvedJob) -> None:
+    def publish(self, job: ResolvedJob, producer: Any = None) -> None:
         celery_app.send_task(
             job.job_class,
             args=job.args,
             kwargs=job.wire_payload(),
+            producer=producer,
             **_repr_options(job),
             **job.celery_options(),
         )
+
+    def publish_many(self, jobs: Sequence[ResolvedJob]) -> int:
+        """Publish in order over one broker connection (batches); returns how many were sent.
+
+        Raises:
+            PublishError: the broker failed after `sent` jobs.
+        """
+        sent = 0
+        try:
+            with celery_app.producer_or_acquire() as producer:
+                for job in jobs:
+                    self.publish(job, producer)
+                    sent += 1
+        except Exception as exc:  # broker boundary: the caller records the rest as unqueued
+            raise PublishError(sent, exc) from exc
+        return sent
+
+
+class PublishError(Exception):
+    """A bulk publish stopped part-way; `sent` jobs reached the broker."""
+
+    def __init__(self, sent: int, cause: BaseException) -> None:
+        super().__init__(f"{cause}")
+        self.sent = sent
 
 
 def run_in_process(job: ResolvedJob) -> Any:
