@@ -10,12 +10,12 @@ different moments), so:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.models import ExecutionStatus, JobAttempt, JobExecution, may_change_status
@@ -24,6 +24,9 @@ from app.models import ExecutionStatus, JobAttempt, JobExecution, may_change_sta
 _CHUNK = 500
 #: Error given to an attempt closed by a re-publish before its own outcome arrived.
 LOST_OR_RETRIED = "worker lost or retried"
+
+_EXECUTIONS: Table = JobExecution.__table__
+_ATTEMPTS: Table = JobAttempt.__table__
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -44,29 +47,122 @@ def _cut(value: Any, limit: int) -> Any:
     return value[:limit] if isinstance(value, str) else value
 
 
+class Row:
+    """One table row as plain attributes, written back with Core statements.
+
+    The ORM's per-attribute bookkeeping cost the recorder more CPU than the SQL itself.
+    A column never set reads as None, like a new ORM object before its flush.
+    """
+
+    table: ClassVar[Table]
+    columns: ClassVar[frozenset[str]]
+    #: Columns whose None is stored as a value (JSON `null`), not left to the default.
+    none_stored: ClassVar[frozenset[str]]
+
+    def __init__(self, values: Mapping[Any, Any], loaded: bool = False) -> None:
+        self.__dict__.update(values)
+        self.__dict__["_loaded"] = dict(values) if loaded else None
+
+    def __init_subclass__(cls, table: Table, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.table = table
+        cls.columns = frozenset(column.key for column in table.columns)
+        cls.none_stored = frozenset(column.key for column in table.columns if column.type.should_evaluate_none)
+
+    def __getattr__(self, name: str) -> Any:  # only reached for attributes never set
+        if name in self.columns:
+            return None
+        raise AttributeError(name)
+
+    if TYPE_CHECKING:
+
+        def __setattr__(self, name: str, value: Any) -> None: ...
+
+    @property
+    def is_new(self) -> bool:
+        return self.__dict__["_loaded"] is None
+
+    def _values(self) -> dict[str, Any]:
+        values = {k: v for k, v in self.__dict__.items() if k != "_loaded"}
+        unknown = values.keys() - self.columns
+        if unknown:
+            raise ValueError(f"not columns of {self.table.name}: {sorted(unknown)}")
+        return values
+
+    def insert_values(self) -> dict[str, Any]:
+        """What an INSERT sets: like the ORM, a None is left to the column default."""
+        return {k: v for k, v in self._values().items() if v is not None or k in self.none_stored}
+
+    def changes(self) -> dict[str, Any]:
+        """Columns that differ from the loaded row (all an UPDATE needs to set)."""
+        loaded = self.__dict__["_loaded"]
+        return {k: v for k, v in self._values().items() if k not in loaded or loaded[k] != v}
+
+
+class ExecutionRow(Row, table=_EXECUTIONS):
+    """A `job_executions` row."""
+
+
+class AttemptRow(Row, table=_ATTEMPTS):
+    """A `job_attempts` row."""
+
+
 @dataclass
 class BatchState:
     """Rows touched by one batch, loaded once and written in one transaction."""
 
-    executions: dict[str, JobExecution] = field(default_factory=dict)
-    attempts: dict[str, JobAttempt] = field(default_factory=dict)
-    open_attempts: dict[str, list[JobAttempt]] = field(default_factory=dict)
+    executions: dict[str, ExecutionRow] = field(default_factory=dict)
+    attempts: dict[str, AttemptRow] = field(default_factory=dict)
+    open_attempts: dict[str, list[AttemptRow]] = field(default_factory=dict)
 
 
-def _load(session: Session, ids: Sequence[str], lock: bool) -> BatchState:
+def _load(conn: Connection, ids: Sequence[str], lock: bool) -> BatchState:
     state = BatchState()
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
-        query = select(JobExecution).where(JobExecution.id.in_(chunk))
+        query = select(_EXECUTIONS).where(_EXECUTIONS.c.id.in_(chunk))
         if lock:
             query = query.with_for_update()
-        for row in session.scalars(query):
-            state.executions[row.id] = row
-        for attempt in session.scalars(select(JobAttempt).where(JobAttempt.execution_id.in_(chunk))):
+        for values in conn.execute(query).mappings():
+            state.executions[values["id"]] = ExecutionRow(values, loaded=True)
+        for values in conn.execute(select(_ATTEMPTS).where(_ATTEMPTS.c.execution_id.in_(chunk))).mappings():
+            attempt = AttemptRow(values, loaded=True)
             state.attempts[attempt.attempt_key] = attempt
             if attempt.finished_at is None:
                 state.open_attempts.setdefault(attempt.execution_id, []).append(attempt)
     return state
+
+
+def _by_shape(params: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Parameter sets grouped by the columns they set: one executemany per shape."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for values in params:
+        groups.setdefault(frozenset(values), []).append(values)
+    return list(groups.values())
+
+
+def _insert(conn: Connection, table: Table, rows: Iterable[Row]) -> None:
+    for params in _by_shape(row.insert_values() for row in rows):
+        conn.execute(insert(table), params)
+
+
+def _update(conn: Connection, table: Table, rows: Iterable[Row]) -> None:
+    """UPDATE by primary key, changed columns only; the table's `onupdate` fills the rest."""
+    (key,) = table.primary_key.columns
+    statement = update(table).where(key == bindparam("_pk"))
+    changed = ((row, row.changes()) for row in rows)
+    for params in _by_shape({**changes, "_pk": getattr(row, key.key)} for row, changes in changed if changes):
+        conn.execute(statement, params)
+
+
+def _save(conn: Connection, state: BatchState) -> None:
+    """Executions before attempts (the foreign key), new rows before changed ones."""
+    executions = state.executions.values()
+    attempts = state.attempts.values()
+    _insert(conn, _EXECUTIONS, [row for row in executions if row.is_new])
+    _update(conn, _EXECUTIONS, [row for row in executions if not row.is_new])
+    _insert(conn, _ATTEMPTS, [row for row in attempts if row.is_new])
+    _update(conn, _ATTEMPTS, [row for row in attempts if not row.is_new])
 
 
 class EventApplier:
@@ -82,40 +178,43 @@ class EventApplier:
         """Apply `events` in `session` (the caller commits). Returns events applied."""
         ordered = sorted(events, key=lambda e: e.get("ts", 0.0))
         ids = list(dict.fromkeys(e["id"] for e in ordered))
-        state = _load(session, ids, lock)
+        conn = session.connection()
+        state = _load(conn, ids, lock)
         for event in ordered:
             if event["id"] not in state.executions:
                 row = self._new_row(event)
-                session.add(row)
                 state.executions[row.id] = row
         for event in ordered:
             row = state.executions[event["id"]]
             handler = getattr(self, "_on_" + event["t"], None)
             if handler is not None:
                 handler(session, state, row, event)
+        _save(conn, state)
         return len(ordered)
 
-    def _new_row(self, event: dict[str, Any]) -> JobExecution:
+    def _new_row(self, event: dict[str, Any]) -> ExecutionRow:
         ts = event.get("ts", 0.0)
         task = _cut(event.get("task") or "unknown", 200)
-        return JobExecution(
-            id=event["id"],
-            tenant_id=self.default_tenant,
-            job_class=task,
-            job_definition_id=self.definition_ids.get(task),
-            queue=_cut(event.get("q") or "default", 100),
-            priority=5,
-            status=ExecutionStatus.PENDING.value,
-            status_ts=0.0,
-            attempts=0,
-            max_attempts=1,
-            payload=event.get("pl"),
-            created_at=_dt(ts),
-            updated_at=_dt(ts),
+        return ExecutionRow(
+            dict(
+                id=event["id"],
+                tenant_id=self.default_tenant,
+                job_class=task,
+                job_definition_id=self.definition_ids.get(task),
+                queue=_cut(event.get("q") or "default", 100),
+                priority=5,
+                status=ExecutionStatus.PENDING.value,
+                status_ts=0.0,
+                attempts=0,
+                max_attempts=1,
+                payload=event.get("pl"),
+                created_at=_dt(ts),
+                updated_at=_dt(ts),
+            )
         )
 
     @staticmethod
-    def _set_status(row: JobExecution, status: ExecutionStatus, ts: float) -> bool:
+    def _set_status(row: ExecutionRow, status: ExecutionStatus, ts: float) -> bool:
         if not may_change_status(ExecutionStatus(row.status), row.status_ts, ts, status):
             return False
         row.status = status.value
@@ -124,7 +223,7 @@ class EventApplier:
         return True
 
     # -- event kinds ---------------------------------------------------------------
-    def _on_pub(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+    def _on_pub(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         header = e.get("c") or {}
         row.job_class = _cut(e.get("task") or row.job_class, 200)
         row.queue = _cut(e.get("q") or row.queue, 100)
@@ -159,7 +258,7 @@ class EventApplier:
         # r == 0: the row is pending already (new rows start so, with status_ts 0, which
         # lets any worker event replace it whatever the clocks say).
 
-    def _on_start(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+    def _on_start(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         key = e.get("ak")
         if not key or key in state.attempts:
             return  # replayed start: the attempt is already counted
@@ -183,16 +282,17 @@ class EventApplier:
 
     @staticmethod
     def _add_attempt(
-        session: Session, state: BatchState, row: JobExecution, key: str, status: str, started: datetime | None
-    ) -> JobAttempt:
-        """Count a new attempt of `row`; the relationship orders its insert after the row's."""
+        session: Session, state: BatchState, row: ExecutionRow, key: str, status: str, started: datetime | None
+    ) -> AttemptRow:
+        """Count a new attempt of `row`; `_save` inserts it after the row."""
         row.attempts += 1
-        attempt = JobAttempt(execution=row, attempt_key=key, number=row.attempts, status=status, started_at=started)
-        session.add(attempt)
+        attempt = AttemptRow(
+            dict(execution_id=row.id, attempt_key=key, number=row.attempts, status=status, started_at=started)
+        )
         state.attempts[key] = attempt
         return attempt
 
-    def _close(self, state: BatchState, row: JobExecution, e: dict[str, Any], status: str) -> None:
+    def _close(self, state: BatchState, row: ExecutionRow, e: dict[str, Any], status: str) -> None:
         attempt = state.attempts.get(e.get("ak") or "")
         if attempt is None:
             opened = state.open_attempts.get(row.id) or []
@@ -214,7 +314,7 @@ class EventApplier:
             opened.remove(attempt)
 
     def _ensure_attempts(
-        self, session: Session, state: BatchState, row: JobExecution, count: int, ts: float, status: str
+        self, session: Session, state: BatchState, row: ExecutionRow, count: int, ts: float, status: str
     ) -> None:
         """Account for attempts whose start event was lost with a SIGKILLed process.
 
@@ -228,12 +328,12 @@ class EventApplier:
             attempt.finished_at = _dt(ts)
             attempt.error_message = "the worker process died; its start was not recorded"
 
-    def _close_open(self, state: BatchState, row: JobExecution, ts: float, status: str, err: str) -> None:
+    def _close_open(self, state: BatchState, row: ExecutionRow, ts: float, status: str, err: str) -> None:
         for attempt in list(state.open_attempts.get(row.id) or []):
             if attempt.started_at.timestamp() <= ts:
                 self._close(state, row, {"ak": attempt.attempt_key, "ts": ts, "err": err}, status)
 
-    def _on_ok(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+    def _on_ok(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         self._close(state, row, e, ExecutionStatus.COMPLETED.value)
         if self._set_status(row, ExecutionStatus.COMPLETED, e["ts"]):
             row.completed_at = _dt(e["ts"])
@@ -244,7 +344,7 @@ class EventApplier:
             row.exception_type = None
             row.exception_trace = None
 
-    def _set_error(self, row: JobExecution, e: dict[str, Any]) -> None:
+    def _set_error(self, row: ExecutionRow, e: dict[str, Any]) -> None:
         row.error_message = e.get("err") or row.error_message
         row.exception_type = _cut(e.get("exc"), 200) or row.exception_type
         row.exception_trace = e.get("tb") or row.exception_trace
@@ -253,7 +353,7 @@ class EventApplier:
         if e.get("mem") is not None:
             row.memory_usage_mb = e.get("mem")
 
-    def _on_fail(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+    def _on_fail(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         if not e.get("ak") and not state.open_attempts.get(row.id):
             # Failed in the worker's main process (lost worker, hard time limit) and the
             # attempt's own start never reached us.
@@ -263,12 +363,12 @@ class EventApplier:
             row.failed_at = _dt(e["ts"])
             self._set_error(row, e)
 
-    def _on_retry(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+    def _on_retry(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         self._close(state, row, e, ExecutionStatus.RETRYING.value)
         if self._set_status(row, ExecutionStatus.RETRYING, e["ts"]):
             self._set_error(row, e)
 
-    def _on_cancel(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+    def _on_cancel(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         self._close(state, row, {**e, "err": e.get("reason")}, ExecutionStatus.CANCELLED.value)
         if self._set_status(row, ExecutionStatus.CANCELLED, e["ts"]):
             row.cancelled_at = _dt(e["ts"])
@@ -276,7 +376,7 @@ class EventApplier:
         if e.get("task") and row.job_class == "unknown":
             row.job_class = _cut(e["task"], 200)
 
-    def _on_reject(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+    def _on_reject(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         if e.get("raw") is not None and row.payload is None:
             row.payload = {"raw": e["raw"]}
         if self._set_status(row, ExecutionStatus.FAILED, e["ts"]):
@@ -284,7 +384,7 @@ class EventApplier:
             row.error_message = e.get("err")
             row.exception_type = "Rejected"
 
-    def _on_throttle(self, session: Session, state: BatchState, row: JobExecution, e: dict[str, Any]) -> None:
+    def _on_throttle(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         """A global rate limit re-queued the job without running it (J10)."""
         if not ExecutionStatus(row.status).is_terminal:
             row.throttled_until = _dt(e.get("until"))
