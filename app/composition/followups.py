@@ -41,6 +41,8 @@ class Finished:
     chain_id: str | None = None
     chain_step: int | None = None
     unique_key: str | None = None
+    #: Other jobs wait for this one (checked in one round trip per recorder batch).
+    awaited: bool = True
 
 
 def finished_jobs(session: Session, hub: Hub, job_ids: Sequence[str]) -> list[Finished]:
@@ -64,7 +66,7 @@ def finished_jobs(session: Session, hub: Hub, job_ids: Sequence[str]) -> list[Fi
             JobExecution.unique_key,
         ).where(JobExecution.id.in_(list(job_ids)), JobExecution.status.in_(_TERMINAL), involved)
     ).all()
-    return [Finished(*row) for row in rows]
+    return [Finished(*row, awaited=row[0] in awaited) for row in rows]
 
 
 def _reason(job: Finished) -> str:
@@ -82,6 +84,8 @@ def follow_up(hub: Hub, jobs: Iterable[Finished]) -> None:
             hub.account_batch_job(job.batch_id, job.id, failed=job.status != ExecutionStatus.COMPLETED.value)
         if job.chain_id and job.status == ExecutionStatus.FAILED.value:
             hub.release_chain_catch(job.chain_id)
+        if not job.awaited:
+            continue
         released, cancelled = hub.resolve(job.id, job.status, _reason(job))
         if released or cancelled:
             logger.info("Job %s %s: released %s, cancelled %s", job.id, job.status, released, cancelled)
