@@ -13,6 +13,7 @@ from app.recording import signals as _signals
 celery_app = Celery("celeriac", task_cls="app.tracked_task:TrackedTask")
 celery_app.config_from_object("celeryconfig")
 _signals.connect()
+from app.ratelimit import gate as _rate_gate  # noqa: E402,F401  (registers the rate-limit gate, J10)
 
 #: `celery -A app.celery_app` looks for `app` or `celery` in this module.
 celery = celery_app

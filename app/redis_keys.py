@@ -8,6 +8,10 @@ Key map (key -> type -> writer -> TTL):
     celeriac:recorder:heartbeat     string  recorder                    RECORDER_HEARTBEAT_TTL_S
     celeriac:cancelled:<job id>     string  services.jobs.cancel_job    CANCEL_MARK_TTL_S
     celeriac:redbeat:*              RedBeat schedule entries (redbeat_key_prefix)
+    celeriac:ratelimit:job:<class>:<key>:<per us>  zset  app.ratelimit gate  PEXPIRE past its last entry
+    celeriac:ratelimit:shared:<key>:<per us>       zset  app.ratelimit gate  same (key="global:...")
+    celeriac:ratelimit:queue:<queue>:<per us>      zset  app.ratelimit gate  same
+    celeriac:ratelimit:queue-limits                hash  API (queue -> "limit/per")  none
 """
 
 from __future__ import annotations
@@ -44,3 +48,22 @@ def demo_flaky(key: str) -> str:
 def login_failures(client: str) -> str:
     """Failed console logins from `client` (TTL: ops_ui console LOGIN_LOCK_S)."""
     return f"{PREFIX}login:failures:{client}"
+
+
+#: Queue rate limits set through the API (field: queue, value: "limit/per seconds").
+RATE_LIMIT_QUEUES = PREFIX + "ratelimit:queue-limits"
+
+
+def rate_limit_job(job_class: str, key: str | None, per_us: int) -> str:
+    """Sliding-window log of one job class's limit (`key` filled from the payload, or none)."""
+    return f"{PREFIX}ratelimit:job:{job_class}:{key if key is not None else '*'}:{per_us}"
+
+
+def rate_limit_shared(key: str, per_us: int) -> str:
+    """Sliding-window log shared by every job class naming `global:<key>`."""
+    return f"{PREFIX}ratelimit:shared:{key}:{per_us}"
+
+
+def rate_limit_queue(queue: str, per_us: int) -> str:
+    """Sliding-window log of a queue's limit (configured or set through the API)."""
+    return f"{PREFIX}ratelimit:queue:{queue}:{per_us}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 from celery.exceptions import Ignore, Reject, Retry
@@ -22,9 +23,11 @@ from celery.exceptions import Ignore, Reject, Retry
 from app.celery_app import celery_app
 from app.config import get_settings
 from app.jobs.dispatch import JobCall, PendingDispatch
+from app.jobs.middleware import PermanentJobError, RetryPolicy, run_stack
 from app.priority import DEFAULT_PRIORITY
+from app.ratelimit.limits import REFUSAL_ATTR
 from app.services.dispatching import HARD_LIMIT_GRACE_S
-from app.services.retry_policy import Backoff, calculate_retry_delay, should_retry
+from app.services.retry_policy import Backoff
 
 logger = logging.getLogger(__name__)
 
@@ -160,22 +163,25 @@ def _header(task: Any) -> dict[str, Any]:
 
 
 def _run_job(job_cls: type[Job], task: Any, payload: dict[str, Any]) -> Any:
+    """One attempt: `handle` inside the class's middleware, then the retry decision."""
     header = _header(task)
     instance = job_cls()
     instance.job_id = task.request.id
     instance.attempt = int(task.request.retries or 0) + 1
     instance.tenant_id = header.get("tenant") or get_settings().default_tenant
     try:
-        return instance.handle(**payload)
+        refusal = getattr(task.request, REFUSAL_ATTR, None)
+        if refusal is not None:
+            # The rate-limit gate could not evaluate this job's limits (bad key template).
+            raise PermanentJobError(f"rate limit: {refusal}") from refusal
+        return run_stack(job_cls.middleware, instance, payload)
     except _CONTROL_FLOW:
         raise
     except Exception as exc:
         max_attempts = int(header.get("max_attempts") or job_cls.max_tries)
-        if should_retry(exc, instance.attempt, max_attempts, job_cls.retry_on, job_cls.dont_retry_on):
-            backoff = header.get("backoff", job_cls.backoff)
-            if backoff is None and job_cls.retry_after is not None:
-                backoff = job_cls.retry_after
-            delay = calculate_retry_delay(backoff, instance.attempt, cap_s=get_settings().max_delay_s)
+        cap_s = get_settings().max_delay_s
+        delay = RetryPolicy.of_job(job_cls).delay(instance, exc, max_attempts, header.get("backoff"), cap_s)
+        if delay is not None:
             logger.info(
                 "Job %s: attempt %d/%d failed, retry in %ss",
                 instance.job_id,
@@ -189,10 +195,17 @@ def _run_job(job_cls: type[Job], task: Any, payload: dict[str, Any]) -> Any:
 
 
 def _call_failed_hook(instance: Job, exc: BaseException) -> None:
-    try:
-        instance.failed(exc)
-    except Exception:  # the job's own failure stands; the hook's error is logged
-        logger.exception("Job %s: failed() hook raised", instance.job_id)
+    """The job's `failed`, then each middleware's `failed` hook; their errors are only logged."""
+    hooks: list[Callable[..., Any]] = [instance.failed]
+    for middleware in type(instance).middleware:
+        hook = getattr(middleware, "failed", None)
+        if callable(hook):
+            hooks.append(partial(hook, instance))
+    for hook in hooks:
+        try:
+            hook(exc)
+        except Exception:  # the job's own failure stands; the hook's error is logged
+            logger.exception("Job %s: failed() hook raised", instance.job_id)
 
 
 def _register(job_cls: type[Job]) -> Any:
