@@ -208,6 +208,35 @@ def document() -> dict[str, Any]:
                     "responses": {"200": {"description": "queue statistics"}, **_errors(401, 404)},
                 }
             },
+            "/api/queues/{name}/rate-limit": {
+                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "get": {
+                    "summary": "A queue's global rate limit: {queue, limit, per, source: config|api|null}",
+                    "responses": {"200": {"description": "the limit (nulls: none)"}, **_errors(401, 422)},
+                },
+                "put": {
+                    "summary": "Set a queue's global rate limit (admin); wins over CELERIAC_QUEUE_RATE_LIMITS",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["limit", "per"],
+                                    "properties": {
+                                        "limit": {"type": "integer", "minimum": 1},
+                                        "per": {"type": "integer", "minimum": 1, "description": "seconds"},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"200": {"description": "the new limit"}, **_errors(400, 401, 403, 422)},
+                },
+                "delete": {
+                    "summary": "Remove the API-set limit (admin); a configured one applies again",
+                    "responses": {"204": {"description": "removed"}, **_errors(401, 403, 422)},
+                },
+            },
             **_group_paths(),
         },
         "components": {
