@@ -44,6 +44,8 @@ class DrainResult:
     lag_p50_ms: float | None = None
     lag_p99_ms: float | None = None
     recorder_events: int | None = None
+    #: CPU seconds spent during the drain, by process role (see `_cpu`).
+    cpu_s: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +62,27 @@ def remaining(client: redis.Redis, queue: str = QUEUE) -> int:
         pipe.llen(key)
     pipe.hlen(UNACKED_KEY)
     return sum(int(v) for v in pipe.execute())
+
+
+def _cpu(client: redis.Redis, worker: procs.Proc, recorder: procs.Proc | None) -> dict[str, float]:
+    """Cumulative CPU seconds of each role: where the drain's time goes, on a shared box."""
+    import psutil
+
+    main = psutil.Process(worker.pid)
+    own = main.cpu_times()
+    live = 0.0
+    for child in main.children():
+        with contextlib.suppress(psutil.Error):
+            live += sum(child.cpu_times()[:2])
+    info: dict[str, Any] = client.info("cpu")
+    cpu = {
+        "worker_main": own.user + own.system,
+        "worker_children": own.children_user + own.children_system + live,
+        "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+    }
+    if recorder is not None:
+        cpu["recorder"] = sum(psutil.Process(recorder.pid).cpu_times()[:2])
+    return cpu
 
 
 def _worker_total(hostname: str) -> int:
@@ -135,9 +158,12 @@ def run_drain(mode: str, tracking: bool, n: int, concurrency: int, redis_url: st
         with procs.running(f"worker-{mode}", procs.worker_argv(QUEUE, concurrency, hostname), env, log_dir) as worker:
             ready_key = READY_KEY.format(hostname=hostname)
             ready_at = float(procs.wait_until(lambda: client.get(ready_key), 60, "worker ready", 0.005, worker) or 0)
+            cpu_before = _cpu(client, worker, recorder)
             done_at = _wait_drained(client, worker, hostname, n)
+            cpu_after = _cpu(client, worker, recorder)
             drain_s = done_at - ready_at
             result = DrainResult(mode, n, round(publish_s, 2), round(drain_s, 3), round(n / drain_s, 1))
+            result.cpu_s = {role: round(cpu_after[role] - cpu_before[role], 2) for role in cpu_after}
             if recorder is not None:
                 # Still inside the worker's block: its stop (warm shutdown) is not counted.
                 _collect_recording(result, client, recorder, done_at)

@@ -40,9 +40,16 @@ def summarise(
         "rows_after_drain_s": _median([r.rows_after_drain_s for r in tracked]),
         "rows": [r.rows for r in tracked],
         "rows_completed": [r.rows_completed for r in tracked],
+        "cpu_s": {"plain": _median_cpu(plain), "tracked": _median_cpu(tracked)},
         "dispatch": dispatch.as_dict() if dispatch else None,
         "runs": {"plain": [r.as_dict() for r in plain], "tracked": [r.as_dict() for r in tracked]},
     }
+
+
+def _median_cpu(runs: list[DrainResult]) -> dict[str, float]:
+    """Median CPU seconds per role over the runs that measured it."""
+    roles = sorted({role for r in runs for role in (r.cpu_s or {})})
+    return {role: _median([(r.cpu_s or {}).get(role) for r in runs]) or 0.0 for role in roles}
 
 
 def _fmt(value: float | None, spec: str = ".0f") -> str:
@@ -62,6 +69,10 @@ def render(summary: dict[str, Any]) -> str:
         f"all rows written {_fmt(summary['rows_after_drain_s'], '.2f')} s after the drain",
         f"rows in job_executions: {rows} (completed {completed}; expected {n})",
     ]
+    for mode, cpu in summary["cpu_s"].items():
+        if cpu:
+            parts = ", ".join(f"{role} {seconds:.1f}" for role, seconds in cpu.items())
+            lines.append(f"CPU s during the {mode} drain: {parts}")
     dispatch = summary["dispatch"]
     if dispatch:
         errors = f", {dispatch['errors']} errors" if dispatch["errors"] else ""
