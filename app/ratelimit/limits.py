@@ -32,6 +32,10 @@ from app import redis_keys
 GLOBAL_PREFIX = "global:"
 #: Request attribute carrying a limit the gate could not evaluate; the job fails with it.
 REFUSAL_ATTR = "celeriac_refusal"
+#: How late a job may come back for its reserved slot and still run on it. Later (a
+#: backlog ahead of the re-queued message, a busy worker), it queues again: starts then
+#: never bunch closer than `per` minus this, whatever the delivery delays.
+LATE_TOLERANCE_US = 50_000
 #: Longest filled-in key kept as is; longer ones would bloat Redis key names.
 MAX_KEY_CHARS = 200
 
@@ -126,7 +130,8 @@ def fill_key(template: str, payload: Mapping[str, Any], job_class: str) -> str:
 
 
 # KEYS: one counter per limit. ARGV[1]: the member naming this attempt (job id and retry
-# count); then limit and window (microseconds) for each key, in order.
+# count); then limit and window (microseconds) for each key, in order; last: how late
+# (microseconds) a job may come back and still run on its reservation.
 # Returns {admitted (1/0), slot, now}: epoch microseconds on the Redis clock, as strings
 # (Lua numbers are doubles; "%.0f" keeps every digit where tostring would round).
 _SCRIPT = """
@@ -134,14 +139,17 @@ local function us(x) return string.format('%.0f', x) end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local member = ARGV[1]
+local late = tonumber(ARGV[#ARGV])
 local reserved = nil
 for i = 1, #KEYS do
   local s = redis.call('ZSCORE', KEYS[i], member)
   if s and (reserved == nil or tonumber(s) > reserved) then reserved = tonumber(s) end
 end
 if reserved ~= nil then
-  if reserved <= now then return {1, us(reserved), us(now)} end
-  return {0, us(reserved), us(now)}
+  if reserved > now then return {0, us(reserved), us(now)} end
+  if now - reserved <= late then return {1, us(reserved), us(now)} end
+  -- Back too late: running now would bunch with later slots; give the slot up, queue again.
+  for i = 1, #KEYS do redis.call('ZREM', KEYS[i], member) end
 end
 local slot = now
 for i = 1, #KEYS do
@@ -189,13 +197,14 @@ class Limiter:
         """Admit `member` under every `(redis key, limit, per microseconds)`, or reserve its slot.
 
         When not admitted, the earliest slot every limit allows is reserved for `member`:
-        asking again with the same member at or after `until` admits it without consuming
-        anything more (the reservation already counts).
+        asking again with the same member at `until` (up to LATE_TOLERANCE_US later) admits
+        it without consuming anything more (the reservation already counts).
         """
         keys = [key for key, _, _ in limits]
         args: list[Any] = [member]
         for _, limit, per_us in limits:
             args += [limit, per_us]
+        args.append(LATE_TOLERANCE_US)
         admitted, slot, now = self._script(keys=keys, args=args)
         slot_us, now_us = int(slot), int(now)
         return Decision(bool(admitted), slot_us / 1_000_000, max(0.0, (slot_us - now_us) / 1_000_000))
