@@ -241,3 +241,43 @@ def test_recorder_sets_aside_an_event_it_cannot_apply(redis_client: Any) -> None
     assert recorder.process(entries) == 4
     assert load(good_id)[0].status == "completed"
     assert redis_client.xlen(DEAD_STREAM) == dead_before + 1
+
+
+def test_updates_leave_columns_the_events_do_not_touch() -> None:
+    """Only changed columns are written: what dispatch stored (dependencies) survives."""
+    job_id = str(uuid.uuid4())
+    pub, start, ok = lifecycle(job_id)
+    apply([pub])
+    with session_scope() as session:
+        row = session.get(JobExecution, job_id)
+        assert row is not None
+        row.depends_on = ["other-job"]
+    apply([start, ok, {"t": "no-such-kind", "id": job_id, "ts": 1_005.0}])
+    row, attempts = load(job_id)
+    assert row.depends_on == ["other-job"] and row.status == "completed"
+    assert row.updated_at.timestamp() == pytest.approx(ok["ts"])
+    assert [(a.number, a.status, a.worker_id) for a in attempts] == [(1, "completed", "w1")]
+
+
+def test_a_none_result_is_stored_as_json_null_like_the_orm_did() -> None:
+    job_id = str(uuid.uuid4())
+    pub, start, ok = lifecycle(job_id)
+    ok["res"] = None
+    apply([pub, start, ok])
+    with session_scope() as session:
+        stored = session.execute(
+            select(JobExecution.result.is_(None), JobExecution.tags).where(JobExecution.id == job_id)
+        ).one()
+    assert stored == (False, ["x"])  # JSON null, not SQL NULL
+
+
+def test_buffer_cancel_probe_survives_a_dropped_connection(redis_client: Any) -> None:
+    from app.recording.buffer import EventBuffer
+
+    buffer = EventBuffer(lambda: redis_client)
+    key = f"celeriac:cancelled:{uuid.uuid4()}"
+    assert buffer.exists(key) is False
+    redis_client.set(key, "1", ex=60)
+    host, port = buffer._probe._sock.getsockname()[:2]  # type: ignore[union-attr]
+    redis_client.client_kill(f"{host}:{port}")  # the server drops the probe's connection only
+    assert buffer.exists(key) is True
