@@ -126,6 +126,8 @@ class Settings:
     max_batch_jobs: int = 10_000
     #: Global per-queue rate limits from configuration (J10): queue -> (limit, per seconds).
     queue_rate_limits: tuple[tuple[str, int, int], ...] = field(default_factory=tuple)
+    #: A throttled job whose slot is this close waits for it in the worker (J10).
+    rate_limit_hold_ms: int = 1000
     #: Extra task modules every worker imports (CELERIAC_TASK_MODULES, comma-separated).
     task_modules: tuple[str, ...] = field(default_factory=tuple)
     default_tenant: str = "default"
@@ -177,6 +179,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         encryption_keys=keys,
         max_batch_jobs=_int(environ, "CELERIAC_MAX_BATCH_JOBS", 10_000, 1),
         queue_rate_limits=_queue_rate_limits(environ.get("CELERIAC_QUEUE_RATE_LIMITS", "")),
+        rate_limit_hold_ms=_int(environ, "CELERIAC_RATE_LIMIT_HOLD_MS", 1000, 0),
         task_modules=_csv(environ, "CELERIAC_TASK_MODULES"),
         default_tenant=environ.get("CELERIAC_DEFAULT_TENANT") or "default",
         secure_cookies=_bool(environ, "CELERIAC_SECURE_COOKIES", False),

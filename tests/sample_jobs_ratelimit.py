@@ -97,3 +97,16 @@ class GuardedJob(Job):
 def plain_stamp(key: str) -> None:
     """A plain Celery task: queue limits hold for it too."""
     stamp(key)
+
+
+class NearSlotJob(Job):
+    """Two runs per 0.6 s: a second run's slot is near enough to be waited for in the worker."""
+
+    name = "tests.rl.near"
+    queue = RL_QUEUE
+    max_tries = 1
+    rate_limits = [RateLimit(1, per=0.6)]
+
+    def handle(self, key: str, **_: Any) -> int:
+        stamp(key, attempt=self.attempt)
+        return self.attempt

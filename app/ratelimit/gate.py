@@ -8,6 +8,10 @@ countdown to its reserved slot, a `throttle` event gives its row `throttled_unti
 the gate returns True so the body is skipped. Retries are not consumed because
 `retries` is unchanged and the recorder does not count a throttled re-publish.
 
+A slot at most `CELERIAC_RATE_LIMIT_HOLD_MS` away (default 1000) is waited for in the
+worker instead: the reservation is already this job's, and a re-queued message would
+come back behind the queue's backlog, too late for it (the cap would hold, throughput not).
+
 Tasks with no limit at all cost two attribute reads and a cached dict lookup.
 Jobs run in-process (`dispatch_now`, `task.apply`) are not limited: there is no queue
 to put them back on.
@@ -117,6 +121,11 @@ def rate_gate(task_id: str, task: Any) -> bool:
         return False
     decision = _limiter().acquire(f"{task_id}:{int(request.retries or 0)}", keys)
     if decision.admitted:
+        return False
+    if decision.wait_s <= get_settings().rate_limit_hold_ms / 1000:
+        # A slot this close is kept by waiting here, as Celery's own rate_limit does: a
+        # re-queued message would come back late behind the queue's backlog and lose it.
+        time.sleep(decision.wait_s)
         return False
     _requeue(task, request, decision)
     signals.emit(throttle_event(task_id, decision.until))

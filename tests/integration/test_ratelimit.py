@@ -29,6 +29,7 @@ from tests.sample_jobs_ratelimit import (
     CappedJob,
     GuardedJob,
     LimitedJob,
+    NearSlotJob,
     PerUserJob,
     plain_stamp,
     stamps,
@@ -115,6 +116,17 @@ def test_over_limit_job_is_requeued_without_using_an_attempt(rl_workers: Any, un
     runs = starts(unique, 2)
     assert runs[1]["t"] - runs[0]["t"] >= 3 - WINDOW_SLACK_S, "one run per 3 s"
     assert waiting.throttled_until.timestamp() <= runs[1]["t"] + WINDOW_SLACK_S
+
+
+def test_a_near_slot_is_waited_for_in_the_worker_not_requeued(rl_workers: Any, unique: str) -> None:
+    ids = [NearSlotJob.dispatch(key=unique) for _ in range(2)]
+    rows = [finished(job_id) for job_id in ids]
+    assert all(r.status == "completed" and r.attempts == 1 for r in rows)
+    logs = "".join(proc.log_path.read_text(errors="replace") for proc in rl_workers)
+    requeued = [line for line in logs.splitlines() if "re-queued" in line and any(i in line for i in ids)]
+    assert requeued == [], "waited in the worker, not re-queued"
+    times = sorted(r["t"] for r in starts(unique, 2))
+    assert all(b - a >= 0.6 - WINDOW_SLACK_S for a, b in zip(times, times[1:], strict=False)), times
 
 
 def test_global_cap_holds_across_two_workers(rl_workers: Any, unique: str) -> None:
