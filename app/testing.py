@@ -13,7 +13,7 @@ ValidationError) but captured instead of queued: nothing reaches Redis, the brok
 Assertions: `assert_pushed`, `assert_pushed_on`, `assert_not_pushed`, `assert_pushed_times`,
 `assert_nothing_pushed`, `assert_batched`, `assert_chained`; `q.pushed(JobClass)` lists the
 captured jobs (`CapturedJob`), `q.batches` and `q.chains` the groups. A failed assertion
-lists everything that was pushed. Guide: docs/composition-testing.md.
+lists everything that was pushed. Guide: docs/composition.md.
 """
 
 from __future__ import annotations
