@@ -193,21 +193,32 @@ def _publish_or_fail(
         raise BackendUnavailable("the broker is unavailable; the job was not queued") from exc
 
 
-def mark_unqueued(session: Session, job_id: str, reason: str) -> None:
-    """An accepted job that could not be queued: failed with the reason, never gone."""
+def end_if_live(session: Session, job_id: str, status: ExecutionStatus, reason: str) -> bool:
+    """Set a terminal `status` only if the job is still live (the recorder may have won).
+
+    Commits; returns whether the row changed.
+    """
     now = time.time()
-    session.execute(
+    changed = session.execute(
         update(JobExecution)
         .where(JobExecution.id == job_id, JobExecution.status.in_([s.value for s in LIVE_STATUSES]))
         .values(
-            status=ExecutionStatus.FAILED.value,
-            status_ts=now,
-            failed_at=datetime.fromtimestamp(now, UTC),
-            error_message=reason,
+            {
+                "status": status.value,
+                "status_ts": now,
+                f"{status.value}_at": datetime.fromtimestamp(now, UTC),
+                "error_message": reason,
+            }
         )
         .execution_options(synchronize_session=False)
     )
     session.commit()
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_unqueued(session: Session, job_id: str, reason: str) -> None:
+    """An accepted job that could not be queued: failed with the reason, never gone."""
+    end_if_live(session, job_id, ExecutionStatus.FAILED, reason)
     session.expire_all()
 
 
@@ -334,21 +345,8 @@ def cancel_job(session: Session, job_id: str, tenant_id: str | None, *, cancelle
         raise Conflict(f"job {job_id} is {row.status}; only pending, retrying or running jobs can be cancelled")
     # Mark first, so a worker that picks the job up from now on skips it.
     canceller.mark_cancelled(job_id)
-    now = time.time()
     # Conditional: if the recorder finished the job meanwhile, the cancel loses (409).
-    changed = session.execute(
-        update(JobExecution)
-        .where(JobExecution.id == job_id, JobExecution.status.in_([s.value for s in LIVE_STATUSES]))
-        .values(
-            status=ExecutionStatus.CANCELLED.value,
-            status_ts=now,
-            cancelled_at=datetime.fromtimestamp(now, UTC),
-            error_message="cancelled by request",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    if not changed.rowcount:  # type: ignore[attr-defined]
+    if not end_if_live(session, job_id, ExecutionStatus.CANCELLED, "cancelled by request"):
         canceller.clear_mark(job_id)
         session.refresh(row)
         raise Conflict(f"job {job_id} is {row.status}; only pending, retrying or running jobs can be cancelled")
