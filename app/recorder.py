@@ -29,7 +29,7 @@ from app.composition.recorder_hook import CompositionStep
 from app.config import Settings, get_settings
 from app.db import session_scope
 from app.models import JobDefinition
-from app.recording.apply import EventApplier
+from app.recording.apply import EventApplier, Finished
 from app.redis_client import get_redis
 
 logger = logging.getLogger("app.recorder")
@@ -92,6 +92,8 @@ class Recorder:
         self.applier = EventApplier(default_tenant=settings.default_tenant)
         #: Batch callbacks, chain steps, dependants and unique locks of finished jobs.
         self.composition = CompositionStep(settings, client)
+        #: Jobs the writes since the last follow-up finished.
+        self._finished: list[Finished] = []
         self._definitions_loaded_at = 0.0
         self._stopping = False
         self._backoff_s = 0.0
@@ -182,6 +184,15 @@ class Recorder:
                 # process between our read and our write cannot be overwritten.
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             self.applier.apply(session, events, lock=not sqlite)
+        self._finished.extend(self.applier.finished)
+
+    def _follow_up(self) -> None:
+        finished, self._finished = self._finished, []
+        try:
+            self.composition.after_commit(finished)
+        except BaseException:
+            self._finished = finished + self._finished  # replayed, with the batch, next time
+            raise
 
     def _write_one_by_one(self, events: list[dict[str, Any]]) -> None:
         """SQL is up but refused the batch: find the bad events and set them aside."""
@@ -218,10 +229,10 @@ class Recorder:
             logger.exception("Recorder: batch of %d events refused; writing them one by one", len(events))
             self.stats.failures += 1
             self._write_one_by_one(events)
-            self.composition.after_commit(events)
+            self._follow_up()
         else:
             # Before the ack: if Redis fails here, the batch is replayed (all idempotent).
-            self.composition.after_commit(events)
+            self._follow_up()
             self._ack([e["_sid"] for e in events])
         now = time.time()
         self.stats.lags_ms.extend((now - e.get("ts", now)) * 1000 for e in events)

@@ -11,62 +11,32 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
-
-from sqlalchemy import false, or_, select
-from sqlalchemy.orm import Session
 
 from app.composition.hub import OUTBOX, Hub
 from app.composition.specs import from_spec
-from app.models import ExecutionStatus, JobExecution
+from app.models import ExecutionStatus
+from app.recording.apply import Finished
 from app.services.dispatching import Publisher
 
 logger = logging.getLogger(__name__)
 
-#: Kinds of event after which a job may have finished for good.
-FINAL_KINDS = frozenset({"ok", "fail", "cancel", "reject"})
 #: Released jobs a drainer took but has not published yet (recovered at start-up).
 INFLIGHT = OUTBOX + ":inflight"
-_TERMINAL = [s.value for s in (ExecutionStatus.COMPLETED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)]
 
 
-@dataclass(frozen=True)
-class Finished:
-    """A job in a terminal state, with what composition needs to know about it."""
+def involved(hub: Hub, finished: Sequence[Finished]) -> list[tuple[Finished, bool]]:
+    """Of `finished`, those with follow-ups: in a batch or chain, holding a lock, or awaited.
 
-    id: str
-    status: str
-    batch_id: str | None = None
-    chain_id: str | None = None
-    chain_step: int | None = None
-    unique_key: str | None = None
-    #: Other jobs wait for this one (checked in one round trip per recorder batch).
-    awaited: bool = True
-
-
-def finished_jobs(session: Session, hub: Hub, job_ids: Sequence[str]) -> list[Finished]:
-    """Of `job_ids`, the terminal ones that belong to a batch or chain, hold a lock or are awaited."""
-    if not job_ids:
-        return []
-    awaited = set(hub.awaited(job_ids))
-    involved = or_(
-        JobExecution.batch_id.is_not(None),
-        JobExecution.chain_id.is_not(None),
-        JobExecution.unique_key.is_not(None),
-        JobExecution.id.in_(awaited) if awaited else false(),
-    )
-    rows = session.execute(
-        select(
-            JobExecution.id,
-            JobExecution.status,
-            JobExecution.batch_id,
-            JobExecution.chain_id,
-            JobExecution.chain_step,
-            JobExecution.unique_key,
-        ).where(JobExecution.id.in_(list(job_ids)), JobExecution.status.in_(_TERMINAL), involved)
-    ).all()
-    return [Finished(*row, awaited=row[0] in awaited) for row in rows]
+    One SMISMEMBER for the whole list: jobs with none of these cost nothing more.
+    Returns (job, awaited) pairs.
+    """
+    awaited = set(hub.awaited([job.id for job in finished]))
+    return [
+        (job, job.id in awaited)
+        for job in finished
+        if job.id in awaited or job.batch_id or job.chain_id or job.unique_key
+    ]
 
 
 def _reason(job: Finished) -> str:
@@ -75,16 +45,16 @@ def _reason(job: Finished) -> str:
     return f"dependency {job.id} {job.status}"
 
 
-def follow_up(hub: Hub, jobs: Iterable[Finished]) -> None:
-    """Apply the consequences of `jobs` having finished (idempotent)."""
-    for job in jobs:
+def follow_up(hub: Hub, jobs: Iterable[tuple[Finished, bool]]) -> None:
+    """Apply the consequences of `jobs` having finished (idempotent); pairs of (job, awaited)."""
+    for job, awaited in jobs:
         if job.unique_key:
             hub.release_unique(job.unique_key, job.id)
         if job.batch_id:
             hub.account_batch_job(job.batch_id, job.id, failed=job.status != ExecutionStatus.COMPLETED.value)
         if job.chain_id and job.status == ExecutionStatus.FAILED.value:
             hub.release_chain_catch(job.chain_id)
-        if not job.awaited:
+        if not awaited:
             continue
         released, cancelled = hub.resolve(job.id, job.status, _reason(job))
         if released or cancelled:

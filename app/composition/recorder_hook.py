@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.composition.followups import FINAL_KINDS, drain_outbox, finished_jobs, follow_up, recover_inflight
+from app.composition.followups import drain_outbox, follow_up, involved, recover_inflight
 from app.composition.hub import OUTBOX as OUTBOX_KEY
 from app.composition.hub import Hub
 from app.config import Settings
 from app.db import session_scope
+from app.recording.apply import Finished
 from app.services.dispatching import Publisher
 
 logger = logging.getLogger(__name__)
@@ -43,18 +43,16 @@ class CompositionStep:
         if moved:
             logger.warning("Recovered %d released jobs from a recorder that stopped mid-publish", moved)
 
-    def after_commit(self, events: Sequence[dict[str, Any]]) -> None:
-        """Follow up on the jobs these events finished, then publish what they released."""
-        ids = list(dict.fromkeys(e["id"] for e in events if e.get("t") in FINAL_KINDS))
-        if ids:
-            with session_scope(self.settings.database_url) as session:
-                finished = finished_jobs(session, self.hub, ids)
+    def after_commit(self, finished: Sequence[Finished]) -> None:
+        """Follow up on the jobs a committed batch finished, then publish what they released."""
+        if finished:
+            jobs = involved(self.hub, finished)
             try:
-                follow_up(self.hub, finished)
+                follow_up(self.hub, jobs)
             except (redis.RedisError, SQLAlchemyError):
                 raise  # an outage: the batch stays unacknowledged and is replayed
             except Exception:  # a bug must not stop recording; replaying would not help
-                logger.exception("Composition follow-up failed for %d jobs", len(finished))
+                logger.exception("Composition follow-up failed for %d jobs", len(jobs))
         self.safe_drain()
 
     def drain(self) -> int:

@@ -165,6 +165,22 @@ def _save(conn: Connection, state: BatchState) -> None:
     _update(conn, _ATTEMPTS, [row for row in attempts if not row.is_new])
 
 
+#: Kinds of event after which a job may have finished for good.
+FINAL_KINDS = frozenset({"ok", "fail", "cancel", "reject"})
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A job an applied batch left terminal, with what composition follow-ups need."""
+
+    id: str
+    status: str
+    batch_id: str | None = None
+    chain_id: str | None = None
+    chain_step: int | None = None
+    unique_key: str | None = None
+
+
 class EventApplier:
     """Folds events into `JobExecution` / `JobAttempt` rows."""
 
@@ -173,6 +189,8 @@ class EventApplier:
         self.default_tenant = default_tenant
         #: job_class -> job_definitions.id, for tasks dispatched without Celeriac's header.
         self.definition_ids = definition_ids or {}
+        #: Jobs the last `apply` left terminal after a final event (for the follow-ups).
+        self.finished: list[Finished] = []
 
     def apply(self, session: Session, events: Iterable[dict[str, Any]], lock: bool = False) -> int:
         """Apply `events` in `session` (the caller commits). Returns events applied."""
@@ -190,6 +208,11 @@ class EventApplier:
             if handler is not None:
                 handler(session, state, row, event)
         _save(conn, state)
+        self.finished = [
+            Finished(row.id, row.status, row.batch_id, row.chain_id, row.chain_step, row.unique_key)
+            for row in (state.executions[i] for i in dict.fromkeys(e["id"] for e in ordered if e["t"] in FINAL_KINDS))
+            if ExecutionStatus(row.status).is_terminal
+        ]
         return len(ordered)
 
     def _new_row(self, event: dict[str, Any]) -> ExecutionRow:

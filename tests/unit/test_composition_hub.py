@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from app.composition.followups import INFLIGHT, Finished, drain_outbox, follow_up, recover_inflight
+from app.composition.followups import INFLIGHT, drain_outbox, follow_up, involved, recover_inflight
 from app.composition.hub import OUTBOX, Hub, held_key, payload_identity
 from app.composition.specs import from_spec, to_spec
+from app.recording.apply import Finished
 from app.services.dispatching import ResolvedJob
 
 pytestmark = pytest.mark.redis
@@ -166,7 +167,11 @@ def test_spec_round_trip_adds_the_previous_result_when_asked() -> None:
 def test_outbox_publishes_released_jobs_with_the_previous_result(hub: Any, unique: str, redis_client: Any) -> None:
     job = resolved(f"{unique}-next")
     hub.hold(job.job_id, to_spec(job, pass_result=True), [f"{unique}-prev"])
-    follow_up(hub, [Finished(id=f"{unique}-prev", status="completed")])
+    plain = Finished(id=f"{unique}-plain", status="completed")
+    prev = Finished(id=f"{unique}-prev", status="completed")
+    jobs = involved(hub, [plain, prev])
+    assert jobs == [(prev, True)], "only the awaited job has follow-ups"
+    follow_up(hub, jobs)
     publisher = Recording()
     results = {f"{unique}-prev": 41}
     assert drain_outbox(hub, publisher, results.get, lambda *_: None) == 1
