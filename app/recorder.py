@@ -65,19 +65,32 @@ class RecorderStats:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _is_event(value: Any) -> bool:
+    return isinstance(value, dict) and "id" in value and "t" in value
+
+
 def decode_entries(entries: Sequence[Entry]) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """Parse stream entries; returns (events, ids of entries that were not events)."""
+    """Parse stream entries: one event (field "e") or a buffer's flush (field "b", a list).
+
+    Returns (events, ids of entries that held no event at all); every event carries its
+    entry's id as `_sid`, so an entry is acknowledged once all of its events are written.
+    """
     events: list[dict[str, Any]] = []
     junk: list[bytes] = []
     for entry_id, fields in entries:
         try:
-            event = json.loads(fields[b"e"])
-            if not isinstance(event, dict) or "id" not in event or "t" not in event:
-                raise ValueError("not an event")
-            event["_sid"] = entry_id
-            events.append(event)
+            decoded = json.loads(fields[b"b"]) if b"b" in fields else [json.loads(fields[b"e"])]
+            found = [event for event in decoded if _is_event(event)] if isinstance(decoded, list) else []
         except (KeyError, ValueError):
+            found = []
+        if not found:
             junk.append(entry_id)
+            continue
+        if len(found) < len(decoded):
+            logger.error("Recorder: entry %s held %d items that were not events", entry_id, len(decoded) - len(found))
+        for event in found:
+            event["_sid"] = entry_id
+        events.extend(found)
     return events, junk
 
 
@@ -195,8 +208,13 @@ class Recorder:
             raise
 
     def _write_one_by_one(self, events: list[dict[str, Any]]) -> None:
-        """SQL is up but refused the batch: find the bad events and set them aside."""
-        for event in events:
+        """SQL is up but refused the batch: find the bad events and set them aside.
+
+        An entry is acknowledged after its last event, so an outage part-way through an
+        entry leaves it (and its unwritten events) in the stream; replays change nothing.
+        """
+        last = {event["_sid"]: index for index, event in enumerate(events)}
+        for index, event in enumerate(events):
             try:
                 self._write([event])
             except OperationalError:
@@ -206,7 +224,8 @@ class Recorder:
                 clean = {k: v for k, v in event.items() if k != "_sid"}
                 self.redis.xadd(DEAD_STREAM, {"e": json.dumps(clean, default=str), "error": str(exc)[:1000]})
                 self.stats.dead += 1
-            self._ack([event["_sid"]])
+            if last[event["_sid"]] == index:
+                self._ack([event["_sid"]])
 
     def process(self, entries: list[Entry]) -> int:
         """Write `entries` to SQL and acknowledge them. Returns events written."""
@@ -233,7 +252,7 @@ class Recorder:
         else:
             # Before the ack: if Redis fails here, the batch is replayed (all idempotent).
             self._follow_up()
-            self._ack([e["_sid"] for e in events])
+            self._ack(list(dict.fromkeys(e["_sid"] for e in events)))
         now = time.time()
         self.stats.lags_ms.extend((now - e.get("ts", now)) * 1000 for e in events)
         self.stats.events += len(events)

@@ -281,3 +281,34 @@ def test_buffer_cancel_probe_survives_a_dropped_connection(redis_client: Any) ->
     host, port = buffer._probe._sock.getsockname()[:2]  # type: ignore[union-attr]
     redis_client.client_kill(f"{host}:{port}")  # the server drops the probe's connection only
     assert buffer.exists(key) is True
+
+
+def test_flushed_entries_hold_many_events_and_are_acked_only_when_all_are_written(redis_client: Any) -> None:
+    """A buffer flush is one stream entry; junk inside it is dropped, good events kept."""
+    from app.config import get_settings
+    from app.recorder import DEAD_STREAM, Recorder, decode_entries
+    from app.recording.buffer import EventBuffer
+
+    stream = f"celeriac:test-events:{uuid.uuid4().hex}"
+    buffer = EventBuffer(lambda: redis_client, stream=stream)
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    for event in [*lifecycle(first), *lifecycle(second)]:
+        buffer.emit(event)
+    assert buffer.flush() == 6
+    entries = redis_client.xrange(stream)
+    assert len(entries) == 1, "one entry per flush"
+    events, junk = decode_entries(entries)
+    assert [e["id"] for e in events] == [first] * 3 + [second] * 3 and junk == []
+    mixed = [(b"9-0", {b"b": b'[{"t": "ok", "id": "x", "ts": 1}, 42, "junk"]'}), (b"9-1", {b"b": b"not json"})]
+    events, junk = decode_entries(mixed)
+    assert [e["id"] for e in events] == ["x"] and junk == [b"9-1"]
+    redis_client.delete(stream)
+
+    recorder = Recorder(get_settings(), redis_client, name="unit-recorder")
+    bad = {"t": "ok", "id": str(uuid.uuid4()), "eid": "y"}  # refused: forces the one-by-one path
+    third = str(uuid.uuid4())
+    entry = (b"10-0", {b"b": ("[" + ",".join(encode_event(e) for e in [bad, *lifecycle(third)]) + "]").encode()})
+    dead_before = redis_client.xlen(DEAD_STREAM)
+    assert recorder.process([entry]) == 4
+    assert load(third)[0].status == "completed"
+    assert redis_client.xlen(DEAD_STREAM) == dead_before + 1
