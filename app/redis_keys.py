@@ -7,7 +7,10 @@ Key map (key -> type -> writer -> TTL):
     celeriac:recorder:stats         hash    recorder                    none (overwritten)
     celeriac:recorder:heartbeat     string  recorder                    RECORDER_HEARTBEAT_TTL_S
     celeriac:cancelled:<job id>     string  services.jobs.cancel_job    CANCEL_MARK_TTL_S
+    celeriac:cancelled:recent       zset    services.jobs.cancel_job    members older than CANCEL_MARK_TTL_S trimmed
+    celeriac:cancelled:version      string  services.jobs.cancel_job    none (a counter)
     celeriac:redbeat:*              RedBeat schedule entries (redbeat_key_prefix)
+    celeriac:schedules:claim:<schedule id>:<tick epoch>  string  app.schedules.claims  SCHEDULE_CLAIM_TTL_S
     celeriac:ratelimit:job:<class>:<key>:<per us>  zset  app.ratelimit gate  PEXPIRE past its last entry
     celeriac:ratelimit:shared:<key>:<per us>       zset  app.ratelimit gate  same (key="global:...")
     celeriac:ratelimit:queue:<queue>:<per us>      zset  app.ratelimit gate  same
@@ -33,6 +36,10 @@ REDBEAT_PREFIX = PREFIX + "redbeat:"
 #: How long a cancel mark outlives the cancel: longer than any message can stay queued
 #: (the visibility timeout is at most a few hours), so a revoked job never runs later.
 CANCEL_MARK_TTL_S = 7 * 24 * 3600
+#: Sorted set of cancelled job ids (score: when), what workers' cancel caches read.
+CANCELLED_RECENT = PREFIX + "cancelled:recent"
+#: Counter bumped by every change of the cancel marks; workers re-read the set when it moves.
+CANCELLED_VERSION = PREFIX + "cancelled:version"
 
 
 def cancelled(job_id: str) -> str:
@@ -67,3 +74,13 @@ def rate_limit_shared(key: str, per_us: int) -> str:
 def rate_limit_queue(queue: str, per_us: int) -> str:
     """Sliding-window log of a queue's limit (configured or set through the API)."""
     return f"{PREFIX}ratelimit:queue:{queue}:{per_us}"
+
+
+#: How long a schedule's claim on one of its ticks lives: longer than any retry of a
+#: failed fire (seconds) or a second beat's late view of the same tick.
+SCHEDULE_CLAIM_TTL_S = 2 * 24 * 3600
+
+
+def schedule_claim(schedule_id: str, tick_epoch: int) -> str:
+    """SET NX claim: whoever sets it fires this tick of the schedule (S4, app.schedules.claims)."""
+    return f"{PREFIX}schedules:claim:{schedule_id}:{tick_epoch}"

@@ -62,9 +62,6 @@ class EventBuffer:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: redis.Redis | None = None
-        # Never closed here: after a fork it is the parent's socket.
-        self._probe: redis.Connection | None = None
-        self._probe_lock = threading.Lock()
 
     def emit(self, event: dict[str, Any]) -> None:
         """Queue one event for the stream. Never raises, never blocks on the network."""
@@ -79,32 +76,6 @@ class EventBuffer:
             self._start_thread()
         if full:
             self._wake.set()
-
-    def exists(self, key: str) -> bool:
-        """EXISTS `key` on a connection of this process's own (a broken one is retried once).
-
-        Asked before every task (the cancel check): on that path redis-py's per-command
-        bookkeeping (pool checkout, retry wrapper, metrics) costs more CPU than the
-        round trip itself.
-        """
-        if os.getpid() != self._pid:
-            self._reset_for_process()
-        with self._probe_lock:
-            for attempt in range(2):
-                conn = self._probe or self._new_probe()
-                try:
-                    conn.send_command("EXISTS", key)  # type: ignore[no-untyped-call]
-                    return bool(conn.read_response())
-                except (redis.ConnectionError, redis.TimeoutError):
-                    conn.disconnect()  # type: ignore[no-untyped-call]
-                    if attempt:
-                        raise
-        raise AssertionError("unreachable")
-
-    def _new_probe(self) -> redis.Connection:
-        pool = self._client_factory().connection_pool
-        self._probe = pool.connection_class(**pool.connection_kwargs)
-        return self._probe
 
     def _start_thread(self) -> None:
         with self._lock:

@@ -11,7 +11,6 @@ import functools
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,11 +18,11 @@ from typing import Any
 import psutil
 from celery import signals
 
-from app import redis_keys
 from app.config import get_settings
 from app.priority import from_broker_priority
 from app.recording import events as ev
 from app.recording.buffer import EventBuffer
+from app.recording.cancel_cache import CancelCache
 from app.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -85,17 +84,19 @@ def register_gate(gate: Gate) -> None:
 #: Attempts running in this process, by task id (prefork: one at a time per child).
 _running: dict[str, _RunningAttempt] = {}
 _process: tuple[int, psutil.Process] | None = None
+#: This process's /proc/self/statm, kept open: a pread at offset 0 re-reads it fresh.
+_statm: tuple[int, int] | None = None
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _rss() -> int:
-    """Resident set size in bytes: /proc/self/statm read directly costs half of psutil's read."""
-    global _process
+    """Resident set size in bytes, twice per task: procfs read directly, psutil elsewhere."""
+    global _process, _statm
     try:
-        fd = os.open("/proc/self/statm", os.O_RDONLY)
-        try:
-            return int(os.read(fd, 128).split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        finally:
-            os.close(fd)
+        if _statm is None or _statm[0] != os.getpid():
+            # After a fork the inherited descriptor still names the parent's file.
+            _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
+        return int(os.pread(_statm[1], 128, 0).split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
         pass  # no procfs (macOS): ask psutil
     if _process is None or _process[0] != os.getpid():
@@ -139,9 +140,16 @@ def on_before_publish(
     )
 
 
+_cancel_cache: CancelCache | None = None
+
+
 def _is_cancelled(job_id: str) -> bool:
-    """One EXISTS per task, on the event buffer's own connection (the cheapest round trip)."""
-    return get_buffer().exists(redis_keys.cancelled(job_id))
+    """From the process's copy of the cancel marks (see app.recording.cancel_cache)."""
+    global _cancel_cache
+    if _cancel_cache is None:
+        url = get_settings().redis_url
+        _cancel_cache = CancelCache(lambda: get_redis(url))
+    return _cancel_cache.is_cancelled(job_id)
 
 
 @_guarded
@@ -163,7 +171,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
         if taken:
             request.celeriac_skip = True
             return
-    attempt = _RunningAttempt(uuid.uuid4().hex, time.monotonic(), _rss())
+    attempt = _RunningAttempt(ev.unique_id(), time.monotonic(), _rss())
     _running[task_id] = attempt
     delivery = getattr(request, "delivery_info", None) or {}
     header = _celeriac_header(request)

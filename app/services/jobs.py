@@ -145,6 +145,7 @@ def pending_row(job: ResolvedJob, lock: str | None) -> JobExecution:
         batch_id=job.batch_id,
         chain_id=job.chain_id,
         chain_step=job.chain_step,
+        schedule_id=job.schedule_id,
         created_at=datetime.fromtimestamp(now, UTC),
     )
 
@@ -366,10 +367,20 @@ class CeleryCanceller:
         self.control = control
 
     def mark_cancelled(self, job_id: str) -> None:
-        self.redis.set(redis_keys.cancelled(job_id), "1", ex=redis_keys.CANCEL_MARK_TTL_S)
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.set(redis_keys.cancelled(job_id), "1", ex=redis_keys.CANCEL_MARK_TTL_S)
+        pipe.zadd(redis_keys.CANCELLED_RECENT, {job_id: now})
+        pipe.zremrangebyscore(redis_keys.CANCELLED_RECENT, "-inf", now - redis_keys.CANCEL_MARK_TTL_S)
+        pipe.incr(redis_keys.CANCELLED_VERSION)
+        pipe.execute()
 
     def clear_mark(self, job_id: str) -> None:
-        self.redis.delete(redis_keys.cancelled(job_id))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(redis_keys.cancelled(job_id))
+        pipe.zrem(redis_keys.CANCELLED_RECENT, job_id)
+        pipe.incr(redis_keys.CANCELLED_VERSION)
+        pipe.execute()
 
     def revoke(self, job_id: str, terminate: bool) -> None:
         self.control.revoke(job_id, terminate=terminate, signal="SIGTERM")
