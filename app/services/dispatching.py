@@ -79,6 +79,8 @@ class DispatchSpec:
     batch_id: str | None = None
     chain_id: str | None = None
     chain_step: int | None = None
+    #: The schedule whose tick dispatched this job (S1), recorded as job_executions.schedule_id.
+    schedule_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class ResolvedJob:
     batch_id: str | None = None
     chain_id: str | None = None
     chain_step: int | None = None
+    schedule_id: str | None = None
 
     @property
     def eta(self) -> datetime | None:
@@ -142,6 +145,8 @@ class ResolvedJob:
         if self.chain_id:
             header["chain"] = self.chain_id
             header["chain_step"] = self.chain_step
+        if self.schedule_id:
+            header["schedule"] = self.schedule_id
         return header
 
     def celery_options(self) -> dict[str, Any]:
@@ -251,4 +256,5 @@ def resolve(
         batch_id=spec.batch_id,
         chain_id=spec.chain_id,
         chain_step=spec.chain_step,
+        schedule_id=spec.schedule_id,
     )
