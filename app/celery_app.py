@@ -17,3 +17,4 @@ from app.ratelimit import gate as _rate_gate  # noqa: E402,F401  (registers the 
 
 #: `celery -A app.celery_app` looks for `app` or `celery` in this module.
 celery = celery_app
+from app.schedules import beat as _schedules  # noqa: E402,F401  (fire task and beat reconcile, S1-S4)

@@ -13,8 +13,8 @@ from app.services.dispatching import ResolvedJob, TaskInfo
 
 
 def is_internal_task(name: str) -> bool:
-    """Celery's own built-in tasks are not user jobs."""
-    return name.startswith("celery.")
+    """Celery's own built-in tasks and Celeriac's machinery (schedule fires) are not user jobs."""
+    return name.startswith(("celery.", "celeriac."))
 
 
 def load_task_modules() -> None:

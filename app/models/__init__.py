@@ -13,6 +13,7 @@ from app.models.job_execution import (
     may_change_status,
 )
 from app.models.job_schedule import JobSchedule
+from app.models.schedule_event import ScheduleEvent
 from app.models.tenant import Tenant
 from app.models.user import User
 
@@ -27,6 +28,7 @@ __all__ = [
     "JobDefinition",
     "JobExecution",
     "JobSchedule",
+    "ScheduleEvent",
     "Tenant",
     "User",
     "may_change_status",

@@ -1,0 +1,132 @@
+"""RedBeat entries mirroring `job_schedules` rows, written in RedBeat's own format.
+
+One entry per schedule, `celeriac:redbeat:job_schedule:<id>`: a hash with RedBeat's
+`definition` and `meta` JSON, plus its score in RedBeat's sorted set. The stock
+`redbeat.RedBeatScheduler` loads and fires it like any entry.
+
+Why an interval entry aligned by hand: RedBeat's crontab has no time zone per entry
+(redbeat #192), so the cron is computed here (app.schedules.cron) and the entry is told
+the exact instant of the next tick. Its task, `celeriac.schedules.fire`, carries that tick;
+its interval schedule is RETRY_S long with `last_run_at` set RETRY_S before the tick,
+so RedBeat finds it due exactly at the tick (score = tick). After a fire, Celeriac aligns
+the entry to the following tick; should a fire fail before that (SQL down), RedBeat
+itself brings the same tick back RETRY_S later.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from celery.schedules import schedule as interval
+from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
+
+from app import redis_keys
+from app.errors import BackendUnavailable
+
+#: The Celery task every schedule entry runs (app.schedules.beat).
+FIRE_TASK = "celeriac.schedules.fire"
+#: Entry names start with this; the rest is the schedule id.
+ENTRY_PREFIX = "job_schedule:"
+#: RedBeat's sorted set of entry keys by due time (RedBeatConfig: key_prefix + ":schedule").
+SCHEDULE_ZSET = redis_keys.REDBEAT_PREFIX + ":schedule"
+#: Seconds after which RedBeat fires an entry again if its fire did not align it.
+RETRY_S = 30
+#: Score of a paused entry: RedBeat only loads scores from 0 up to now.
+PAUSED_SCORE = -1
+
+
+def entry_key(schedule_id: str) -> str:
+    return redis_keys.REDBEAT_PREFIX + ENTRY_PREFIX + schedule_id
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What Celeriac reads back from an entry."""
+
+    schedule_id: str
+    tick: datetime | None
+    enabled: bool
+    score: float | None
+
+
+class EntryStore:
+    """Writes, reads and deletes schedule entries in the RedBeat Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def write(self, schedule_id: str, tick: datetime | None, enabled: bool) -> None:
+        """Point the entry at `tick` (None or paused: never due).
+
+        Raises:
+            BackendUnavailable: Redis cannot be reached.
+        """
+        tick_epoch = int(tick.timestamp()) if tick is not None else None
+        definition = {
+            "name": ENTRY_PREFIX + schedule_id,
+            "task": FIRE_TASK,
+            "args": [],
+            "kwargs": {"schedule_id": schedule_id, "tick": tick_epoch},
+            "options": {},
+            "schedule": interval(run_every=timedelta(seconds=RETRY_S)),
+            "enabled": enabled and tick is not None,
+        }
+        last_run = (tick or datetime.now(UTC)) - timedelta(seconds=RETRY_S)
+        meta = {"last_run_at": last_run.astimezone(UTC), "total_run_count": 0}
+        score = tick_epoch if enabled and tick_epoch is not None else PAUSED_SCORE
+        key = entry_key(schedule_id)
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.hset(key, "definition", json.dumps(definition, cls=RedBeatJSONEncoder))
+            pipe.hset(key, "meta", json.dumps(meta, cls=RedBeatJSONEncoder))
+            pipe.zadd(SCHEDULE_ZSET, {key: score})
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"Redis is unavailable; schedule {schedule_id} was not changed") from exc
+
+    def delete(self, schedule_id: str) -> None:
+        """Raises: BackendUnavailable: Redis cannot be reached."""
+        key = entry_key(schedule_id)
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zrem(SCHEDULE_ZSET, key)
+            pipe.delete(key)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise BackendUnavailable(f"Redis is unavailable; schedule {schedule_id} was not removed") from exc
+
+    def read(self, schedule_id: str) -> Entry | None:
+        key = entry_key(schedule_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(key, "definition")
+        pipe.zscore(SCHEDULE_ZSET, key)
+        raw, score = pipe.execute()
+        if raw is None:
+            return None
+        definition: dict[str, Any] = json.loads(raw, cls=RedBeatJSONDecoder)
+        kwargs = definition.get("kwargs") or {}
+        tick = kwargs.get("tick")
+        return Entry(
+            schedule_id=schedule_id,
+            tick=datetime.fromtimestamp(tick, UTC) if isinstance(tick, int) else None,
+            enabled=bool(definition.get("enabled")),
+            score=score,
+        )
+
+    def ids(self) -> set[str]:
+        """Ids of every schedule with an entry or a score left in RedBeat's sorted set."""
+        prefix = redis_keys.REDBEAT_PREFIX + ENTRY_PREFIX
+        found: set[str] = set()
+        for key in self.redis.scan_iter(match=prefix + "*", count=500):
+            found.add(_text(key)[len(prefix) :])
+        for member, _score in self.redis.zscan_iter(SCHEDULE_ZSET, match=prefix + "*", count=500):
+            found.add(_text(member)[len(prefix) :])
+        return found
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

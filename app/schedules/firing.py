@@ -1,0 +1,192 @@
+"""One fire of a schedule's entry: which ticks are due, who owns them, what runs (S4).
+
+A fire names the tick its entry was aligned to. Every tick from there up to now is
+claimed (app.schedules.claims); the newest one runs if it is on time, or, when it is late
+and the schedule's policy is `run_once`, runs once as the catch-up. Older won ticks were
+missed and are recorded as one history event. Then row and entry move to the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import redis
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.errors import ValidationError
+from app.models import JobSchedule, ScheduleEvent
+from app.models.schedule_event import MISSED, REFUSED
+from app.schedules.claims import claim_ticks, release_ticks
+from app.schedules.cron import CronSchedule
+from app.schedules.entries import EntryStore
+from app.services.dispatching import DispatchSpec, Publisher, Registry
+
+logger = logging.getLogger(__name__)
+
+#: A tick fired at most this late is on time; later ones count as missed.
+MISFIRE_GRACE_S = 60
+#: Most ticks one fire looks at (the newest ones); a longer outage counts these.
+MAX_TICKS = 500
+SKIP = "skip"
+RUN_ONCE = "run_once"
+POLICIES = (SKIP, RUN_ONCE)
+
+
+@dataclass(frozen=True)
+class Dispatcher:
+    """What a fire needs to dispatch a job through `submit`."""
+
+    registry: Registry
+    publisher: Publisher
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class FireResult:
+    job_id: str | None = None
+    missed: int = 0
+    next_tick: datetime | None = None
+
+
+def due_ticks(cron: CronSchedule, tick: datetime | None, now: datetime) -> list[datetime]:
+    """Ticks in [tick, now], oldest first; at most MAX_TICKS, the newest ones."""
+    if tick is None or tick > now:
+        return []
+    period = cron.next_after(tick) - tick
+    start = max(tick, now - period * MAX_TICKS)
+    return cron.between(start, now, MAX_TICKS)
+
+
+def schedule_of(row: JobSchedule) -> CronSchedule:
+    return CronSchedule.parse(row.cron_expression, row.timezone)
+
+
+def fire(
+    session: Session,
+    store: EntryStore,
+    client: redis.Redis,
+    schedule_id: str,
+    tick: datetime | None,
+    dispatcher: Dispatcher,
+    now: datetime | None = None,
+) -> FireResult:
+    """Fire `schedule_id` for its entry's `tick`; commits, then aligns the entry."""
+    now = now or datetime.now(UTC)
+    row = session.get(JobSchedule, schedule_id)
+    if row is None:
+        store.delete(schedule_id)  # the row is the record: an orphan entry goes
+        return FireResult()
+    if not row.is_active:
+        store.write(schedule_id, None, enabled=False)
+        return FireResult()
+    cron = schedule_of(row)
+    due = due_ticks(cron, tick, now)
+    won = claim_ticks(client, schedule_id, due)
+    try:
+        result = _run_won(session, row, due, won, now, dispatcher)
+        row.next_run_at = cron.next_after(now)
+        session.commit()
+    except Exception:
+        session.rollback()
+        release_ticks(client, schedule_id, won)
+        raise
+    align(session, store, row)
+    return FireResult(result.job_id, result.missed, row.next_run_at)
+
+
+def _run_won(
+    session: Session,
+    row: JobSchedule,
+    due: list[datetime],
+    won: list[datetime],
+    now: datetime,
+    dispatcher: Dispatcher,
+) -> FireResult:
+    if not won:
+        return FireResult()
+    latest = due[-1]
+    on_time = latest in won and now - latest <= timedelta(seconds=MISFIRE_GRACE_S)
+    missed = [t for t in won if not (on_time and t == latest)]
+    catch_up = bool(missed) and row.missed_fire_policy == RUN_ONCE and latest in won
+    job_id = None
+    if on_time or catch_up:
+        job_id = dispatch(session, row, latest, dispatcher)
+        if job_id is not None:
+            row.last_run_at = now
+    if missed:
+        logger.warning("Schedule %s: %d tick(s) missed, %s to %s", row.id, len(missed), missed[0], missed[-1])
+        session.add(
+            ScheduleEvent(
+                schedule_id=row.id,
+                tenant_id=row.tenant_id,
+                kind=MISSED,
+                tick_at=missed[0],
+                last_tick_at=missed[-1],
+                count=len(missed),
+                action="ran_once" if catch_up and job_id else "skipped",
+                job_id=job_id if catch_up else None,
+            )
+        )
+    return FireResult(job_id, len(missed))
+
+
+def dispatch(session: Session, row: JobSchedule, tick: datetime, dispatcher: Dispatcher) -> str | None:
+    """Submit the schedule's job (recorded, linked by schedule_id); None if refused.
+
+    A refusal (job class gone or inactive) is recorded in the schedule's history; a broker
+    failure leaves a failed run, as for any dispatch.
+    """
+    from app.errors import BackendUnavailable
+    from app.services.jobs import submit
+
+    spec = DispatchSpec(
+        job_class=row.job_class,
+        payload=dict(row.payload or {}),
+        tenant_id=row.tenant_id,
+        schedule_id=row.id,
+    )
+    try:
+        done = submit(
+            session,
+            spec,
+            registry=dispatcher.registry,
+            publisher=dispatcher.publisher,
+            settings=dispatcher.settings,
+        )
+    except ValidationError as exc:
+        logger.error("Schedule %s: dispatch refused: %s", row.id, exc)
+        session.add(
+            ScheduleEvent(
+                schedule_id=row.id,
+                tenant_id=row.tenant_id,
+                kind=REFUSED,
+                tick_at=tick,
+                last_tick_at=tick,
+                count=1,
+                detail=str(exc),
+            )
+        )
+        return None
+    except BackendUnavailable:
+        logger.exception("Schedule %s: the broker refused the job; it is recorded as failed", row.id)
+        return None
+    return done.row.id
+
+
+def align(session: Session, store: EntryStore, row: JobSchedule) -> None:
+    """Point the entry at the row's next tick, then re-read the row: an edit that
+    committed meanwhile may have written its entry before this write, so write again."""
+    for _ in range(3):
+        seen = (row.cron_expression, row.timezone, row.is_active, row.next_run_at)
+        store.write(row.id, row.next_run_at, enabled=row.is_active)
+        session.expire(row)
+        fresh = session.get(JobSchedule, row.id)
+        if fresh is None:
+            store.delete(row.id)
+            return
+        if (fresh.cron_expression, fresh.timezone, fresh.is_active, fresh.next_run_at) == seen:
+            return
+        row = fresh
