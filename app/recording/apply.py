@@ -266,7 +266,9 @@ class EventApplier:
         row.depends_on = header.get("depends_on", row.depends_on)
         row.chain_step = header.get("chain_step", row.chain_step)
         row.unique_key = header.get("unique", row.unique_key)
-        row.parent_id = e.get("parent") or row.parent_id
+        # A re-publish from inside the job's own run (retry, throttle) names itself as parent.
+        parent = e.get("parent")
+        row.parent_id = parent if parent and parent != row.id else row.parent_id
         row.root_id = e.get("root") or row.root_id
         row.eta = _parse_iso(e.get("eta")) or row.eta
         row.expires_at = _parse_iso(e.get("exp")) or row.expires_at

@@ -300,3 +300,13 @@ def test_flushed_entries_hold_many_events_and_are_acked_only_when_all_are_writte
     assert recorder.process([entry]) == 4
     assert load(third)[0].status == "completed"
     assert redis_client.xlen(DEAD_STREAM) == dead_before + 1
+
+
+def test_a_job_re_published_from_its_own_run_is_not_its_own_parent() -> None:
+    job_id, parent = str(uuid.uuid4()), str(uuid.uuid4())
+    pub, start, ok = lifecycle(job_id)
+    pub["parent"] = parent
+    again = dict(pub, parent=job_id, ts=pub["ts"] + 0.5, eid="again", c={**pub["c"], "throttled": True})
+    apply([pub, again, start, ok])
+    row, attempts = load(job_id)
+    assert row.parent_id == parent and row.status == "completed" and len(attempts) == 1
