@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): drain N no-op jobs without and with tracking.
 
 Usage: python -m bench [--n 20000] [--repeat 1] [--database sqlite|postgresql]
-       [--concurrency 2] [--dispatch-requests 2000] [--keep-logs]
+       [--concurrency 2] [--dispatch-requests 2000] [--batch-n 10000] [--no-ratelimit]
+       [--keep-logs]
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import signal
 import sys
 from types import FrameType
+from typing import Any
 
 from bench import env
 
@@ -22,6 +24,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c (default 2)")
     parser.add_argument("--dispatch-requests", type=int, default=2000, help="0 skips the dispatch latency run")
+    parser.add_argument("--batch-n", type=int, default=10_000, help="jobs of the batch-vs-single run; 0 skips it")
+    parser.add_argument("--no-ratelimit", action="store_true", help="skip the rate-limited throughput run")
     parser.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs (path printed)")
     return parser.parse_args()
 
@@ -57,7 +61,23 @@ def main() -> int:
         if args.dispatch_requests > 0:
             print(f"dispatch latency over {args.dispatch_requests} requests", flush=True)
             dispatch = run_dispatch(args.dispatch_requests, backends.redis_url, log_dir)
+        extras: dict[str, Any] = {}
+        if args.batch_n > 0:
+            from bench.batches import run_batch_vs_single
+
+            print(f"{args.batch_n} jobs as one batch, then one by one", flush=True)
+            extras["batch"] = [
+                r.as_dict() for r in run_batch_vs_single(args.batch_n, args.concurrency, backends.redis_url, log_dir)
+            ]
+        if not args.no_ratelimit:
+            from bench.env import flush_redis_db
+            from bench.ratelimit import run_ratelimit_bench
+
+            print("rate-limited throughput", flush=True)
+            flush_redis_db(backends.redis_url)
+            extras["ratelimit"] = run_ratelimit_bench(backends.redis_url, log_dir)
         summary = summarise(args.n, args.database, args.concurrency, plain, tracked, dispatch)
+        summary.update(extras)
         print()
         print(render(summary))
         print(f"\n(written to {write_json(summary)})")

@@ -35,6 +35,8 @@ def summarise(
         "plain_jobs_per_s": plain_rate,
         "tracked_jobs_per_s": tracked_rate,
         "ratio": round(tracked_rate / plain_rate, 3) if plain_rate else None,
+        # Each run's own ratio: plain and tracked ran back to back on the same machine state.
+        "run_ratios": [round(t.jobs_per_s / p.jobs_per_s, 3) for p, t in zip(plain, tracked, strict=True)],
         "lag_p50_ms": _median([r.lag_p50_ms for r in tracked]),
         "lag_p99_ms": _median([r.lag_p99_ms for r in tracked]),
         "rows_after_drain_s": _median([r.rows_after_drain_s for r in tracked]),
@@ -73,12 +75,25 @@ def render(summary: dict[str, Any]) -> str:
         if cpu:
             parts = ", ".join(f"{role} {seconds:.1f}" for role, seconds in cpu.items())
             lines.append(f"CPU s during the {mode} drain: {parts}")
+    if summary["repeat"] > 1:
+        lines.append("ratio per run:       " + ", ".join(f"{r:.2f}" for r in summary["run_ratios"]))
     dispatch = summary["dispatch"]
     if dispatch:
         errors = f", {dispatch['errors']} errors" if dispatch["errors"] else ""
         lines.append(
             f"POST /api/jobs/dispatch over {dispatch['requests']} requests: "
             f"p50 {dispatch['p50_ms']:.1f} ms, p99 {dispatch['p99_ms']:.1f} ms{errors}"
+        )
+    for run in summary.get("batch") or []:
+        lines.append(
+            f"{run['n']} jobs {'as one batch' if run['mode'] == 'batch' else 'one by one'}: "
+            f"dispatched in {run['dispatch_s']:.2f} s, all completed after {run['complete_s']:.2f} s"
+        )
+    limit = summary.get("ratelimit")
+    if limit:
+        lines.append(
+            f"rate limit {limit['configured_per_s']}/s: measured {limit['measured_per_s']:.1f}/s "
+            f"({100 * limit['ratio']:.1f} %), at most {limit['max_in_any_second']} in any second"
         )
     return "\n".join(lines)
 
