@@ -51,10 +51,23 @@ class FireTask(Task):  # type: ignore[type-arg]
         headers = options.get("headers") or {}
         if not headers.get("celery_beat_task"):
             return super().apply_async(args, kwargs, **options)
-        result = fire_now(**(kwargs or {}))
+        try:
+            result = fire_now(**(kwargs or {}))
+        except Exception:
+            _retry_later(**(kwargs or {}))
+            raise  # beat logs it ("Message Error")
         if result.job_id:
             logger.info("Schedule %s fired job %s", (kwargs or {}).get("schedule_id"), result.job_id)
         return None
+
+
+def _retry_later(schedule_id: str, tick: int | None = None) -> None:
+    client = get_redis(get_settings().redis_url)
+    when = datetime.fromtimestamp(tick, UTC) if tick is not None else None
+    try:
+        EntryStore(client).retry_later(schedule_id, when)
+    except Exception:  # Redis is down as well: RedBeat retries after its interval
+        logger.exception("Schedule %s: could not postpone the retry of a failed fire", schedule_id)
 
 
 @celery_app.task(name=FIRE_TASK, base=FireTask, ignore_result=True)

@@ -7,10 +7,14 @@ One entry per schedule, `celeriac:redbeat:job_schedule:<id>`: a hash with RedBea
 Why an interval entry aligned by hand: RedBeat's crontab has no time zone per entry
 (redbeat #192), so the cron is computed here (app.schedules.cron) and the entry is told
 the exact instant of the next tick. Its task, `celeriac.schedules.fire`, carries that tick;
-its interval schedule is RETRY_S long with `last_run_at` set RETRY_S before the tick,
-so RedBeat finds it due exactly at the tick (score = tick). After a fire, Celeriac aligns
-the entry to the following tick; should a fire fail before that (SQL down), RedBeat
-itself brings the same tick back RETRY_S later.
+its interval schedule is INTERVAL_S long with `last_run_at` set INTERVAL_S before the
+tick, so RedBeat finds it due exactly at the tick (score = tick). After a fire, Celeriac
+aligns the entry to the following tick.
+
+INTERVAL_S is short on purpose: right after sending a due entry, beat sleeps for that
+entry's interval (capped by beat_max_loop_interval) before it looks again, and a short
+one lets it wake in time for a tick a few seconds away. A fire that fails (SQL down)
+keeps its tick and is retried RETRY_S later (`retry_later`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ FIRE_TASK = "celeriac.schedules.fire"
 ENTRY_PREFIX = "job_schedule:"
 #: RedBeat's sorted set of entry keys by due time (RedBeatConfig: key_prefix + ":schedule").
 SCHEDULE_ZSET = redis_keys.REDBEAT_PREFIX + ":schedule"
-#: Seconds after which RedBeat fires an entry again if its fire did not align it.
+#: The entry's interval: how soon beat looks again after sending it (see above).
+INTERVAL_S = 1
+#: Seconds before a failed fire of a tick is tried again.
 RETRY_S = 30
 #: Score of a paused entry: RedBeat only loads scores from 0 up to now.
 PAUSED_SCORE = -1
@@ -59,25 +65,26 @@ class EntryStore:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
 
-    def write(self, schedule_id: str, tick: datetime | None, enabled: bool) -> None:
-        """Point the entry at `tick` (None or paused: never due).
+    def write(self, schedule_id: str, tick: datetime | None, enabled: bool, due: datetime | None = None) -> None:
+        """Point the entry at `tick` (None or paused: never due), due at `due` (default: the tick).
 
         Raises:
             BackendUnavailable: Redis cannot be reached.
         """
         tick_epoch = int(tick.timestamp()) if tick is not None else None
+        due = due or tick
         definition = {
             "name": ENTRY_PREFIX + schedule_id,
             "task": FIRE_TASK,
             "args": [],
             "kwargs": {"schedule_id": schedule_id, "tick": tick_epoch},
             "options": {},
-            "schedule": interval(run_every=timedelta(seconds=RETRY_S)),
+            "schedule": interval(run_every=timedelta(seconds=INTERVAL_S)),
             "enabled": enabled and tick is not None,
         }
-        last_run = (tick or datetime.now(UTC)) - timedelta(seconds=RETRY_S)
+        last_run = (due or datetime.now(UTC)) - timedelta(seconds=INTERVAL_S)
         meta = {"last_run_at": last_run.astimezone(UTC), "total_run_count": 0}
-        score = tick_epoch if enabled and tick_epoch is not None else PAUSED_SCORE
+        score = int(due.timestamp()) if enabled and due is not None else PAUSED_SCORE
         key = entry_key(schedule_id)
         try:
             pipe = self.redis.pipeline(transaction=True)
@@ -87,6 +94,10 @@ class EntryStore:
             pipe.execute()
         except redis.RedisError as exc:
             raise BackendUnavailable(f"Redis is unavailable; schedule {schedule_id} was not changed") from exc
+
+    def retry_later(self, schedule_id: str, tick: datetime | None) -> None:
+        """After a failed fire: the same tick again in RETRY_S (instead of beat's INTERVAL_S)."""
+        self.write(schedule_id, tick, enabled=True, due=datetime.now(UTC) + timedelta(seconds=RETRY_S))
 
     def delete(self, schedule_id: str) -> None:
         """Raises: BackendUnavailable: Redis cannot be reached."""

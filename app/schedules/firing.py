@@ -1,9 +1,10 @@
 """One fire of a schedule's entry: which ticks are due, who owns them, what runs (S4).
 
 A fire names the tick its entry was aligned to. Every tick from there up to now is
-claimed (app.schedules.claims); the newest one runs if it is on time, or, when it is late
-and the schedule's policy is `run_once`, runs once as the catch-up. Older won ticks were
-missed and are recorded as one history event. Then row and entry move to the next tick.
+claimed (app.schedules.claims); each won tick at most MISFIRE_GRACE_S old runs (late,
+not missed: beat restarting, a second beat taking over). Older won ticks were missed:
+recorded as one history event, and under the `run_once` policy one catch-up job runs if
+no on-time tick did. Then row and entry move to the next tick.
 """
 
 from __future__ import annotations
@@ -105,17 +106,18 @@ def _run_won(
     now: datetime,
     dispatcher: Dispatcher,
 ) -> FireResult:
-    if not won:
-        return FireResult()
-    latest = due[-1]
-    on_time = latest in won and now - latest <= timedelta(seconds=MISFIRE_GRACE_S)
-    missed = [t for t in won if not (on_time and t == latest)]
-    catch_up = bool(missed) and row.missed_fire_policy == RUN_ONCE and latest in won
+    """Run each won tick that is on time; the older ones were missed (policy decides)."""
+    grace = timedelta(seconds=MISFIRE_GRACE_S)
+    on_time = [t for t in won if now - t <= grace]
+    missed = [t for t in won if now - t > grace]
     job_id = None
-    if on_time or catch_up:
-        job_id = dispatch(session, row, latest, dispatcher)
-        if job_id is not None:
-            row.last_run_at = now
+    for tick in on_time:
+        job_id = dispatch(session, row, tick, dispatcher) or job_id
+    catch_up = bool(missed) and row.missed_fire_policy == RUN_ONCE
+    if catch_up and not on_time:
+        job_id = dispatch(session, row, missed[-1], dispatcher)
+    if job_id is not None:
+        row.last_run_at = now
     if missed:
         logger.warning("Schedule %s: %d tick(s) missed, %s to %s", row.id, len(missed), missed[0], missed[-1])
         session.add(

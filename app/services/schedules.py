@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound, ValidationError
@@ -166,8 +166,7 @@ class JobSchedulerService:
             BackendUnavailable: Redis is down; nothing was removed.
         """
         row = self.get_schedule(schedule_id, tenant_id)
-        for event in self.session.scalars(select(ScheduleEvent).where(ScheduleEvent.schedule_id == row.id)):
-            self.session.delete(event)
+        self.session.execute(delete(ScheduleEvent).where(ScheduleEvent.schedule_id == row.id))
         self.session.delete(row)
         self.session.flush()
         try:
