@@ -152,6 +152,180 @@ def _group_paths() -> dict[str, Any]:
     }
 
 
+def _schedule_paths() -> dict[str, Any]:
+    """Schedules (S1-S3): API.md's routes, plus pause, resume and history (extensions)."""
+    schedule_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    cron = {
+        "type": "string",
+        "example": "30 2 * * *",
+        "description": "5 fields (minute hour day-of-month month day-of-week), or 6 with a leading "
+        "seconds field; @hourly, @daily, @weekly, @monthly, @yearly",
+    }
+    zone = {"type": "string", "default": "UTC", "example": "Europe/Berlin", "description": "IANA time zone"}
+    fields = {
+        "job_class": {"type": "string", "example": "demo.echo"},
+        "cron": cron,
+        "timezone": zone,
+        "payload": {"type": "object"},
+        "active": {"type": "boolean", "default": True},
+        "name": {"type": "string", "maxLength": 200},
+        "missed_fire_policy": {
+            "type": "string",
+            "enum": ["skip", "run_once"],
+            "default": "skip",
+            "description": "ticks missed while beat was down: skipped, or one catch-up run",
+        },
+    }
+    schedule = {
+        "type": "object",
+        "properties": {
+            **fields,
+            "id": {"type": "string"},
+            "description": {"type": "string", "example": "At 02:30"},
+            "next_run_at": {"type": "string", "format": "date-time", "nullable": True},
+            "last_run_at": {"type": "string", "format": "date-time", "nullable": True},
+            "tenant_id": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    }
+
+    def body(schema: dict[str, Any]) -> dict[str, Any]:
+        return {"content": {"application/json": {"schema": schema}}}
+
+    def answer(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+        if schema is None:
+            return {"description": description}
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    def admin_action(summary: str) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "parameters": [schedule_id],
+                "responses": {"200": answer("the schedule", schedule), **_errors(401, 403, 404, 503)},
+            }
+        }
+
+    return {
+        "/api/schedules/preview": {
+            "post": {
+                "summary": "Describe a cron expression and list its next 5 run times in the zone (viewer)",
+                "requestBody": body(
+                    {"type": "object", "required": ["cron"], "properties": {"cron": cron, "timezone": zone}}
+                ),
+                "responses": {
+                    "200": answer(
+                        "description and next_runs (ISO 8601 with the zone's offset)",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "description": {"type": "string"},
+                                "next_runs": {"type": "array", "items": {"type": "string", "format": "date-time"}},
+                            },
+                        },
+                    ),
+                    **_errors(400, 401, 422),
+                },
+            }
+        },
+        "/api/schedules": {
+            "get": {
+                "summary": "The tenant's schedules (viewer); ?active=true|false filters",
+                "parameters": [
+                    {"name": "active", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}}
+                ],
+                "responses": {
+                    "200": answer(
+                        "items", {"type": "object", "properties": {"items": {"type": "array", "items": schedule}}}
+                    ),
+                    **_errors(401, 422),
+                },
+            },
+            "post": {
+                "summary": "Create a schedule and its RedBeat entry (admin)",
+                "requestBody": body({"type": "object", "required": ["job_class", "cron"], "properties": fields}),
+                "responses": {"201": answer("the schedule", schedule), **_errors(400, 401, 403, 413, 422, 503)},
+            },
+        },
+        "/api/schedules/{id}": {
+            "parameters": [schedule_id],
+            "get": {"responses": {"200": answer("the schedule", schedule), **_errors(401, 404)}},
+            "patch": {
+                "summary": "Change any of the fields (admin); takes effect without restarting beat",
+                "requestBody": body({"type": "object", "properties": fields}),
+                "responses": {"200": answer("the schedule", schedule), **_errors(400, 401, 403, 404, 422, 503)},
+            },
+            "delete": {
+                "summary": "Delete the schedule and its entry (admin); its runs stay in job history",
+                "responses": {"204": answer("deleted"), **_errors(401, 403, 404, 503)},
+            },
+        },
+        "/api/schedules/{id}/run": {
+            "post": {
+                "summary": "Dispatch the schedule's job now (operator); its ticks are unchanged",
+                "parameters": [schedule_id],
+                "responses": {
+                    "201": answer(
+                        "the job: id and job_id (the same), schedule_id, status pending",
+                        {
+                            "type": "object",
+                            "properties": {k: {"type": "string"} for k in ("id", "job_id", "schedule_id", "status")},
+                        },
+                    ),
+                    **_errors(401, 403, 404, 422, 503),
+                },
+            }
+        },
+        "/api/schedules/{id}/pause": admin_action("Pause (admin): no fires until resumed; next_run_at null"),
+        "/api/schedules/{id}/resume": admin_action(
+            "Resume (admin) from the next tick; paused ticks are not missed fires"
+        ),
+        "/api/schedules/{id}/history": {
+            "get": {
+                "summary": "Runs (newest first), missed and refused fires, counts by outcome (viewer)",
+                "parameters": [
+                    schedule_id,
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                ],
+                "responses": {
+                    "200": answer(
+                        "schedule_id, counts {runs, by_status, failed, missed, refused}, runs, events",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "schedule_id": {"type": "string"},
+                                "counts": {"type": "object"},
+                                "runs": {"type": "array", "items": {"type": "object"}},
+                                "events": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "kind": {"type": "string", "enum": ["missed", "refused"]},
+                                            "tick_at": {"type": "string", "format": "date-time"},
+                                            "last_tick_at": {"type": "string", "format": "date-time"},
+                                            "count": {"type": "integer"},
+                                            "action": {
+                                                "type": "string",
+                                                "enum": ["skipped", "ran_once"],
+                                                "nullable": True,
+                                            },
+                                            "job_id": {"type": "string", "nullable": True},
+                                            "detail": {"type": "string", "nullable": True},
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    ),
+                    **_errors(401, 404, 422),
+                },
+            }
+        },
+    }
+
+
 def document() -> dict[str, Any]:
     job_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
@@ -238,6 +412,7 @@ def document() -> dict[str, Any]:
                 },
             },
             **_group_paths(),
+            **_schedule_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
