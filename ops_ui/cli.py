@@ -115,5 +115,7 @@ def sync_definitions_command() -> None:
 
 
 def register_cli(app: Flask) -> None:
-    for group in (tokens, users, celeriac):
+    from ops_ui.cli_schedules import schedules
+
+    for group in (tokens, users, celeriac, schedules):
         app.cli.add_command(group)
