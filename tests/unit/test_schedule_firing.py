@@ -1,0 +1,157 @@
+"""Fires without a beat: claims, missed-fire policies, refusals, drift, run_scheduled_jobs (S3, S4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from app.config import get_settings
+from app.db import session_scope
+from app.jobs.dispatch import get_registry
+from app.models import JobDefinition, JobExecution, JobSchedule, ScheduleEvent
+from app.schedules.entries import EntryStore
+from app.schedules.firing import Dispatcher, fire
+from app.services.dispatching import ResolvedJob
+from app.services.schedules import JobSchedulerService
+
+
+class Captured:
+    """A publisher that keeps what it was given (the jobs are still recorded in SQL)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[ResolvedJob] = []
+
+    def publish(self, job: ResolvedJob) -> None:
+        self.jobs.append(job)
+
+
+@pytest.fixture()
+def published() -> Captured:
+    return Captured()
+
+
+@pytest.fixture()
+def service(redis_client: Any, published: Captured) -> Iterator[JobSchedulerService]:
+    with session_scope() as session:
+        yield JobSchedulerService(
+            session, EntryStore(redis_client), Dispatcher(get_registry(), published, get_settings()), redis_client
+        )
+
+
+NOW = datetime(2030, 1, 7, 12, 0, 5, tzinfo=UTC)  # a Monday, 5 s past noon
+
+
+def hourly(
+    service: JobSchedulerService, policy: str = "skip", cron: str = "0 * * * *", tenant: str = "fire-tests"
+) -> JobSchedule:
+    return service.schedule_job(
+        "demo.echo",
+        cron,
+        "Europe/Berlin",
+        {"value": "x"},
+        tenant_id=tenant,
+        missed_fire_policy=policy,
+        now=NOW - timedelta(hours=1),
+    )
+
+
+def do_fire(service: JobSchedulerService, row: JobSchedule, tick: datetime, now: datetime = NOW) -> Any:
+    return fire(service.session, service.store, service.redis, row.id, tick, service.dispatcher, now)
+
+
+def runs(service: JobSchedulerService, row: JobSchedule) -> list[JobExecution]:
+    return list(service.session.scalars(select(JobExecution).where(JobExecution.schedule_id == row.id)))
+
+
+def events(service: JobSchedulerService, row: JobSchedule) -> list[ScheduleEvent]:
+    return list(service.session.scalars(select(ScheduleEvent).where(ScheduleEvent.schedule_id == row.id)))
+
+
+def test_an_on_time_tick_runs_once_however_often_it_is_fired(service: JobSchedulerService, published: Captured) -> None:
+    row = hourly(service)
+    tick = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)
+    first = do_fire(service, row, tick)
+    again = do_fire(service, row, tick)
+    assert first.job_id is not None and again.job_id is None
+    assert [job.schedule_id for job in published.jobs] == [row.id]
+    assert published.jobs[0].celeriac_header()["schedule"] == row.id
+    (run,) = runs(service, row)
+    assert run.tenant_id == "fire-tests" and run.payload == {"value": "x"}
+    assert row.last_run_at == NOW and row.next_run_at == datetime(2030, 1, 7, 13, 0, tzinfo=UTC)
+    entry = service.store.read(row.id)
+    assert entry is not None and entry.tick == row.next_run_at
+    assert not events(service, row)
+
+
+@pytest.mark.parametrize(("policy", "expected_runs", "action"), [("skip", 0, "skipped"), ("run_once", 1, "ran_once")])
+def test_ticks_past_the_grace_time_are_missed_and_follow_the_policy(
+    service: JobSchedulerService, policy: str, expected_runs: int, action: str
+) -> None:
+    row = hourly(service, policy)
+    stale = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+    result = do_fire(service, row, stale, now=NOW + timedelta(minutes=30))
+    assert result.missed == 4  # 09:00, 10:00, 11:00, 12:00
+    assert len(runs(service, row)) == expected_runs
+    (event,) = events(service, row)
+    assert (event.kind, event.count, event.action) == ("missed", 4, action)
+    assert event.tick_at == stale and event.last_tick_at == datetime(2030, 1, 7, 12, 0, tzinfo=UTC)
+    history = service.history(row.id, None)
+    assert history["counts"]["missed"] == 4 and history["events"][0]["action"] == action
+
+
+def test_late_ticks_within_grace_each_run(service: JobSchedulerService) -> None:
+    row = hourly(service, cron="*/10 * * * * *")
+    result = do_fire(service, row, datetime(2030, 1, 7, 12, 0, tzinfo=UTC), now=NOW + timedelta(seconds=20))
+    assert result.missed == 0 and len(runs(service, row)) == 3  # 12:00:00, :10, :20
+
+
+def test_a_refused_dispatch_is_recorded_in_the_history(service: JobSchedulerService) -> None:
+    from app.jobs.celery_backend import sync_registry_definitions
+
+    sync_registry_definitions()
+    row = hourly(service)
+    definition = service.session.scalar(select(JobDefinition).where(JobDefinition.job_class == "demo.echo"))
+    assert definition is not None
+    definition.is_active = False
+    service.session.commit()
+    try:
+        result = do_fire(service, row, datetime(2030, 1, 7, 12, 0, tzinfo=UTC))
+    finally:
+        definition.is_active = True
+        service.session.commit()
+    assert result.job_id is None
+    (event,) = events(service, row)
+    assert event.kind == "refused" and "inactive" in (event.detail or "")
+    assert row.next_run_at == datetime(2030, 1, 7, 13, 0, tzinfo=UTC)
+
+
+def test_a_fire_for_a_deleted_or_paused_schedule_repairs_the_entry(service: JobSchedulerService) -> None:
+    row = hourly(service)
+    service.pause_schedule(row.id, None)
+    service.store.write(row.id, NOW, enabled=True)  # drift: an entry still firing
+    assert do_fire(service, row, NOW).job_id is None
+    entry = service.store.read(row.id)
+    assert entry is not None and not entry.enabled
+    service.session.execute(ScheduleEvent.__table__.delete())
+    schedule_id = row.id
+    service.session.delete(row)
+    service.session.commit()
+    service.store.write(schedule_id, NOW, enabled=True)
+    assert fire(service.session, service.store, service.redis, schedule_id, NOW, service.dispatcher, NOW).job_id is None
+    assert service.store.read(schedule_id) is None
+
+
+def test_run_scheduled_jobs_fires_what_is_due_and_nothing_twice(service: JobSchedulerService, unique: str) -> None:
+    tenant = f"t-{unique}"
+    due = hourly(service, tenant=tenant)
+    later = service.schedule_job("demo.echo", "0 0 1 1 *", tenant_id=tenant, now=NOW)
+    results = service.run_scheduled_jobs(tenant_id=tenant, now=NOW)
+    assert [r.job_id is not None for r in results] == [True]
+    assert len(runs(service, due)) == 1 and not runs(service, later)
+    assert service.run_scheduled_jobs(tenant_id=tenant, now=NOW) == []  # next run is 13:00 now
+    assert service.get_next_run_time(due.id, tenant) == datetime(2030, 1, 7, 13, 0, tzinfo=UTC)
+    assert [s.id for s in service.get_scheduled_jobs(tenant)] == [due.id, later.id]
