@@ -155,3 +155,57 @@ def test_run_scheduled_jobs_fires_what_is_due_and_nothing_twice(service: JobSche
     assert service.run_scheduled_jobs(tenant_id=tenant, now=NOW) == []  # next run is 13:00 now
     assert service.get_next_run_time(due.id, tenant) == datetime(2030, 1, 7, 13, 0, tzinfo=UTC)
     assert [s.id for s in service.get_scheduled_jobs(tenant)] == [due.id, later.id]
+
+
+def test_reconcile_repairs_drift_both_ways_and_keeps_a_pending_tick(service: JobSchedulerService) -> None:
+    from app.schedules.reconcile import reconcile
+
+    kept = hourly(service)
+    lost = hourly(service)
+    paused = hourly(service)
+    service.pause_schedule(paused.id, None)
+    stale = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+    service.store.write(kept.id, stale, enabled=True)  # beat was down: the pending tick is kept
+    service.store.delete(lost.id)  # Redis lost it
+    service.store.write(paused.id, NOW, enabled=True)  # a paused schedule still firing
+    service.store.write("no-such-row", NOW, enabled=True)  # an orphan
+    report = reconcile(service.session, service.store, now=NOW)
+    assert {lost.id, paused.id} <= set(report.written) and kept.id not in report.written
+    assert "no-such-row" in report.deleted and kept.next_run_at == stale
+    kept_entry, lost_entry, paused_entry = (service.store.read(r.id) for r in (kept, lost, paused))
+    assert kept_entry is not None and kept_entry.tick == stale
+    assert lost_entry is not None and lost_entry.enabled and lost_entry.tick == lost.next_run_at
+    assert paused_entry is not None and not paused_entry.enabled
+    assert service.store.read("no-such-row") is None
+    assert "no-such-row" not in service.store.ids()
+
+
+def test_beat_applies_the_fire_task_in_process_and_reconciles_at_start(
+    service: JobSchedulerService, monkeypatch: pytest.MonkeyPatch, published: Captured
+) -> None:
+    from types import SimpleNamespace
+
+    from app.schedules import beat
+
+    row = hourly(service, cron="* * * * * *")
+    monkeypatch.setattr("app.jobs.dispatch._publisher", published)
+    tick = int(datetime.now(UTC).timestamp())
+    # As Celery's Scheduler.apply_async calls it: beat's header, no broker involved
+    result = beat.fire_schedule.apply_async(
+        [], {"schedule_id": row.id, "tick": tick}, headers={"celery_beat_task": True}
+    )
+    assert result is None
+    assert [job.schedule_id for job in published.jobs] == [row.id]
+    # a failing fire keeps its tick and is retried RETRY_S later
+    monkeypatch.setattr(beat, "fire_now", lambda **_: (_ for _ in ()).throw(RuntimeError("SQL down")))
+    with pytest.raises(RuntimeError):
+        beat.fire_schedule.apply_async([], {"schedule_id": row.id, "tick": tick}, headers={"celery_beat_task": True})
+    entry = service.store.read(row.id)
+    assert entry is not None and entry.tick == datetime.fromtimestamp(tick, UTC)
+    assert entry.score is not None and entry.score > tick + 20
+    # the beat_init handler reconciles only when the lock is held (or there is none)
+    beat.reconcile_at_start(SimpleNamespace(scheduler=SimpleNamespace(lock_key="k", lock=None)))
+    assert service.store.read(row.id) == entry
+    beat.reconcile_at_start(SimpleNamespace(scheduler=SimpleNamespace(lock_key=None, lock=None)))
+    fixed = service.store.read(row.id)
+    assert fixed is not None and fixed.tick is not None and fixed.score == int(fixed.tick.timestamp())
