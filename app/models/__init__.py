@@ -2,6 +2,7 @@
 
 from app.models.api_token import ApiToken
 from app.models.audit import AuditLog
+from app.models.failure_group import FailureGroup
 from app.models.job_batch import JobBatch
 from app.models.job_definition import JobDefinition
 from app.models.job_execution import (
@@ -23,6 +24,7 @@ __all__ = [
     "ApiToken",
     "AuditLog",
     "ExecutionStatus",
+    "FailureGroup",
     "JobAttempt",
     "JobBatch",
     "JobDefinition",

@@ -63,6 +63,7 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
         Index("ix_exec_batch", "batch_id"),
         Index("ix_exec_chain", "chain_id"),
         Index("ix_exec_status_updated", "status", "updated_at"),
+        Index("ix_exec_tenant_fingerprint", "tenant_id", "fingerprint"),
     )
 
     #: The Celery task id.
@@ -90,6 +91,8 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     exception_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
     exception_trace: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Failure group of a job that failed for good (F4; see app.failures.fingerprint).
+    fingerprint: Mapped[str | None] = mapped_column(String(32), nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     execution_time_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     memory_usage_mb: Mapped[float | None] = mapped_column(Float, nullable=True)

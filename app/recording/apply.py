@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from app.failures.fingerprint import fingerprint
+from app.failures.groups import NewFailure, record_failures
 from app.models import ExecutionStatus, JobAttempt, JobExecution, may_change_status
 
 #: Largest IN (...) list per query; well under SQLite's and PostgreSQL's limits.
@@ -114,6 +116,8 @@ class BatchState:
     executions: dict[str, ExecutionRow] = field(default_factory=dict)
     attempts: dict[str, AttemptRow] = field(default_factory=dict)
     open_attempts: dict[str, list[AttemptRow]] = field(default_factory=dict)
+    #: Rows this batch made failed, for their failure groups (F4).
+    failures: list[NewFailure] = field(default_factory=list)
 
 
 def _load(conn: Connection, ids: Sequence[str], lock: bool) -> BatchState:
@@ -179,6 +183,18 @@ class Finished:
     chain_id: str | None = None
     chain_step: int | None = None
     unique_key: str | None = None
+    tenant_id: str | None = None
+    job_class: str | None = None
+
+
+def _fingerprint(state: BatchState, row: ExecutionRow) -> None:
+    """Called once per row (when it becomes failed), so its group counts it once."""
+    found = fingerprint(row.exception_type, row.error_message, row.exception_trace)
+    row.fingerprint = found.key
+    failed_at = row.failed_at or row.updated_at or datetime.now(UTC)
+    state.failures.append(
+        NewFailure(row.id, row.tenant_id, row.job_class, row.queue, found, row.error_message, failed_at)
+    )
 
 
 class EventApplier:
@@ -191,6 +207,8 @@ class EventApplier:
         self.definition_ids = definition_ids or {}
         #: Jobs the last `apply` left terminal after a final event (for the follow-ups).
         self.finished: list[Finished] = []
+        #: Jobs the last `apply` made failed, with their group counts (for escalation).
+        self.failures: list[NewFailure] = []
 
     def apply(self, session: Session, events: Iterable[dict[str, Any]], lock: bool = False) -> int:
         """Apply `events` in `session` (the caller commits). Returns events applied."""
@@ -208,8 +226,18 @@ class EventApplier:
             if handler is not None:
                 handler(session, state, row, event)
         _save(conn, state)
+        self.failures = record_failures(conn, state.failures, lock) if state.failures else []
         self.finished = [
-            Finished(row.id, row.status, row.batch_id, row.chain_id, row.chain_step, row.unique_key)
+            Finished(
+                row.id,
+                row.status,
+                row.batch_id,
+                row.chain_id,
+                row.chain_step,
+                row.unique_key,
+                row.tenant_id,
+                row.job_class,
+            )
             for row in (state.executions[i] for i in dict.fromkeys(e["id"] for e in ordered if e["t"] in FINAL_KINDS))
             if ExecutionStatus(row.status).is_terminal
         ]
@@ -387,6 +415,7 @@ class EventApplier:
         if self._set_status(row, ExecutionStatus.FAILED, e["ts"]):
             row.failed_at = _dt(e["ts"])
             self._set_error(row, e)
+            _fingerprint(state, row)
 
     def _on_retry(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         self._close(state, row, e, ExecutionStatus.RETRYING.value)
@@ -408,6 +437,7 @@ class EventApplier:
             row.failed_at = _dt(e["ts"])
             row.error_message = e.get("err")
             row.exception_type = "Rejected"
+            _fingerprint(state, row)
 
     def _on_throttle(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         """A global rate limit re-queued the job without running it (J10)."""
