@@ -326,6 +326,75 @@ def _schedule_paths() -> dict[str, Any]:
     }
 
 
+def _failure_paths() -> dict[str, Any]:
+    """Failure reports, fingerprint groups and dead-letter queue actions (F2, F4)."""
+    queue_body = {
+        "type": "object",
+        "required": ["queue"],
+        "properties": {
+            "queue": {"type": "string"},
+            "older_than": {"type": "string", "description": "ISO 8601 date or time; only jobs failed before it"},
+        },
+    }
+
+    def action(summary: str, role: str, answer: str, fields: list[str], *errors: int) -> dict[str, Any]:
+        schema = {
+            "type": "object",
+            "required": ["queue"],
+            "properties": {f: queue_body["properties"][f] for f in fields},
+        }
+        return {
+            "post": {
+                "summary": f"{summary} ({role}; audited). 404: no job of the tenant was ever recorded on the queue",
+                "requestBody": {"content": {"application/json": {"schema": schema}}},
+                "responses": {"200": {"description": answer}, **_errors(400, 401, 403, 404, *errors)},
+            }
+        }
+
+    query = [
+        {"name": n, "in": "query", "schema": {"type": "string"}, "description": d}
+        for n, d in (
+            ("job_class", "groups in which this class failed"),
+            ("since", "ISO 8601; groups last seen at or after it"),
+            ("limit", "1-200, default 50"),
+            ("cursor", "next_cursor of the previous page"),
+        )
+    ]
+    return {
+        "/api/jobs/{id}/failure-report": {
+            "get": {
+                "summary": "Exception, traceback, attempts timeline, fingerprint, similar_failures_count and group",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the report"},
+                    **_errors(401, 404, 409),
+                },
+            }
+        },
+        "/api/monitoring/failures": {
+            "get": {
+                "summary": "Fingerprint groups, newest first: count, first/last seen, job classes, sample ids",
+                "parameters": query,
+                "responses": {"200": {"description": "items and next_cursor"}, **_errors(401, 422)},
+            }
+        },
+        "/api/admin/queue/retry": action(
+            "Retry every failed job of the queue not retried yet, as new executions with retry_of",
+            "operator",
+            "{retried, skipped}",
+            ["queue"],
+            503,
+        ),
+        "/api/admin/queue/clear": action(
+            "Delete the queue's failed jobs, optionally only those failed before older_than",
+            "admin",
+            "{cleared}",
+            ["queue", "older_than"],
+            422,
+        ),
+    }
+
+
 def document() -> dict[str, Any]:
     job_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
@@ -413,6 +482,7 @@ def document() -> dict[str, Any]:
             },
             **_group_paths(),
             **_schedule_paths(),
+            **_failure_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
