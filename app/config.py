@@ -54,6 +54,65 @@ def _csv(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in environ.get(name, "").split(",") if part.strip())
 
 
+def _float(environ: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be from {minimum} to {maximum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class EscalationConfig:
+    """Where and how often failures are escalated (F3); no channel configured: nothing is sent."""
+
+    #: Slack-compatible incoming webhooks ({"text": ...} is POSTed to each).
+    webhook_urls: tuple[str, ...] = ()
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    email_from: str = "celeriac@localhost"
+    email_to: tuple[str, ...] = ()
+    #: One notification per fingerprint (or per failing class) per this many seconds.
+    cooldown_s: int = 3600
+    #: Notify on every permanent failure (de-duplicated per fingerprint).
+    on_failure: bool = True
+    #: A class whose failed share of finished jobs passes this (0-1; 0: off) is escalated,
+    #: once at least `failure_rate_min_jobs` finished in the last `failure_rate_window_s`.
+    failure_rate_threshold: float = 0.5
+    failure_rate_window_s: int = 300
+    failure_rate_min_jobs: int = 20
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_urls) or bool(self.smtp_host and self.email_to)
+
+
+def _escalation(environ: Mapping[str, str]) -> EscalationConfig:
+    return EscalationConfig(
+        webhook_urls=_csv(environ, "CELERIAC_ESCALATION_WEBHOOK_URLS"),
+        smtp_host=environ.get("CELERIAC_ESCALATION_SMTP_HOST") or None,
+        smtp_port=_int(environ, "CELERIAC_ESCALATION_SMTP_PORT", 25, 1),
+        smtp_user=environ.get("CELERIAC_ESCALATION_SMTP_USER") or None,
+        smtp_password=environ.get("CELERIAC_ESCALATION_SMTP_PASSWORD") or None,
+        smtp_starttls=_bool(environ, "CELERIAC_ESCALATION_SMTP_STARTTLS", False),
+        email_from=environ.get("CELERIAC_ESCALATION_EMAIL_FROM") or "celeriac@localhost",
+        email_to=_csv(environ, "CELERIAC_ESCALATION_EMAIL_TO"),
+        cooldown_s=_int(environ, "CELERIAC_ESCALATION_COOLDOWN_S", 3600, 1),
+        on_failure=_bool(environ, "CELERIAC_ESCALATE_ON_FAILURE", True),
+        failure_rate_threshold=_float(environ, "CELERIAC_FAILURE_RATE_THRESHOLD", 0.5, 0.0, 1.0),
+        failure_rate_window_s=_int(environ, "CELERIAC_FAILURE_RATE_WINDOW_S", 300, 10),
+        failure_rate_min_jobs=_int(environ, "CELERIAC_FAILURE_RATE_MIN_JOBS", 20, 1),
+    )
+
+
 def _queue_rate_limits(raw: str) -> tuple[tuple[str, int, int], ...]:
     """Parse `emails=100/60,reports=10/3600` (queue=limit/per-seconds).
 
@@ -133,6 +192,14 @@ class Settings:
     default_tenant: str = "default"
     #: Send session cookies over HTTPS only; turn on behind TLS.
     secure_cookies: bool = False
+    #: Failure escalation channels and limits (F3).
+    escalation: EscalationConfig = field(default_factory=EscalationConfig)
+    #: Finished executions are purged this many days after their last change (E3);
+    #: failed ones are kept `failed_retention_days`.
+    retention_days: int = 30
+    failed_retention_days: int = 90
+    #: Rows deleted per purge transaction, so no lock is held for long.
+    retention_batch_size: int = 1000
 
     @property
     def visibility_timeout_s(self) -> int:
@@ -183,6 +250,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         task_modules=_csv(environ, "CELERIAC_TASK_MODULES"),
         default_tenant=environ.get("CELERIAC_DEFAULT_TENANT") or "default",
         secure_cookies=_bool(environ, "CELERIAC_SECURE_COOKIES", False),
+        escalation=_escalation(environ),
+        retention_days=_int(environ, "CELERIAC_RETENTION_DAYS", 30, 1),
+        failed_retention_days=_int(environ, "CELERIAC_FAILED_RETENTION_DAYS", 90, 1),
+        retention_batch_size=_int(environ, "CELERIAC_RETENTION_BATCH_SIZE", 1000, 1),
     )
 
 

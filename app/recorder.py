@@ -28,6 +28,8 @@ from app import redis_keys
 from app.composition.recorder_hook import CompositionStep
 from app.config import Settings, get_settings
 from app.db import session_scope
+from app.failures.escalation import Escalator
+from app.failures.groups import NewFailure
 from app.models import JobDefinition
 from app.recording.apply import EventApplier, Finished
 from app.redis_client import get_redis
@@ -105,8 +107,12 @@ class Recorder:
         self.applier = EventApplier(default_tenant=settings.default_tenant)
         #: Batch callbacks, chain steps, dependants and unique locks of finished jobs.
         self.composition = CompositionStep(settings, client)
+        #: Failure notifications (F3), delivered from a thread of their own.
+        self.escalation = Escalator(settings.escalation, client)
         #: Jobs the writes since the last follow-up finished.
         self._finished: list[Finished] = []
+        #: Jobs the writes since the last follow-up made failed (each handed over once).
+        self._failures: list[NewFailure] = []
         self._definitions_loaded_at = 0.0
         self._stopping = False
         self._backoff_s = 0.0
@@ -198,8 +204,14 @@ class Recorder:
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             self.applier.apply(session, events, lock=not sqlite)
         self._finished.extend(self.applier.finished)
+        self._failures.extend(self.applier.failures)
 
     def _follow_up(self) -> None:
+        failures, self._failures = self._failures, []
+        # Before composition, which may raise: these rows are committed and a replay
+        # would not report them again. Only queues work; never raises. (Jobs replayed after
+        # a composition error are counted twice in the failure rates: a rare, harmless skew.)
+        self.escalation.after_commit(self._finished, failures)
         finished, self._finished = self._finished, []
         try:
             self.composition.after_commit(finished)
@@ -312,6 +324,7 @@ class Recorder:
                     last_stats = now
             except redis.RedisError as exc:
                 logger.warning("Recorder: could not publish stats: %s", exc)
+        self.escalation.stop()
         logger.info("Recorder %s stopped", self.name)
 
 

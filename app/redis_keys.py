@@ -15,6 +15,7 @@ Key map (key -> type -> writer -> TTL):
     celeriac:ratelimit:shared:<key>:<per us>       zset  app.ratelimit gate  same (key="global:...")
     celeriac:ratelimit:queue:<queue>:<per us>      zset  app.ratelimit gate  same
     celeriac:ratelimit:queue-limits                hash  API (queue -> "limit/per")  none
+    celeriac:escalation:<kind>:<tenant>:<subject>  string  app.failures.escalation  CELERIAC_ESCALATION_COOLDOWN_S
 """
 
 from __future__ import annotations
@@ -84,3 +85,12 @@ SCHEDULE_CLAIM_TTL_S = 2 * 24 * 3600
 def schedule_claim(schedule_id: str, tick_epoch: int) -> str:
     """SET NX claim: whoever sets it fires this tick of the schedule (S4, app.schedules.claims)."""
     return f"{PREFIX}schedules:claim:{schedule_id}:{tick_epoch}"
+
+
+#: Escalation de-duplication (F3): one notification per key per cooldown (SET NX EX).
+ESCALATION_PREFIX = PREFIX + "escalation:"
+
+
+def escalation(tenant_id: str, kind: str, subject: str) -> str:
+    """Set when `subject` (a fingerprint, or a job class for rates) was escalated (TTL: the cooldown)."""
+    return f"{ESCALATION_PREFIX}{kind}:{tenant_id}:{subject}"
