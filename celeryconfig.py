@@ -21,7 +21,7 @@ beat_scheduler = "redbeat.RedBeatScheduler"
 beat_max_loop_interval = 5
 
 #: Task modules every worker loads. Users add theirs with CELERIAC_TASK_MODULES.
-imports = ("tasks.demo", *_settings.task_modules)
+imports = ("tasks.demo", "tasks.maintenance", *_settings.task_modules)
 
 # JSON only: a pickle message from the network would be code execution.
 accept_content = ["json"]
@@ -72,3 +72,9 @@ broker_connection_max_retries = None
 broker_pool_limit = 10
 timezone = "UTC"
 enable_utc = True
+
+#: Static beat entries (RedBeat stores them under redbeat_key_prefix; schedule reconcile
+#: leaves them alone). Retention (E3) hourly: each run deletes in short batches.
+beat_schedule = {
+    "celeriac-purge-history": {"task": "celeriac.maintenance.purge_history", "schedule": 3600.0},
+}

@@ -114,6 +114,17 @@ def sync_definitions_command() -> None:
     click.echo(f"Job definitions added: {sync_registry_definitions()}")
 
 
+@celeriac.command("purge-history")
+def purge_history_command() -> None:
+    """Delete executions past CELERIAC_RETENTION_DAYS (failed: CELERIAC_FAILED_RETENTION_DAYS)."""
+    from app.services.retention import purge_history
+
+    report = purge_history(sql(), current_app.extensions["celeriac_settings"])
+    audit.record(sql(), actor="cli", action="history.purge", tenant_id=None, after=report.as_dict())
+    sql().commit()
+    click.echo(f"Purged {report.executions} executions ({report.failed} failed) and {report.groups} failure groups")
+
+
 def register_cli(app: Flask) -> None:
     from ops_ui.cli_schedules import schedules
 

@@ -328,20 +328,16 @@ def _schedule_paths() -> dict[str, Any]:
 
 def _failure_paths() -> dict[str, Any]:
     """Failure reports, fingerprint groups and dead-letter queue actions (F2, F4)."""
-    queue_body = {
-        "type": "object",
-        "required": ["queue"],
-        "properties": {
-            "queue": {"type": "string"},
-            "older_than": {"type": "string", "description": "ISO 8601 date or time; only jobs failed before it"},
-        },
+    fields_schema: dict[str, Any] = {
+        "queue": {"type": "string"},
+        "older_than": {"type": "string", "description": "ISO 8601 date or time; only jobs failed before it"},
     }
 
     def action(summary: str, role: str, answer: str, fields: list[str], *errors: int) -> dict[str, Any]:
         schema = {
             "type": "object",
             "required": ["queue"],
-            "properties": {f: queue_body["properties"][f] for f in fields},
+            "properties": {f: fields_schema[f] for f in fields},
         }
         return {
             "post": {

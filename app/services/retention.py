@@ -1,0 +1,70 @@
+"""Retention (E3): purge finished executions past their age, in bounded batches.
+
+Age is counted from the last change (`updated_at`, the finish time of a finished job),
+through the (status, updated_at) index. Failed jobs are kept longer than the others,
+and failure groups not seen for that long go with them. Live jobs are never purged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.config import Settings
+from app.models import ExecutionStatus, FailureGroup, JobExecution
+from app.services.dead_letter import delete_executions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PurgeReport:
+    executions: int
+    failed: int
+    groups: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"executions": self.executions, "failed": self.failed, "groups": self.groups}
+
+
+def _purge_status(session: Session, status: str, cutoff: datetime, batch_size: int) -> int:
+    purged = 0
+    while True:
+        ids = list(
+            session.scalars(
+                select(JobExecution.id)
+                .where(JobExecution.status == status, JobExecution.updated_at < cutoff)
+                .limit(batch_size)
+            )
+        )
+        if not ids:
+            return purged
+        purged += delete_executions(session, ids, only_status=status)
+        session.commit()  # one short transaction per batch
+
+
+def purge_history(session: Session, settings: Settings, now: datetime | None = None) -> PurgeReport:
+    """Delete executions (and attempts) past CELERIAC_RETENTION_DAYS, failed ones past
+    CELERIAC_FAILED_RETENTION_DAYS, and failure groups last seen before that."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=settings.retention_days)
+    failed_cutoff = now - timedelta(days=settings.failed_retention_days)
+    size = settings.retention_batch_size
+    others = sum(
+        _purge_status(session, status.value, cutoff, size)
+        for status in (ExecutionStatus.COMPLETED, ExecutionStatus.CANCELLED)
+    )
+    failed = _purge_status(session, ExecutionStatus.FAILED.value, failed_cutoff, size)
+    groups = session.execute(
+        delete(FailureGroup)
+        .where(FailureGroup.last_seen_at < failed_cutoff)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    report = PurgeReport(others + failed, failed, int(groups.rowcount))  # type: ignore[attr-defined]
+    logger.info("Retention: purged %d executions (%d failed) and %d failure groups", *report.as_dict().values())
+    return report
