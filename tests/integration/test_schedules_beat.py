@@ -132,7 +132,7 @@ def test_schedule_fires_on_time_and_runs_as_a_recorded_execution(beats: Any, sta
     # schedule up to beat_max_loop_interval late, so the first ones may be late)
     for run in runs[-2:]:
         late = run.created_at.timestamp() % 3
-        assert late < 1.0, f"fired {late:.2f}s after its tick"
+        assert late < 1.5, f"fired {late:.2f}s after its tick"
     # and the job ran through the worker, recorded and linked to the schedule
     wait_for(lambda: any(r.status == "completed" for r in _runs(schedule_id)), what="a completed run")
     with session_scope() as session:
