@@ -14,6 +14,7 @@ from app.models.job_execution import (
     may_change_status,
 )
 from app.models.job_schedule import JobSchedule
+from app.models.job_stats import JobStatsMinute
 from app.models.schedule_event import ScheduleEvent
 from app.models.tenant import Tenant
 from app.models.user import User
@@ -30,6 +31,7 @@ __all__ = [
     "JobDefinition",
     "JobExecution",
     "JobSchedule",
+    "JobStatsMinute",
     "ScheduleEvent",
     "Tenant",
     "User",

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.failures.fingerprint import fingerprint
 from app.failures.groups import NewFailure, record_failures
 from app.models import ExecutionStatus, JobAttempt, JobExecution, may_change_status
+from app.monitoring.aggregates import Aggregator
 
 #: Largest IN (...) list per query; well under SQLite's and PostgreSQL's limits.
 _CHUNK = 500
@@ -197,6 +198,24 @@ def _fingerprint(state: BatchState, row: ExecutionRow) -> None:
     )
 
 
+def _aggregate(rows: Iterable[ExecutionRow], conn: Connection) -> None:
+    """Add executions this batch made terminal to the per-minute stats (M1), once each."""
+    aggregator = Aggregator()
+    for row in rows:
+        loaded = row.__dict__["_loaded"]
+        if loaded is not None and ExecutionStatus(loaded["status"]).is_terminal:
+            continue  # counted when it became terminal
+        status = ExecutionStatus(row.status)
+        if not status.is_terminal:
+            continue
+        at = getattr(row, f"{status.value}_at") or row.updated_at
+        aggregator.add(
+            at, row.tenant_id, row.queue, row.job_class, status.value, row.execution_time_ms, row.memory_usage_mb
+        )
+    if aggregator.pending:
+        aggregator.flush(conn)
+
+
 class EventApplier:
     """Folds events into `JobExecution` / `JobAttempt` rows."""
 
@@ -225,6 +244,7 @@ class EventApplier:
             handler = getattr(self, "_on_" + event["t"], None)
             if handler is not None:
                 handler(session, state, row, event)
+        _aggregate(state.executions.values(), conn)
         _save(conn, state)
         self.failures = record_failures(conn, state.failures, lock) if state.failures else []
         self.finished = [

@@ -1,6 +1,8 @@
-"""Per-queue statistics for GET /api/jobs/queue/{name}/stats (M1, first cut).
+"""Per-queue statistics for GET /api/jobs/queue/{name}/stats (M1).
 
-Counts come from SQL (tenant-scoped); `broker_depth` is the Redis list length summed over
+Live counts (pending, delayed, processing, oldest) come from indexed SQL queries; the last
+hour's completed / failed counts, throughput and runtimes from the per-minute aggregates the
+recorder keeps (no scan of job_executions); `broker_depth` is the Redis list length summed over
 the queue's priority sub-lists ("q", "q:1" .. "q:9"), which Flower gets wrong.
 """
 
@@ -14,12 +16,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
-from app.models import ExecutionStatus, JobExecution
+from app.models import ExecutionStatus, JobExecution, JobStatsMinute
+from app.monitoring import aggregates
 
 #: Window of the completed / failed counts and runtime figures.
 WINDOW = timedelta(hours=1)
-#: Most recent runtimes read for the percentile; bounds the query on busy queues.
-RUNTIME_SAMPLE = 5_000
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,6 @@ def broker_depth(redis_client: Any, queue: str) -> int:
     return sum(int(n) for n in pipe.execute())
 
 
-def _percentile(values: list[int], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
-
-
 def queue_stats(
     session: Session, queue: str, tenant_id: str | None, redis_client: Any, now: datetime | None = None
 ) -> QueueStats:
@@ -82,24 +76,20 @@ def queue_stats(
     # A tenant learns only of queues it used; the broker's lists hold every tenant's jobs.
     if count() == 0 and (tenant_id is not None or depth == 0):
         raise NotFound(f"no queue named {queue!r}")
-    runtimes_query = (
-        select(JobExecution.execution_time_ms)
-        .where(JobExecution.queue == queue, JobExecution.status == ExecutionStatus.COMPLETED.value)
-        .where(JobExecution.completed_at >= since, JobExecution.execution_time_ms.is_not(None))
-        .order_by(JobExecution.completed_at.desc())
-        .limit(RUNTIME_SAMPLE)
-    )
     oldest_query = select(func.min(JobExecution.created_at)).where(
         JobExecution.queue == queue, JobExecution.status == pending, ready
     )
     if tenant_id is not None:
-        runtimes_query = runtimes_query.where(JobExecution.tenant_id == tenant_id)
         oldest_query = oldest_query.where(JobExecution.tenant_id == tenant_id)
-    runtimes = [int(v) for v in session.scalars(runtimes_query) if v is not None]
+    # Completed / failed / runtimes of the window come from the per-minute aggregates.
+    conditions = [JobStatsMinute.queue == queue]
+    if tenant_id is not None:
+        conditions.append(JobStatsMinute.tenant_id == tenant_id)
+    recent = aggregates.window(session.connection(), since.replace(second=0, microsecond=0), *conditions)
     oldest = session.scalar(oldest_query)
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
-    completed = count(JobExecution.status == ExecutionStatus.COMPLETED.value, JobExecution.completed_at >= since)
+    completed = recent.completed
     return QueueStats(
         queue=queue,
         pending=count(JobExecution.status == pending, ready),
@@ -111,10 +101,10 @@ def queue_stats(
         ),
         processing=count(JobExecution.status == ExecutionStatus.PROCESSING.value),
         completed=completed,
-        failed=count(JobExecution.status == ExecutionStatus.FAILED.value, JobExecution.failed_at >= since),
+        failed=recent.failed,
         throughput_per_minute=round(completed / (WINDOW.total_seconds() / 60), 3),
-        avg_runtime_ms=round(sum(runtimes) / len(runtimes), 1) if runtimes else None,
-        p95_runtime_ms=_percentile(runtimes, 0.95),
+        avg_runtime_ms=recent.avg_runtime_ms,
+        p95_runtime_ms=recent.runtime_percentile(0.95),
         oldest_pending_age_s=round((now - oldest).total_seconds(), 3) if oldest else None,
         broker_depth=depth,
     )
