@@ -326,6 +326,20 @@ def _schedule_paths() -> dict[str, Any]:
     }
 
 
+def _performance_paths() -> dict[str, Any]:
+    """Per-class performance (M6), from the per-minute aggregates."""
+    return {
+        "/api/monitoring/performance": {
+            "get": {
+                "summary": "Per job class: completed, failed, success rate, throughput, avg/p95 runtime, "
+                "memory, recommendations",
+                "parameters": [{"name": "hours", "in": "query", "schema": {"type": "number", "default": 1}}],
+                "responses": {"200": {"description": "classes and recommendations"}, **_errors(401, 422)},
+            }
+        }
+    }
+
+
 def _failure_paths() -> dict[str, Any]:
     """Failure reports, fingerprint groups and dead-letter queue actions (F2, F4)."""
     fields_schema: dict[str, Any] = {
@@ -479,6 +493,7 @@ def document() -> dict[str, Any]:
             **_group_paths(),
             **_schedule_paths(),
             **_failure_paths(),
+            **_performance_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -1,0 +1,49 @@
+"""GET /api/monitoring/performance: per-class figures from the aggregates, tenant-scoped."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from app.db import session_scope
+from app.recording.apply import EventApplier
+from tests.unit.test_recording_apply import lifecycle
+
+
+def _finish(tenant: str, job_class: str, runtime: int, failed: bool = False) -> None:
+    events = lifecycle(str(uuid.uuid4()), t0=time.time())
+    events[0]["c"] = {**events[0]["c"], "tenant": tenant}
+    for event in events:
+        event["task"] = job_class
+    if failed:
+        events[2] = {"t": "fail", "id": events[2]["id"], "ts": events[2]["ts"], "eid": "f", "ak": events[1]["ak"],
+                     "err": "RuntimeError: x", "exc": "RuntimeError", "rt": runtime}  # fmt: skip
+    else:
+        events[2]["rt"] = runtime
+    with session_scope() as session:
+        EventApplier().apply(session, events)
+
+
+def test_classes_with_success_rate_runtimes_and_advice(client: Any, auth: Any) -> None:
+    tenant = f"perf-{uuid.uuid4().hex[:8]}"
+    for runtime in (20, 30, 40):
+        _finish(tenant, "perf.ok", runtime)
+    _finish(tenant, "perf.flaky", 10)
+    _finish(tenant, "perf.flaky", 10, failed=True)
+    _finish("someone-else", "perf.ok", 99)
+    body = client.get("/api/monitoring/performance?hours=1", headers=auth("viewer", tenant)).get_json()
+    by_class = {c["job_class"]: c for c in body["classes"]}
+    assert set(by_class) == {"perf.ok", "perf.flaky"}
+    ok = by_class["perf.ok"]
+    assert ok["completed"] == 3 and ok["failed"] == 0 and ok["success_rate"] == 1.0
+    assert ok["avg_runtime_ms"] == 30.0 and ok["max_runtime_ms"] == 40
+    assert by_class["perf.flaky"]["success_rate"] == 0.5
+    assert any("perf.flaky" in advice and "failed" in advice for advice in body["recommendations"])
+
+
+def test_bad_window_is_422_and_token_is_required(client: Any, auth: Any) -> None:
+    for hours in ("0", "-1", "abc", "10000"):
+        response = client.get(f"/api/monitoring/performance?hours={hours}", headers=auth("viewer"))
+        assert response.status_code == 422
+    assert client.get("/api/monitoring/performance").status_code == 401
