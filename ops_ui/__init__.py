@@ -50,11 +50,12 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     login_manager.init_app(app)
     login_manager.login_view = "console.login"
 
-    from ops_ui.blueprints import console, health
+    from ops_ui.blueprints import console, health, metrics
     from ops_ui.blueprints.api import bp as api_bp
     from ops_ui.cli import register_cli
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # the API authenticates with bearer tokens, not cookies
     app.register_blueprint(console.bp)

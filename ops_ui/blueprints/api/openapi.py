@@ -336,7 +336,26 @@ def _performance_paths() -> dict[str, Any]:
                 "parameters": [{"name": "hours", "in": "query", "schema": {"type": "number", "default": 1}}],
                 "responses": {"200": {"description": "classes and recommendations"}, **_errors(401, 422)},
             }
-        }
+        },
+        "/api/admin/queue/stats": {
+            "get": {
+                "summary": "Stats of every queue the tenant used (as /api/jobs/queue/{name}/stats)",
+                "responses": {"200": {"description": "{queues: [...]}"}, **_errors(401)},
+            }
+        },
+        "/api/admin/queue/metrics": {
+            "get": {
+                "summary": "The figures of /metrics as JSON counters and gauges",
+                "responses": {"200": {"description": "{counters, gauges}"}, **_errors(401)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text exposition: jobs finished, runtime histogram, live jobs, queue depth, "
+                "oldest pending age, recorder lag and backlog",
+                "responses": {"200": {"description": "text/plain; version=0.0.4"}, **_errors(401)},
+            }
+        },
     }
 
 
@@ -401,6 +420,56 @@ def _failure_paths() -> dict[str, Any]:
             "{cleared}",
             ["queue", "older_than"],
             422,
+        ),
+    }
+
+
+def _monitoring_paths() -> dict[str, Any]:
+    """Worker registry, stuck and slow jobs (M2, M3); viewer reads."""
+    limit = [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]
+    job_fields = ["id", "job_class", "queue", "status", "tenant_id", "worker_id", "started_at", "reasons"]
+
+    def jobs(summary: str, extra: list[str]) -> dict[str, Any]:
+        item = {"type": "object", "properties": {f: {} for f in job_fields + extra}}
+        schema = {"type": "object", "properties": {"items": {"type": "array", "items": item}}}
+        return {
+            "get": {
+                "summary": summary,
+                "parameters": limit,
+                "responses": {
+                    "200": {"description": "items", "content": {"application/json": {"schema": schema}}},
+                    **_errors(401, 422),
+                },
+            }
+        }
+
+    worker_fields = ["hostname", "status", "last_heartbeat", "pool_size", "active", "processed", "queues"]
+    worker_fields += ["pid", "load_average", "memory_mb", "started_at", "stopped_at"]
+    worker = {"type": "object", "properties": {f: {} for f in worker_fields}}
+    workers = {"type": "object", "properties": {"workers": {"type": "array", "items": worker}}}
+    return {
+        "/api/admin/queue/workers": {
+            "get": {
+                "summary": "Workers from their heartbeats: online, and offline ones for CELERIAC_WORKER_FORGET_AFTER_S "
+                "(any tenant's token: workers are shared)",
+                "responses": {
+                    "200": {
+                        "description": "workers by hostname",
+                        "content": {"application/json": {"schema": workers}},
+                    },
+                    **_errors(401),
+                },
+            }
+        },
+        "/api/monitoring/stuck": jobs(
+            "The tenant's processing jobs past timeout + grace (past_timeout) or on an offline worker "
+            "(worker_offline), longest running first",
+            ["running_s", "timeout_s", "worker_status"],
+        ),
+        "/api/monitoring/slow": jobs(
+            "The tenant's running, then recently finished, jobs past a multiple of their class's p95 "
+            "(past_p95) or near their timeout (near_timeout)",
+            ["runtime_ms", "class_p95_ms", "timeout_s"],
         ),
     }
 

@@ -1,0 +1,165 @@
+"""The figures of `GET /metrics` (Prometheus) and `GET /api/admin/queue/metrics` (JSON), M5.
+
+Everything comes from the per-minute aggregates, indexed counts of live executions, the
+broker's list lengths and the recorder's stats hash: nothing scans `job_executions`.
+Finished-job counters and the runtime histogram are totals over the aggregates kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app import redis_keys
+from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution, JobStatsMinute
+from app.models.job_stats import BUCKETS, RUNTIME_BOUNDS_MS
+from app.services.queue_stats import broker_depth
+
+#: Queues always reported, besides those that ran jobs in the last day.
+DEFAULT_QUEUES = ("high", "default", "low")
+_SUMMED = ("completed", "failed", "cancelled", "runtime_count", "runtime_sum_ms") + tuple(
+    f"b{n}" for n in range(BUCKETS)
+)
+
+
+@dataclass
+class Snapshot:
+    """One reading of every figure, shared by the Prometheus and JSON outputs."""
+
+    finished: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (queue, class, status) -> total
+    runtimes: dict[str, tuple[list[int], int, float]] = field(default_factory=dict)  # class -> buckets, count, sum s
+    live: dict[tuple[str, str], int] = field(default_factory=dict)  # (queue, status) -> jobs now
+    depth: dict[str, int] = field(default_factory=dict)
+    oldest_pending_s: dict[str, float] = field(default_factory=dict)
+    recorder: dict[str, float] = field(default_factory=dict)
+
+
+def _scoped(query: Any, column: Any, tenant_id: str | None) -> Any:
+    return query if tenant_id is None else query.where(column == tenant_id)
+
+
+def take(session: Session, redis_client: Any, tenant_id: str | None, now: datetime | None = None) -> Snapshot:
+    """Read the figures `tenant_id` may see (None: every tenant)."""
+    now = now or datetime.now(UTC)
+    snap = Snapshot()
+    table = JobStatsMinute.__table__
+    sums = [func.sum(table.c[name]) for name in _SUMMED]
+    rows = session.execute(
+        _scoped(select(table.c.queue, table.c.job_class, *sums), table.c.tenant_id, tenant_id).group_by(
+            table.c.queue, table.c.job_class
+        )
+    ).all()
+    for queue, job_class, *values in rows:
+        named = dict(zip(_SUMMED, (int(v or 0) for v in values), strict=True))
+        for status in ("completed", "failed", "cancelled"):
+            snap.finished[(queue, job_class, status)] = named[status]
+        buckets, count, total = snap.runtimes.get(job_class, ([0] * BUCKETS, 0, 0.0))
+        snap.runtimes[job_class] = (
+            [b + named[f"b{n}"] for n, b in enumerate(buckets)],
+            count + named["runtime_count"],
+            total + named["runtime_sum_ms"] / 1000,
+        )
+    live = [s.value for s in LIVE_STATUSES]
+    counted = session.execute(
+        _scoped(
+            select(JobExecution.queue, JobExecution.status, func.count()).where(JobExecution.status.in_(live)),
+            JobExecution.tenant_id,
+            tenant_id,
+        ).group_by(JobExecution.queue, JobExecution.status)
+    ).all()
+    snap.live = {(queue, status): int(n) for queue, status, n in counted}
+    recent = session.scalars(select(table.c.queue).where(table.c.minute >= now - timedelta(days=1)).distinct())
+    queues = sorted({*DEFAULT_QUEUES, *recent, *(queue for queue, _ in snap.live)})
+    for queue in queues:
+        snap.depth[queue] = broker_depth(redis_client, queue)
+        oldest = session.scalar(
+            _scoped(
+                select(func.min(JobExecution.created_at)).where(
+                    JobExecution.queue == queue, JobExecution.status == ExecutionStatus.PENDING.value
+                ),
+                JobExecution.tenant_id,
+                tenant_id,
+            )
+        )
+        if oldest is not None:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            snap.oldest_pending_s[queue] = max(0.0, (now - oldest).total_seconds())
+    stats = redis_client.hgetall(redis_keys.RECORDER_STATS) or {}
+    for key in ("lag_p50_ms", "lag_p99_ms", "backlog", "events_total", "dead_total"):
+        raw = stats.get(key.encode())
+        if raw is not None:
+            snap.recorder[key] = float(raw)
+    snap.recorder["alive"] = 1.0 if redis_client.exists(redis_keys.RECORDER_HEARTBEAT) else 0.0
+    return snap
+
+
+def families(snap: Snapshot) -> Iterator[Metric]:
+    """The snapshot as Prometheus metric families."""
+    finished = CounterMetricFamily(
+        "celeriac_jobs_finished",
+        "Executions that finished, by queue, class and status",
+        labels=["queue", "job_class", "status"],
+    )
+    for (queue, job_class, status), n in sorted(snap.finished.items()):
+        finished.add_metric([queue, job_class, status], n)
+    yield finished
+    runtime = HistogramMetricFamily(
+        "celeriac_job_runtime_seconds", "Runtime of completed executions", labels=["job_class"]
+    )
+    bounds = [f"{b / 1000:g}" for b in RUNTIME_BOUNDS_MS] + ["+Inf"]
+    for job_class, (buckets, _count, total) in sorted(snap.runtimes.items()):
+        cumulative, running = [], 0
+        for bound, count in zip(bounds, buckets, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        runtime.add_metric([job_class], cumulative, total)
+    yield runtime
+    live = GaugeMetricFamily(
+        "celeriac_jobs_live", "Executions pending, retrying or processing now", labels=["queue", "status"]
+    )
+    for (queue, status), n in sorted(snap.live.items()):
+        live.add_metric([queue, status], n)
+    yield live
+    depth = GaugeMetricFamily("celeriac_queue_depth", "Messages in the broker's lists of the queue", labels=["queue"])
+    oldest = GaugeMetricFamily(
+        "celeriac_queue_oldest_pending_seconds", "Age of the oldest ready pending job", labels=["queue"]
+    )
+    for queue, n in sorted(snap.depth.items()):
+        depth.add_metric([queue], n)
+        if queue in snap.oldest_pending_s:
+            oldest.add_metric([queue], snap.oldest_pending_s[queue])
+    yield depth
+    yield oldest
+    for key, help_text in (
+        ("lag_p50_ms", "Recorder lag p50 (event to SQL), ms"),
+        ("lag_p99_ms", "Recorder lag p99 (event to SQL), ms"),
+        ("backlog", "Events waiting for the recorder"),
+        ("alive", "1 while a recorder heartbeat is fresh"),
+    ):
+        if key in snap.recorder:
+            yield GaugeMetricFamily(f"celeriac_recorder_{key}", help_text, value=snap.recorder[key])
+
+
+def as_json(snap: Snapshot) -> dict[str, Any]:
+    """The same figures for `GET /api/admin/queue/metrics`."""
+    return {
+        "counters": {
+            "jobs_finished": [
+                {"queue": q, "job_class": c, "status": s, "value": n} for (q, c, s), n in sorted(snap.finished.items())
+            ],
+        },
+        "gauges": {
+            "jobs_live": [{"queue": q, "status": s, "value": n} for (q, s), n in sorted(snap.live.items())],
+            "queue_depth": [{"queue": q, "value": n} for q, n in sorted(snap.depth.items())],
+            "queue_oldest_pending_seconds": [
+                {"queue": q, "value": round(v, 3)} for q, v in sorted(snap.oldest_pending_s.items())
+            ],
+            "recorder": snap.recorder,
+        },
+    }

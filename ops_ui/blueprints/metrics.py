@@ -1,0 +1,39 @@
+"""GET /metrics: Prometheus text exposition (M5). Needs a bearer token like the API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, current_app, g
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
+
+from app.monitoring import metrics
+from app.redis_client import get_redis
+from ops_ui.auth import api_auth
+from ops_ui.extensions import sql
+
+bp = Blueprint("metrics", __name__)
+
+
+class _Snapshot(Collector):
+    def __init__(self, snap: metrics.Snapshot) -> None:
+        self.snap = snap
+
+    def collect(self) -> Iterator[Metric]:
+        return metrics.families(self.snap)
+
+
+def snapshot() -> metrics.Snapshot:
+    """One reading for the token's tenant (a superadmin token sees every tenant)."""
+    redis_client = get_redis(current_app.extensions["celeriac_settings"].redis_url)
+    return metrics.take(sql(), redis_client, g.principal.tenant_id)
+
+
+@bp.get("/metrics")
+@api_auth("viewer")
+def prometheus() -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(snapshot()))
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
