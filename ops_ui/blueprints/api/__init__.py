@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-from ops_ui.blueprints.api import batches, failures, jobs, openapi, performance, queues, schedules  # noqa: E402,F401  (routes register on bp)
+from ops_ui.blueprints.api import batches, failures, jobs, openapi, performance, queue_metrics, queues, schedules  # noqa: E402,F401  (routes register on bp)
