@@ -74,7 +74,10 @@ timezone = "UTC"
 enable_utc = True
 
 #: Static beat entries (RedBeat stores them under redbeat_key_prefix; schedule reconcile
-#: leaves them alone). Retention (E3) hourly: each run deletes in short batches.
+#: leaves them alone). Retention (E3) hourly: each run deletes in short batches. Stuck-job
+#: reaper (M3) every minute: an orphan waits at most CELERIAC_REAP_AFTER_S plus a minute,
+#: and a run reads only processing rows, so it is cheap.
 beat_schedule = {
     "celeriac-purge-history": {"task": "celeriac.maintenance.purge_history", "schedule": 3600.0},
+    "celeriac-reap-stuck": {"task": "celeriac.maintenance.reap_stuck", "schedule": 60.0},
 }

@@ -17,4 +17,7 @@ from app.ratelimit import gate as _rate_gate  # noqa: E402,F401  (registers the 
 
 #: `celery -A app.celery_app` looks for `app` or `celery` in this module.
 celery = celery_app
+from app.monitoring import heartbeat as _heartbeat  # noqa: E402  (worker registry heartbeats, M2)
 from app.schedules import beat as _schedules  # noqa: E402,F401  (fire task and beat reconcile, S1-S4)
+
+_heartbeat.connect()

@@ -113,6 +113,55 @@ def _escalation(environ: Mapping[str, str]) -> EscalationConfig:
     )
 
 
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Worker registry, stuck / slow detection and the orphan reaper (M2, M3)."""
+
+    #: Seconds between a worker's heartbeats (0: the worker writes none).
+    heartbeat_interval_s: int = 5
+    #: A worker whose last heartbeat is older than this is offline.
+    offline_after_s: int = 30
+    #: An offline worker stays listed this long (the TTL of its registry entry).
+    forget_after_s: int = 3600
+    #: A processing job is stuck once it ran its class's timeout plus this.
+    stuck_grace_s: int = 60
+    #: Slow: runtime past this multiple of the class's p95 ...
+    slow_p95_factor: float = 3.0
+    #: ... or a running job past this share of its timeout.
+    slow_timeout_ratio: float = 0.8
+    #: p95 needs this many recent completed executions of the class, and reads at most
+    #: `p95_sample` of them (newest first); the result is cached `p95_cache_s`.
+    p95_min_samples: int = 20
+    p95_sample: int = 500
+    p95_cache_s: int = 300
+    #: Finished jobs are checked for slowness over this window.
+    slow_window_s: int = 3600
+    #: The reaper acts on jobs whose worker has been offline this long.
+    reap_after_s: int = 300
+    #: "fail" (mark failed) or "requeue" (mark failed, then retry as a new execution).
+    reap_policy: str = "fail"
+
+
+def _monitoring(environ: Mapping[str, str]) -> MonitoringConfig:
+    policy = (environ.get("CELERIAC_REAP_POLICY") or "fail").strip().lower()
+    if policy not in {"fail", "requeue"}:
+        raise ConfigError(f"CELERIAC_REAP_POLICY must be fail or requeue, got {policy!r}")
+    return MonitoringConfig(
+        heartbeat_interval_s=_int(environ, "CELERIAC_WORKER_HEARTBEAT_S", 5, 0),
+        offline_after_s=_int(environ, "CELERIAC_WORKER_OFFLINE_AFTER_S", 30, 1),
+        forget_after_s=_int(environ, "CELERIAC_WORKER_FORGET_AFTER_S", 3600, 1),
+        stuck_grace_s=_int(environ, "CELERIAC_STUCK_GRACE_S", 60, 0),
+        slow_p95_factor=_float(environ, "CELERIAC_SLOW_P95_FACTOR", 3.0, 1.0, 1000.0),
+        slow_timeout_ratio=_float(environ, "CELERIAC_SLOW_TIMEOUT_RATIO", 0.8, 0.01, 1.0),
+        p95_min_samples=_int(environ, "CELERIAC_P95_MIN_SAMPLES", 20, 1),
+        p95_sample=_int(environ, "CELERIAC_P95_SAMPLE", 500, 1),
+        p95_cache_s=_int(environ, "CELERIAC_P95_CACHE_S", 300, 0),
+        slow_window_s=_int(environ, "CELERIAC_SLOW_WINDOW_S", 3600, 1),
+        reap_after_s=_int(environ, "CELERIAC_REAP_AFTER_S", 300, 1),
+        reap_policy=policy,
+    )
+
+
 def _queue_rate_limits(raw: str) -> tuple[tuple[str, int, int], ...]:
     """Parse `emails=100/60,reports=10/3600` (queue=limit/per-seconds).
 
@@ -200,6 +249,8 @@ class Settings:
     failed_retention_days: int = 90
     #: Rows deleted per purge transaction, so no lock is held for long.
     retention_batch_size: int = 1000
+    #: Worker registry, stuck and slow jobs, orphan reaper (M2, M3).
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
     @property
     def visibility_timeout_s(self) -> int:
@@ -254,6 +305,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         retention_days=_int(environ, "CELERIAC_RETENTION_DAYS", 30, 1),
         failed_retention_days=_int(environ, "CELERIAC_FAILED_RETENTION_DAYS", 90, 1),
         retention_batch_size=_int(environ, "CELERIAC_RETENTION_BATCH_SIZE", 1000, 1),
+        monitoring=_monitoring(environ),
     )
 
 

@@ -16,6 +16,9 @@ Key map (key -> type -> writer -> TTL):
     celeriac:ratelimit:queue:<queue>:<per us>      zset  app.ratelimit gate  same
     celeriac:ratelimit:queue-limits                hash  API (queue -> "limit/per")  none
     celeriac:escalation:<kind>:<tenant>:<subject>  string  app.failures.escalation  CELERIAC_ESCALATION_COOLDOWN_S
+    celeriac:workers                zset    worker heartbeat thread     old members trimmed by readers
+    celeriac:worker:<hostname>      string  worker heartbeat thread (JSON)     CELERIAC_WORKER_FORGET_AFTER_S
+    celeriac:p95:<job class>        string  app.monitoring.slow         CELERIAC_P95_CACHE_S
 """
 
 from __future__ import annotations
@@ -94,3 +97,17 @@ ESCALATION_PREFIX = PREFIX + "escalation:"
 def escalation(tenant_id: str, kind: str, subject: str) -> str:
     """Set when `subject` (a fingerprint, or a job class for rates) was escalated (TTL: the cooldown)."""
     return f"{ESCALATION_PREFIX}{kind}:{tenant_id}:{subject}"
+
+
+#: Sorted set of worker hostnames (score: last heartbeat, epoch seconds): the registry index.
+WORKERS = PREFIX + "workers"
+
+
+def worker(hostname: str) -> str:
+    """JSON of a worker's last heartbeat (M2, app.monitoring.workers)."""
+    return f"{PREFIX}worker:{hostname}"
+
+
+def p95_cache(job_class: str) -> str:
+    """Cached p95 runtime of a job class, "<ms>:<samples>" (M3, app.monitoring.slow)."""
+    return f"{PREFIX}p95:{job_class}"

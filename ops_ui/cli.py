@@ -125,6 +125,28 @@ def purge_history_command() -> None:
     click.echo(f"Purged {report.executions} executions ({report.failed} failed) and {report.groups} failure groups")
 
 
+@celeriac.command("reap-stuck")
+def reap_stuck_command() -> None:
+    """Fail (or re-queue, CELERIAC_REAP_POLICY) jobs whose worker is offline past CELERIAC_REAP_AFTER_S."""
+    from app.jobs.dispatch import get_publisher, get_registry
+    from app.monitoring.reaper import reap_orphans
+    from app.redis_client import get_redis
+
+    settings = current_app.extensions["celeriac_settings"]
+    report = reap_orphans(
+        sql(),
+        get_redis(settings.redis_url),
+        settings,
+        actor="cli",
+        registry=get_registry(),
+        publisher=get_publisher(),
+    )
+    click.echo(f"Reaped {len(report.failed)} orphaned jobs ({len(report.requeued)} re-queued)")
+    for job_id in report.failed:
+        requeued = report.requeued.get(job_id)
+        click.echo(f"{job_id} failed" + (f", re-queued as {requeued}" if requeued else ""))
+
+
 def register_cli(app: Flask) -> None:
     from ops_ui.cli_schedules import schedules
 
