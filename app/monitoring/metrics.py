@@ -38,6 +38,7 @@ class Snapshot:
     depth: dict[str, int] = field(default_factory=dict)
     oldest_pending_s: dict[str, float] = field(default_factory=dict)
     recorder: dict[str, float] = field(default_factory=dict)
+    workers_online: int | None = None
 
 
 def _scoped(query: Any, column: Any, tenant_id: str | None) -> Any:
@@ -136,6 +137,8 @@ def families(snap: Snapshot) -> Iterator[Metric]:
             oldest.add_metric([queue], snap.oldest_pending_s[queue])
     yield depth
     yield oldest
+    if snap.workers_online is not None:
+        yield GaugeMetricFamily("celeriac_workers_online", "Workers with a fresh heartbeat", value=snap.workers_online)
     for key, help_text in (
         ("lag_p50_ms", "Recorder lag p50 (event to SQL), ms"),
         ("lag_p99_ms", "Recorder lag p99 (event to SQL), ms"),
@@ -161,5 +164,6 @@ def as_json(snap: Snapshot) -> dict[str, Any]:
                 {"queue": q, "value": round(v, 3)} for q, v in sorted(snap.oldest_pending_s.items())
             ],
             "recorder": snap.recorder,
+            "workers_online": snap.workers_online,
         },
     }

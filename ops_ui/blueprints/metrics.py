@@ -10,6 +10,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from app.monitoring import metrics
+from app.monitoring.workers import ONLINE, list_workers
 from app.redis_client import get_redis
 from ops_ui.auth import api_auth
 from ops_ui.extensions import sql
@@ -27,8 +28,11 @@ class _Snapshot(Collector):
 
 def snapshot() -> metrics.Snapshot:
     """One reading for the token's tenant (a superadmin token sees every tenant)."""
-    redis_client = get_redis(current_app.extensions["celeriac_settings"].redis_url)
-    return metrics.take(sql(), redis_client, g.principal.tenant_id)
+    settings = current_app.extensions["celeriac_settings"]
+    redis_client = get_redis(settings.redis_url)
+    snap = metrics.take(sql(), redis_client, g.principal.tenant_id)
+    snap.workers_online = sum(1 for w in list_workers(redis_client, settings.monitoring) if w.status == ONLINE)
+    return snap
 
 
 @bp.get("/metrics")

@@ -44,6 +44,7 @@ def test_metrics_parse_and_count_this_tenants_jobs(client: Any, auth: Any) -> No
     buckets = {s.labels["le"]: s.value for s in samples["celeriac_job_runtime_seconds"] if s.name.endswith("_bucket")}
     assert buckets["0.025"] == 1.0 and buckets["+Inf"] == 2.0
     assert any(s.labels.get("queue") == "default" for s in samples["celeriac_queue_depth"])
+    assert "celeriac_workers_online" in samples
 
 
 def test_metrics_need_a_token(client: Any) -> None:

@@ -343,6 +343,12 @@ def _performance_paths() -> dict[str, Any]:
                 "responses": {"200": {"description": "{queues: [...]}"}, **_errors(401)},
             }
         },
+        "/api/admin/queue/health": {
+            "get": {
+                "summary": "healthy / warning / critical, with issues and recommendations",
+                "responses": {"200": {"description": "{status, issues, recommendations}"}, **_errors(401)},
+            }
+        },
         "/api/admin/queue/metrics": {
             "get": {
                 "summary": "The figures of /metrics as JSON counters and gauges",

@@ -1,4 +1,4 @@
-"""`GET /api/admin/queue/stats` (every queue) and `GET /api/admin/queue/metrics` (M1, M5)."""
+"""`GET /api/admin/queue/stats`, `/metrics` (JSON) and `/health` (M1, M4, M5)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from typing import Any
 from flask import current_app, g, jsonify
 from sqlalchemy import select
 
+from app import redis_keys
 from app.errors import NotFound
 from app.models import JobExecution, JobStatsMinute
-from app.monitoring import metrics
+from app.monitoring import health, metrics
+from app.monitoring.stuck import find_stuck
+from app.monitoring.workers import list_workers
 from app.redis_client import get_redis
 from app.services.queue_stats import queue_stats
 from ops_ui.auth import api_auth
@@ -31,18 +34,39 @@ def _known_queues(tenant_id: str | None) -> list[str]:
     return sorted(names | set(metrics.DEFAULT_QUEUES))
 
 
-@bp.get("/admin/queue/stats")
-@api_auth("viewer")
-def all_queue_stats() -> Any:
-    tenant = g.principal.tenant_id
-    redis_client = get_redis(current_app.extensions["celeriac_settings"].redis_url)
+def _all_stats(tenant: str | None, redis_client: Any) -> list[dict[str, Any]]:
     result = []
     for name in _known_queues(tenant):
         try:
             result.append(queue_stats(sql(), name, tenant, redis_client).as_dict())
         except NotFound:
             continue  # a standard queue this tenant never used
-    return jsonify(queues=result)
+    return result
+
+
+@bp.get("/admin/queue/stats")
+@api_auth("viewer")
+def all_queue_stats() -> Any:
+    redis_client = get_redis(current_app.extensions["celeriac_settings"].redis_url)
+    return jsonify(queues=_all_stats(g.principal.tenant_id, redis_client))
+
+
+@bp.get("/admin/queue/health")
+@api_auth("viewer")
+def queue_health() -> Any:
+    """healthy / warning / critical with issues and recommendations (M4)."""
+    settings = current_app.extensions["celeriac_settings"]
+    redis_client = get_redis(settings.redis_url)
+    tenant = g.principal.tenant_id
+    report = health.assess(
+        _all_stats(tenant, redis_client),
+        list_workers(redis_client, settings.monitoring),
+        redis_client.hgetall(redis_keys.RECORDER_STATS) or {},
+        bool(redis_client.exists(redis_keys.RECORDER_HEARTBEAT)),
+        len(find_stuck(sql(), redis_client, settings, tenant)),
+        health.Thresholds.from_environ(),
+    )
+    return jsonify(report.as_dict())
 
 
 @bp.get("/admin/queue/metrics")

@@ -1,0 +1,147 @@
+"""Queue health (M4): healthy / warning / critical, with the issues and what to do.
+
+Built from what stats already read cheaply: per-queue stats (aggregates and indexed live
+counts), the worker registry, the recorder's heartbeat and backlog, and stuck jobs.
+Thresholds come from the environment; defaults are SPEC.md's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.monitoring.workers import ONLINE, WorkerInfo
+
+HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
+_RANK = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    pending_warning: int = 1000
+    failed_warning: int = 100
+    #: Queue latency: the oldest ready pending job waiting longer than this (ms) is a warning.
+    wait_warning_ms: int = 500
+    recorder_backlog_warning: int = 10_000
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Thresholds:
+        env = os.environ if environ is None else environ
+
+        def number(name: str, default: int) -> int:
+            raw = env.get(name)
+            return int(raw) if raw not in (None, "") else default
+
+        return cls(
+            pending_warning=number("CELERIAC_HEALTH_PENDING_WARNING", cls.pending_warning),
+            failed_warning=number("CELERIAC_HEALTH_FAILED_WARNING", cls.failed_warning),
+            wait_warning_ms=number("CELERIAC_HEALTH_WAIT_WARNING_MS", cls.wait_warning_ms),
+            recorder_backlog_warning=number("CELERIAC_HEALTH_RECORDER_BACKLOG_WARNING", cls.recorder_backlog_warning),
+        )
+
+
+@dataclass
+class Report:
+    status: str = HEALTHY
+    issues: list[dict[str, Any]] = field(default_factory=list)
+    recommendations: list[str] = field(default_factory=list)
+
+    def add(self, level: str, subject: str, issue: str, advice: str) -> None:
+        if _RANK[level] > _RANK[self.status]:
+            self.status = level
+        self.issues.append({"level": level, "subject": subject, "issue": issue})
+        if advice not in self.recommendations:
+            self.recommendations.append(advice)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "issues": self.issues, "recommendations": self.recommendations}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.1f} s"
+
+
+def assess(
+    queues: list[dict[str, Any]],
+    workers: list[WorkerInfo],
+    recorder: Mapping[Any, Any],
+    recorder_alive: bool,
+    stuck: int,
+    limits: Thresholds,
+) -> Report:
+    """Judge the figures; every issue comes with a concrete next step."""
+    report = Report()
+    online = [w for w in workers if w.status == ONLINE]
+    if not online:
+        report.add(
+            CRITICAL,
+            "workers",
+            "no worker is online (no heartbeat in the last CELERIAC_WORKER_OFFLINE_AFTER_S seconds)",
+            "start workers: `make run`, or `supervisorctl start celeriac-worker:*` in production",
+        )
+    for stats in queues:
+        _assess_queue(report, stats, online, limits)
+    if not recorder_alive:
+        report.add(
+            CRITICAL,
+            "recorder",
+            "the recorder is not running: execution history is not being written (events wait in Redis)",
+            "start it: `python -m app.recorder` (Procfile `recorder`, supervisor program celeriac-recorder)",
+        )
+    backlog = int(float(recorder.get(b"backlog", b"0")))
+    if backlog > limits.recorder_backlog_warning:
+        report.add(
+            WARNING,
+            "recorder",
+            f"{backlog:,} events wait for the recorder",
+            "run a second recorder (they share the stream's consumer group) or give SQL more capacity",
+        )
+    if stuck:
+        report.add(
+            WARNING,
+            "jobs",
+            f"{stuck} job(s) stuck: running past their timeout, or on a worker that is gone",
+            "see GET /api/monitoring/stuck; the reaper (`flask celeriac reap-stuck`) fails or re-queues orphans",
+        )
+    return report
+
+
+def _assess_queue(report: Report, stats: dict[str, Any], online: list[WorkerInfo], limits: Thresholds) -> None:
+    name = stats["queue"]
+    consuming = [w for w in online if name in w.heartbeat.queues]
+    pending = int(stats["pending"])
+    oldest = stats.get("oldest_pending_age_s")
+    workers_text = f"{len(consuming)} worker{'s' if len(consuming) != 1 else ''} consuming"
+    if pending and online and not consuming:
+        report.add(
+            CRITICAL,
+            f"queue {name}",
+            f"{pending:,} pending and no online worker consumes it",
+            f"queue {name}: start a worker with `-Q {name}` or add it with POST /api/workers/<host>/add-consumer",
+        )
+        return
+    if pending > limits.pending_warning:
+        age = f", oldest {_minutes(float(oldest))}" if oldest is not None else ""
+        report.add(
+            WARNING,
+            f"queue {name}",
+            f"{pending:,} pending{age}, {workers_text}",
+            f"queue {name}: {pending:,} pending{age}, {workers_text} - add workers or raise concurrency",
+        )
+    elif oldest is not None and float(oldest) * 1000 > limits.wait_warning_ms:
+        report.add(
+            WARNING,
+            f"queue {name}",
+            f"the oldest ready job has waited {_minutes(float(oldest))} ({workers_text})",
+            f"queue {name}: jobs wait before they start - add workers, or move slow jobs to their own queue",
+        )
+    if int(stats["failed"]) > limits.failed_warning:
+        report.add(
+            WARNING,
+            f"queue {name}",
+            f"{int(stats['failed']):,} jobs failed in the last hour",
+            f"queue {name}: see GET /api/monitoring/failures for the causes, then retry with "
+            f"POST /api/admin/queue/retry",
+        )
