@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session
 
 from app import redis_keys
@@ -281,12 +281,9 @@ def list_jobs(
         query = query.where(JobExecution.job_class == flt.job_class)
     if cursor:
         created, job_id = decode_cursor(cursor)
-        query = query.where(
-            or_(
-                JobExecution.created_at < created,
-                and_(JobExecution.created_at == created, JobExecution.id < job_id),
-            )
-        )
+        # A row-value comparison: SQLite and PostgreSQL seek the (tenant, created_at, id)
+        # index with it, where the equivalent OR made SQLite walk half the table.
+        query = query.where(tuple_(JobExecution.created_at, JobExecution.id) < tuple_(created, job_id))
     query = query.order_by(JobExecution.created_at.desc(), JobExecution.id.desc()).limit(limit + 1)
     rows = list(session.scalars(query))
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
