@@ -2,7 +2,7 @@
 
 Usage: python -m bench [--n 20000] [--repeat 1] [--database sqlite|postgresql]
        [--concurrency 2] [--dispatch-requests 2000] [--batch-n 10000] [--no-ratelimit]
-       [--keep-logs]
+       [--monitoring-rows 1000000] [--keep-logs]
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--dispatch-requests", type=int, default=2000, help="0 skips the dispatch latency run")
     parser.add_argument("--batch-n", type=int, default=10_000, help="jobs of the batch-vs-single run; 0 skips it")
     parser.add_argument("--no-ratelimit", action="store_true", help="skip the rate-limited throughput run")
+    parser.add_argument(
+        "--monitoring-rows", type=int, default=1_000_000, help="executions seeded for the monitoring run; 0 skips it"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs (path printed)")
     return parser.parse_args()
 
@@ -76,6 +79,11 @@ def main() -> int:
             print("rate-limited throughput", flush=True)
             flush_redis_db(backends.redis_url)
             extras["ratelimit"] = run_ratelimit_bench(backends.redis_url, log_dir)
+        if args.monitoring_rows > 0:
+            from bench.monitoring import run_monitoring_bench
+
+            print(f"monitoring endpoints at {args.monitoring_rows:,} executions", flush=True)
+            extras["monitoring"] = run_monitoring_bench(args.monitoring_rows)
         summary = summarise(args.n, args.database, args.concurrency, plain, tracked, dispatch)
         summary.update(extras)
         print()
