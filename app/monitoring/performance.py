@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from app.models import JobStatsMinute
+from app.models import JobDefinition, JobExecution, JobStatsMinute
 from app.monitoring import aggregates
 
 #: A class whose failures (of finished runs) pass this share gets a recommendation.
@@ -34,7 +34,11 @@ class ClassPerformance:
         return asdict(self)
 
 
-def _recommendations(name: str, stats: aggregates.WindowStats) -> list[str]:
+#: A p95 past this share of the class's timeout means the timeout is too tight.
+TIGHT_TIMEOUT_SHARE = 0.8
+
+
+def _recommendations(name: str, stats: aggregates.WindowStats, timeout_s: int | None) -> list[str]:
     advice = []
     finished = stats.completed + stats.failed
     if finished and stats.failed / finished > HIGH_FAILURE_RATE:
@@ -45,6 +49,11 @@ def _recommendations(name: str, stats: aggregates.WindowStats) -> list[str]:
     p95 = stats.runtime_percentile(0.95)
     if p95 is not None and stats.avg_runtime_ms and p95 > 5 * stats.avg_runtime_ms:
         advice.append(f"{name}: p95 {p95:.0f} ms is over 5x the average - a few slow runs; check their payloads")
+    if p95 is not None and timeout_s and p95 > TIGHT_TIMEOUT_SHARE * timeout_s * 1000:
+        advice.append(
+            f"{name}: p95 {p95 / 1000:.1f} s is close to its {timeout_s} s timeout - raise the timeout "
+            "(job definition) or split the work"
+        )
     if stats.avg_memory_mb is not None and stats.avg_memory_mb > MEMORY_HEAVY_MB:
         advice.append(
             f"{name}: {stats.avg_memory_mb:.0f} MB more memory per run - give it its own queue and workers "
@@ -60,6 +69,7 @@ def performance(conn: Any, tenant_id: str | None, since: datetime, now: datetime
     if tenant_id is not None:
         conditions.append(table.c.tenant_id == tenant_id)
     classes = [row[0] for row in conn.execute(select(table.c.job_class).where(*conditions).distinct())]
+    timeouts = dict(conn.execute(select(JobDefinition.job_class, JobDefinition.timeout)).all())
     minutes = max(1.0, (now - since) / timedelta(minutes=1))
     result = []
     for name in classes:
@@ -77,7 +87,32 @@ def performance(conn: Any, tenant_id: str | None, since: datetime, now: datetime
                 p95_runtime_ms=stats.runtime_percentile(0.95),
                 max_runtime_ms=stats.runtime_max_ms,
                 avg_memory_mb=stats.avg_memory_mb,
-                recommendations=_recommendations(name, stats),
+                recommendations=_recommendations(name, stats, timeouts.get(name)),
             )
         )
     return sorted(result, key=lambda c: c.completed + c.failed, reverse=True)
+
+
+def queue_throughput(conn: Any, tenant_id: str | None, since: datetime, now: datetime) -> list[dict[str, Any]]:
+    """Completed per minute for each queue with finished or pending jobs; starving queues flagged.
+
+    A queue is starving when jobs wait in it and none finished in the window.
+    """
+    table = JobStatsMinute.__table__
+    finished = select(table.c.queue, func.sum(table.c.completed)).where(table.c.minute >= since)
+    pending = select(JobExecution.queue, func.count()).where(JobExecution.status == "pending")
+    if tenant_id is not None:
+        finished = finished.where(table.c.tenant_id == tenant_id)
+        pending = pending.where(JobExecution.tenant_id == tenant_id)
+    done = {q: int(n or 0) for q, n in conn.execute(finished.group_by(table.c.queue)).all()}
+    waiting = {q: int(n) for q, n in conn.execute(pending.group_by(JobExecution.queue)).all()}
+    minutes = max(1.0, (now - since) / timedelta(minutes=1))
+    return [
+        {
+            "queue": queue,
+            "throughput_per_minute": round(done.get(queue, 0) / minutes, 3),
+            "pending": waiting.get(queue, 0),
+            "starving": waiting.get(queue, 0) > 0 and done.get(queue, 0) == 0,
+        }
+        for queue in sorted(set(done) | set(waiting))
+    ]

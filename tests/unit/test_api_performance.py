@@ -47,3 +47,26 @@ def test_bad_window_is_422_and_token_is_required(client: Any, auth: Any) -> None
         response = client.get(f"/api/monitoring/performance?hours={hours}", headers=auth("viewer"))
         assert response.status_code == 422
     assert client.get("/api/monitoring/performance").status_code == 401
+
+
+def test_tight_timeouts_and_starving_queues_are_called_out(client: Any, auth: Any) -> None:
+    from app.db import db
+    from app.models import JobDefinition
+
+    tenant = f"perf-{uuid.uuid4().hex[:8]}"
+    job_class = f"perf.tight.{uuid.uuid4().hex[:6]}"
+    db.session.add(JobDefinition(name=job_class, job_class=job_class, default_queue="default", timeout=2))
+    db.session.commit()
+    for runtime in (1900, 1950, 1990):
+        _finish(tenant, job_class, runtime)
+    headers = auth("operator", tenant)
+    starving = f"starving-{uuid.uuid4().hex[:6]}"
+    response = client.post(
+        "/api/jobs/dispatch", json={"job_class": "demo.echo", "options": {"queue": starving}}, headers=headers
+    )
+    assert response.status_code == 201
+    body = client.get("/api/monitoring/performance", headers=headers).get_json()
+    assert any(job_class in advice and "timeout" in advice for advice in body["recommendations"])
+    queue = next(q for q in body["queues"] if q["queue"] == starving)
+    assert queue["starving"] is True and queue["pending"] == 1
+    assert any(f"queue {starving}" in advice and "starving" in advice for advice in body["recommendations"])

@@ -8,7 +8,7 @@ from typing import Any
 from flask import g, jsonify, request
 
 from app.errors import ValidationError
-from app.monitoring.performance import performance
+from app.monitoring.performance import performance, queue_throughput
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.extensions import sql
@@ -29,6 +29,15 @@ def class_performance() -> Any:
         raise ValidationError(f"hours must be more than 0 and at most {MAX_HOURS}")
     now = datetime.now(UTC)
     since = (now - timedelta(hours=hours)).replace(second=0, microsecond=0)
-    classes = performance(sql().connection(), g.principal.tenant_id, since, now)
-    recommendations = [advice for item in classes for advice in item.recommendations]
-    return jsonify(window_hours=hours, classes=[c.as_dict() for c in classes], recommendations=recommendations)
+    conn = sql().connection()
+    classes = performance(conn, g.principal.tenant_id, since, now)
+    queues = queue_throughput(conn, g.principal.tenant_id, since, now)
+    recommendations = [advice for item in classes for advice in item.recommendations] + [
+        f"queue {q['queue']}: {q['pending']} jobs wait and none finished in the window - it is starving; "
+        "check that a worker consumes it (GET /api/admin/queue/workers)"
+        for q in queues
+        if q["starving"]
+    ]
+    return jsonify(
+        window_hours=hours, classes=[c.as_dict() for c in classes], queues=queues, recommendations=recommendations
+    )
