@@ -103,6 +103,11 @@ def _seed(rows: int, now: datetime) -> None:
             for n in range(100)
         ]  # fmt: skip
         conn.execute(insert(FailureGroup.__table__), groups)
+    with get_engine().connect() as conn:
+        # Planner statistics, as autovacuum (PostgreSQL) or a periodic ANALYZE would have them
+        # for a table that grew to this size over weeks rather than seconds.
+        conn.execute(text("ANALYZE"))
+        conn.commit()
 
 
 def _deep_cursor() -> str | None:
