@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, jsonify, request
+from flask import jsonify
 from werkzeug.exceptions import BadRequest
 
 from app.composition.runtime import get_hub
 from app.jobs.dispatch import get_publisher, get_registry
-from app.services import audit
 from app.services import batches as batches_service
 from app.services.dispatching import DispatchSpec
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.jobs import _canceller, _settings, _tenant
 from ops_ui.blueprints.api.schemas import json_body, parse_dispatch
+from ops_ui.blueprints.api.trail import record_action
 from ops_ui.extensions import sql
 
 
@@ -52,20 +52,6 @@ def _name(body: dict[str, Any]) -> str | None:
     return name
 
 
-def _record(action: str, target_type: str, target_id: str, **fields: Any) -> None:
-    audit.record(
-        sql(),
-        actor=g.principal.actor,
-        action=action,
-        tenant_id=_tenant(),
-        target_type=target_type,
-        target_id=target_id,
-        ip=request.remote_addr,
-        **fields,
-    )
-    sql().commit()
-
-
 def _deps() -> dict[str, Any]:
     return {
         "registry": get_registry(),
@@ -90,7 +76,7 @@ def create_batch() -> Any:
         finally_=_optional_job(body, "finally"),
     )
     created = batches_service.create_batch(sql(), batch_request, **_deps())
-    _record("batch.create", "batch", created.id, after={"total_jobs": len(created.job_ids)})
+    record_action("batch.create", "batch", created.id, after={"total_jobs": len(created.job_ids)})
     return jsonify(id=created.id, job_ids=created.job_ids, total_jobs=len(created.job_ids)), 201
 
 
@@ -106,7 +92,7 @@ def add_batch_jobs(batch_id: str) -> Any:
     specs = _jobs(json_body())
     job_ids = batches_service.add_jobs(sql(), batch_id, _tenant(), specs, **_deps())
     view = batches_service.get_batch(sql(), batch_id, _tenant())
-    _record("batch.add_jobs", "batch", batch_id, after={"added": len(job_ids)})
+    record_action("batch.add_jobs", "batch", batch_id, after={"added": len(job_ids)})
     return jsonify(id=batch_id, job_ids=job_ids, total_jobs=view["total_jobs"]), 201
 
 
@@ -116,7 +102,7 @@ def cancel_batch(batch_id: str) -> Any:
     _batch, cancelled = batches_service.cancel_batch(
         sql(), batch_id, _tenant(), canceller=_canceller(), hub=get_hub(_settings())
     )
-    _record("batch.cancel", "batch", batch_id, after={"cancelled_jobs": cancelled})
+    record_action("batch.cancel", "batch", batch_id, after={"cancelled_jobs": cancelled})
     return jsonify(id=batch_id, status="cancelled", cancelled_jobs=cancelled)
 
 
@@ -127,7 +113,7 @@ def create_chain() -> Any:
     created = batches_service.create_chain(
         sql(), _owner(), _jobs(body), _optional_job(body, "catch"), _name(body), **_deps()
     )
-    _record("chain.create", "chain", created.id, after={"total_steps": len(created.job_ids)})
+    record_action("chain.create", "chain", created.id, after={"total_steps": len(created.job_ids)})
     return jsonify(id=created.id, job_ids=created.job_ids), 201
 
 
@@ -141,5 +127,5 @@ def get_chain(chain_id: str) -> Any:
 @api_auth("operator")
 def cancel_chain(chain_id: str) -> Any:
     view, cancelled = batches_service.cancel_chain(sql(), chain_id, _tenant(), canceller=_canceller())
-    _record("chain.cancel", "chain", chain_id, after={"cancelled_jobs": cancelled})
+    record_action("chain.cancel", "chain", chain_id, after={"cancelled_jobs": cancelled})
     return jsonify({**view, "cancelled_jobs": cancelled})

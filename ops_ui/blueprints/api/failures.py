@@ -9,11 +9,12 @@ from werkzeug.exceptions import BadRequest
 
 from app.errors import ValidationError
 from app.jobs.dispatch import get_publisher, get_registry
-from app.services import audit, dead_letter
+from app.services import dead_letter
 from app.services import failures as failures_service
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body
+from ops_ui.blueprints.api.trail import record_action
 from ops_ui.extensions import sql
 
 
@@ -31,21 +32,6 @@ def _queue_body(allowed: set[str]) -> dict[str, Any]:
     if not isinstance(body.get("queue"), str) or not body["queue"]:
         raise BadRequest("queue must be a non-empty string")
     return body
-
-
-def _audit(action: str, queue: str, before: Any, after: Any) -> None:
-    audit.record(
-        sql(),
-        actor=g.principal.actor,
-        action=action,
-        tenant_id=_tenant(),
-        target_type="queue",
-        target_id=queue,
-        before=before,
-        after=after,
-        ip=request.remote_addr,
-    )
-    sql().commit()
 
 
 @bp.get("/jobs/<job_id>/failure-report")
@@ -86,7 +72,7 @@ def retry_queue() -> Any:
         publisher=get_publisher(),
         settings=current_app.extensions["celeriac_settings"],
     )
-    _audit("queue.retry_failed", queue, None, {"retried": outcome.retried, "skipped": outcome.skipped})
+    record_action("queue.retry_failed", "queue", queue, after={"retried": outcome.retried, "skipped": outcome.skipped})
     return jsonify(retried=outcome.retried, skipped=outcome.skipped)
 
 
@@ -97,7 +83,11 @@ def clear_queue() -> Any:
     raw = body.get("older_than")
     older_than = failures_service.parse_instant(raw, "older_than") if raw is not None else None
     cleared = dead_letter.clear_queue(sql(), _tenant(), body["queue"], older_than)
-    _audit(
-        "queue.clear_failed", body["queue"], {"older_than": older_than and older_than.isoformat()}, {"cleared": cleared}
+    record_action(
+        "queue.clear_failed",
+        "queue",
+        body["queue"],
+        before={"older_than": older_than and older_than.isoformat()},
+        after={"cleared": cleared},
     )
     return jsonify(cleared=cleared)

@@ -9,12 +9,12 @@ from flask import current_app, g, jsonify, request
 from app.errors import ValidationError
 from app.jobs.dispatch import get_publisher, get_registry
 from app.redis_client import get_redis
-from app.services import audit
 from app.services import jobs as jobs_service
 from app.services.queue_stats import queue_stats
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body, parse_dispatch
+from ops_ui.blueprints.api.trail import record_action
 from ops_ui.extensions import sql
 from ops_ui.presenters import job_to_dict
 
@@ -32,20 +32,6 @@ def _canceller() -> jobs_service.CeleryCanceller:
     from app.celery_app import celery_app
 
     return jobs_service.CeleryCanceller(get_redis(_settings().redis_url), celery_app.control)
-
-
-def _audit(action: str, job_id: str, **fields: Any) -> None:
-    audit.record(
-        sql(),
-        actor=g.principal.actor,
-        action=action,
-        tenant_id=_tenant(),
-        target_type="job",
-        target_id=job_id,
-        ip=request.remote_addr,
-        **fields,
-    )
-    sql().commit()
 
 
 @bp.post("/jobs/dispatch")
@@ -99,7 +85,7 @@ def retry(job_id: str) -> Any:
         publisher=get_publisher(),
         settings=_settings(),
     )
-    _audit("job.retry", job_id, after={"retry_id": row.id})
+    record_action("job.retry", "job", job_id, after={"retry_id": row.id})
     return jsonify(id=row.id, status="pending", retry_of=job_id), 202
 
 
@@ -108,7 +94,7 @@ def retry(job_id: str) -> Any:
 def cancel(job_id: str) -> Any:
     before = jobs_service.get_job(sql(), job_id, _tenant()).status
     row = jobs_service.cancel_job(sql(), job_id, _tenant(), canceller=_canceller())
-    _audit("job.cancel", job_id, before={"status": before}, after={"status": row.status})
+    record_action("job.cancel", "job", job_id, before={"status": before}, after={"status": row.status})
     return jsonify(id=row.id, status=row.status)
 
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, jsonify, request
+from flask import Response, current_app, jsonify
 
 from app.errors import ValidationError
 from app.ratelimit import queue_limits
 from app.redis_client import get_redis
-from app.services import audit
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body
-from ops_ui.extensions import sql
+from ops_ui.blueprints.api.trail import record_action
 
 
 def _redis() -> Any:
@@ -27,21 +26,6 @@ def _redis() -> Any:
 def _current(name: str) -> dict[str, Any]:
     found = queue_limits.get_limit(_redis(), current_app.extensions["celeriac_settings"], name)
     return found.as_dict() if found is not None else queue_limits.empty(name)
-
-
-def _audit(action: str, name: str, before: Any, after: Any) -> None:
-    audit.record(
-        sql(),
-        actor=g.principal.actor,
-        action=action,
-        tenant_id=g.principal.tenant_id,
-        target_type="queue",
-        target_id=name,
-        before=before,
-        after=after,
-        ip=request.remote_addr,
-    )
-    sql().commit()
 
 
 @bp.get("/queues/<name>/rate-limit")
@@ -59,7 +43,7 @@ def put_rate_limit(name: str) -> Any:
         raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}; send limit and per")
     before = _current(name)
     limit = queue_limits.set_limit(_redis(), name, body.get("limit"), body.get("per"))
-    _audit("queue.rate_limit.set", name, before, limit.as_dict())
+    record_action("queue.rate_limit.set", "queue", name, before=before, after=limit.as_dict())
     return jsonify(limit.as_dict())
 
 
@@ -68,5 +52,5 @@ def put_rate_limit(name: str) -> Any:
 def delete_rate_limit(name: str) -> Response:
     before = _current(name)
     if queue_limits.clear_limit(_redis(), name):
-        _audit("queue.rate_limit.delete", name, before, _current(name))
+        record_action("queue.rate_limit.delete", "queue", name, before=before, after=_current(name))
     return Response(status=204)

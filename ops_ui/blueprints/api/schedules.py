@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, jsonify, request
+from flask import jsonify, request
 from werkzeug.exceptions import BadRequest
 
 from app.errors import ValidationError
-from app.services import audit
 from app.services.schedules import EDITABLE, default_service, preview, schedule_view
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.jobs import _settings, _tenant
 from ops_ui.blueprints.api.schemas import json_body
+from ops_ui.blueprints.api.trail import record_action
 from ops_ui.extensions import sql
 
 #: Body keys of API.md mapped to the service's field names.
@@ -47,20 +47,6 @@ def _shape(body: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, An
 
 def _kind(kind: type) -> str:
     return {str: "string", dict: "object", bool: "boolean"}.get(kind, kind.__name__)
-
-
-def _record(action: str, schedule_id: str, **fields: Any) -> None:
-    audit.record(
-        sql(),
-        actor=g.principal.actor,
-        action=action,
-        tenant_id=_tenant(),
-        target_type="schedule",
-        target_id=schedule_id,
-        ip=request.remote_addr,
-        **fields,
-    )
-    sql().commit()
 
 
 @bp.post("/schedules/preview")
@@ -96,7 +82,7 @@ def create_schedule() -> Any:
         missed_fire_policy=body.get("missed_fire_policy", "skip"),
     )
     view = schedule_view(row)
-    _record("schedule.create", row.id, after=view)
+    record_action("schedule.create", "schedule", row.id, after=view)
     return jsonify(view), 201
 
 
@@ -117,7 +103,7 @@ def update_schedule(schedule_id: str) -> Any:
         raise ValidationError(f"unknown field(s) {', '.join(unknown)}; editable: {', '.join(EDITABLE)}")
     row = service.update_schedule(schedule_id, _tenant(), _shape(raw))
     view = schedule_view(row)
-    _record("schedule.update", row.id, before=before, after=view)
+    record_action("schedule.update", "schedule", row.id, before=before, after=view)
     return jsonify(view)
 
 
@@ -127,7 +113,7 @@ def delete_schedule(schedule_id: str) -> Any:
     service = default_service(sql())
     before = schedule_view(service.get_schedule(schedule_id, _tenant()))
     service.remove_schedule(schedule_id, _tenant())
-    _record("schedule.delete", schedule_id, before=before)
+    record_action("schedule.delete", "schedule", schedule_id, before=before)
     return "", 204
 
 
@@ -135,7 +121,7 @@ def delete_schedule(schedule_id: str) -> Any:
 @api_auth("admin")
 def pause_schedule(schedule_id: str) -> Any:
     view = schedule_view(default_service(sql()).pause_schedule(schedule_id, _tenant()))
-    _record("schedule.pause", schedule_id)
+    record_action("schedule.pause", "schedule", schedule_id)
     return jsonify(view)
 
 
@@ -143,7 +129,7 @@ def pause_schedule(schedule_id: str) -> Any:
 @api_auth("admin")
 def resume_schedule(schedule_id: str) -> Any:
     view = schedule_view(default_service(sql()).resume_schedule(schedule_id, _tenant()))
-    _record("schedule.resume", schedule_id)
+    record_action("schedule.resume", "schedule", schedule_id)
     return jsonify(view)
 
 
@@ -151,7 +137,7 @@ def resume_schedule(schedule_id: str) -> Any:
 @api_auth("operator")
 def run_schedule(schedule_id: str) -> Any:
     job_id = default_service(sql()).run_now(schedule_id, _tenant())
-    _record("schedule.run", schedule_id, after={"job_id": job_id})
+    record_action("schedule.run", "schedule", schedule_id, after={"job_id": job_id})
     return jsonify(id=job_id, job_id=job_id, schedule_id=schedule_id, status="pending"), 201
 
 
