@@ -182,3 +182,28 @@ def auth(make_token: Callable[..., str]) -> Callable[..., dict[str, str]]:
 @pytest.fixture()
 def unique() -> str:
     return uuid.uuid4().hex[:12]
+
+
+@pytest.fixture()
+def recording_publisher() -> Iterator[list[Any]]:
+    """Publishes nothing; lists what would have been sent to the broker."""
+    from app.jobs.dispatch import set_publisher
+
+    sent: list[Any] = []
+
+    class Recording:
+        def publish(self, job: Any) -> None:
+            sent.append(job)
+
+    previous = set_publisher(Recording())
+    yield sent
+    set_publisher(previous)
+
+
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    """The answer is a complete problem+json document with `status`."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body: dict[str, Any] = response.get_json()
+    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
+    return body

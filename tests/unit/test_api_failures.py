@@ -13,6 +13,7 @@ from app.db import db, session_scope
 from app.models import AuditLog, JobAttempt, JobExecution
 from app.recording import events as ev
 from app.recording.apply import EventApplier
+from tests.conftest import assert_problem
 
 TRACE = 'Traceback (most recent call last):\n  File "/srv/tasks/orders.py", line 9, in handle\nRuntimeError: x\n'
 
@@ -44,28 +45,6 @@ def record_failure(tenant: str, queue: str, message: str, ts: float, job_class: 
     return job_id
 
 
-@pytest.fixture()
-def recording_publisher() -> Any:
-    from app.jobs.dispatch import set_publisher
-
-    sent: list[Any] = []
-
-    class Recording:
-        def publish(self, job: Any) -> None:
-            sent.append(job)
-
-    previous = set_publisher(Recording())
-    yield sent
-    set_publisher(previous)
-
-
-def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body: dict[str, Any] = response.get_json()
-    return body
-
-
 def test_failure_report_has_exception_traceback_attempts_and_similar_count(client: Any, auth: Any, unique: str) -> None:
     tenant = f"t-{unique}"
     first = record_failure(tenant, "default", "order 17 failed", 1_700_000_000.0)
@@ -91,9 +70,9 @@ def test_failure_report_of_a_job_that_did_not_fail_is_409_and_other_tenants_404(
     job_id = str(uuid.uuid4())
     db.session.add(JobExecution(id=job_id, tenant_id=f"t-{unique}", job_class="demo.echo", status="completed"))
     db.session.commit()
-    problem(client.get(f"/api/jobs/{job_id}/failure-report", headers=auth("viewer", f"t-{unique}")), 409)
-    problem(client.get(f"/api/jobs/{job_id}/failure-report", headers=auth("viewer", "acme")), 404)
-    problem(client.get(f"/api/jobs/{job_id}/failure-report"), 401)
+    assert_problem(client.get(f"/api/jobs/{job_id}/failure-report", headers=auth("viewer", f"t-{unique}")), 409)
+    assert_problem(client.get(f"/api/jobs/{job_id}/failure-report", headers=auth("viewer", "acme")), 404)
+    assert_problem(client.get(f"/api/jobs/{job_id}/failure-report"), 401)
 
 
 def test_failure_groups_newest_first_with_filters_and_keyset_pages(client: Any, auth: Any, unique: str) -> None:
@@ -128,7 +107,7 @@ def test_failure_groups_newest_first_with_filters_and_keyset_pages(client: Any, 
 
 @pytest.mark.parametrize("query", ["since=yesterday", "since=2024-13-01", "limit=0", "limit=x", "cursor=%%%"])
 def test_failure_groups_reject_bad_parameters_with_422(client: Any, auth: Any, query: str) -> None:
-    problem(client.get(f"/api/monitoring/failures?{query}", headers=auth("viewer")), 422)
+    assert_problem(client.get(f"/api/monitoring/failures?{query}", headers=auth("viewer")), 422)
 
 
 def _failed_ids(tenant: str, queue: str) -> set[str]:
@@ -217,14 +196,16 @@ def test_queue_actions_reject_bad_calls(
     if isinstance(body, dict) and body.get("queue") == "KNOWN":
         body = {**body, "queue": queue}
     headers = auth(role, tenant) if role else {}
-    problem(client.post(path, json=body, headers=headers), status)
+    assert_problem(client.post(path, json=body, headers=headers), status)
     assert _failed_ids(tenant, queue) == {kept}
 
 
 def test_a_queue_only_another_tenant_used_is_unknown(client: Any, auth: Any, unique: str) -> None:
     queue = f"dl-{unique}"
     record_failure(f"o-{unique}", queue, "theirs", 1_600_000_000.0)
-    problem(client.post("/api/admin/queue/clear", json={"queue": queue}, headers=auth("admin", f"t-{unique}")), 404)
+    assert_problem(
+        client.post("/api/admin/queue/clear", json={"queue": queue}, headers=auth("admin", f"t-{unique}")), 404
+    )
 
 
 def test_openapi_lists_the_failure_endpoints(client: Any, auth: Any) -> None:

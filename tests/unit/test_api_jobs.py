@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from app.db import db
 from app.models import ExecutionStatus, JobDefinition, JobExecution
 from app.services.queue_stats import broker_depth
+from tests.conftest import assert_problem
 
 
 def count_rows() -> int:
@@ -22,30 +23,6 @@ def count_rows() -> int:
 def quiet_queue(unique: str) -> str:
     """A queue no worker consumes, so its depth shows exactly what the API enqueued."""
     return f"q-{unique}"
-
-
-@pytest.fixture()
-def recording_publisher() -> Any:
-    """Publishes nothing; lists what would have been sent to the broker."""
-    from app.jobs.dispatch import set_publisher
-
-    sent: list[Any] = []
-
-    class Recording:
-        def publish(self, job: Any) -> None:
-            sent.append(job)
-
-    previous = set_publisher(Recording())
-    yield sent
-    set_publisher(previous)
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["status"] == status and body["title"] and body["detail"] and body["type"]
-    return body
 
 
 def test_healthz_needs_no_auth(client: Any) -> None:

@@ -14,7 +14,7 @@ from app import redis_keys
 from app.db import db
 from app.models import AuditLog
 from app.ratelimit import queue_limits
-from tests.unit.test_api_jobs import assert_problem
+from tests.conftest import assert_problem
 
 pytestmark = [pytest.mark.redis]
 

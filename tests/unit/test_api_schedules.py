@@ -9,7 +9,7 @@ import pytest
 from app.db import db
 from app.models import JobExecution
 from app.schedules.entries import PAUSED_SCORE, EntryStore
-from tests.unit.test_api_jobs import assert_problem
+from tests.conftest import assert_problem
 
 BODY = {"job_class": "demo.echo", "cron": "30 2 * * *", "timezone": "Europe/Berlin", "payload": {"value": 1}}
 

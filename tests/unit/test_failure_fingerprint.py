@@ -53,9 +53,11 @@ def test_top_frames_are_innermost_first_without_line_numbers_or_install_paths() 
 
 
 def test_top_frames_use_the_last_exception_of_a_chained_traceback() -> None:
-    chained = TRACE.format(line=1) + "\nDuring handling of the above exception...\n\n" + TRACE.replace(
-        "in handle", "in other"
-    ).format(line=2)
+    chained = (
+        TRACE.format(line=1)
+        + "\nDuring handling of the above exception...\n\n"
+        + TRACE.replace("in handle", "in other").format(line=2)
+    )
     assert top_frames(chained)[0] == "tasks/orders.py:other"
 
 

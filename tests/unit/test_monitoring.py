@@ -53,21 +53,6 @@ def add_definition(job_class: str, timeout_s: int) -> None:
 
 
 @pytest.fixture()
-def recording_publisher() -> Any:
-    from app.jobs.dispatch import set_publisher
-
-    sent: list[Any] = []
-
-    class Recording:
-        def publish(self, job: Any) -> None:
-            sent.append(job)
-
-    previous = set_publisher(Recording())
-    yield sent
-    set_publisher(previous)
-
-
-@pytest.fixture()
 def fast_app(app: Any) -> Any:
     settings = app.extensions["celeriac_settings"]
     app.extensions["celeriac_settings"] = dataclasses.replace(settings, monitoring=FAST)
