@@ -45,6 +45,20 @@ def _scoped(query: Any, column: Any, tenant_id: str | None) -> Any:
     return query if tenant_id is None else query.where(column == tenant_id)
 
 
+def known_queues(session: Session, tenant_id: str | None, now: datetime | None = None) -> list[str]:
+    """The tenant's queues: live jobs now or finished ones in the last day, plus the standard three."""
+    since = (now or datetime.now(UTC)) - timedelta(days=1)
+    table = JobStatsMinute.__table__
+    recent = _scoped(select(table.c.queue).where(table.c.minute >= since), table.c.tenant_id, tenant_id)
+    live = _scoped(
+        select(JobExecution.queue).where(JobExecution.status.in_([s.value for s in LIVE_STATUSES])),
+        JobExecution.tenant_id,
+        tenant_id,
+    )
+    names = set(session.scalars(recent.distinct())) | set(session.scalars(live.distinct()))
+    return sorted(names | set(DEFAULT_QUEUES))
+
+
 def take(session: Session, redis_client: Any, tenant_id: str | None, now: datetime | None = None) -> Snapshot:
     """Read the figures `tenant_id` may see (None: every tenant)."""
     now = now or datetime.now(UTC)
@@ -75,9 +89,7 @@ def take(session: Session, redis_client: Any, tenant_id: str | None, now: dateti
         ).group_by(JobExecution.queue, JobExecution.status)
     ).all()
     snap.live = {(queue, status): int(n) for queue, status, n in counted}
-    recent = session.scalars(select(table.c.queue).where(table.c.minute >= now - timedelta(days=1)).distinct())
-    queues = sorted({*DEFAULT_QUEUES, *recent, *(queue for queue, _ in snap.live)})
-    for queue in queues:
+    for queue in known_queues(session, tenant_id, now):
         snap.depth[queue] = broker_depth(redis_client, queue)
         oldest = session.scalar(
             _scoped(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app, g, jsonify
-from sqlalchemy import select
 
 from app import redis_keys
 from app.errors import NotFound
-from app.models import JobExecution, JobStatsMinute
 from app.monitoring import health, metrics
 from app.monitoring.stuck import find_stuck
 from app.monitoring.workers import list_workers
@@ -22,21 +19,9 @@ from ops_ui.blueprints.metrics import snapshot
 from ops_ui.extensions import sql
 
 
-def _known_queues(tenant_id: str | None) -> list[str]:
-    """Queues with live jobs or finished ones in the last day, plus the standard three."""
-    since = datetime.now(UTC) - timedelta(days=1)
-    recent = select(JobStatsMinute.queue).where(JobStatsMinute.minute >= since)
-    live = select(JobExecution.queue).where(JobExecution.status.in_(["pending", "retrying", "processing"]))
-    if tenant_id is not None:
-        recent = recent.where(JobStatsMinute.tenant_id == tenant_id)
-        live = live.where(JobExecution.tenant_id == tenant_id)
-    names = set(sql().scalars(recent.distinct())) | set(sql().scalars(live.distinct()))
-    return sorted(names | set(metrics.DEFAULT_QUEUES))
-
-
 def _all_stats(tenant: str | None, redis_client: Any) -> list[dict[str, Any]]:
     result = []
-    for name in _known_queues(tenant):
+    for name in metrics.known_queues(sql(), tenant):
         try:
             result.append(queue_stats(sql(), name, tenant, redis_client).as_dict())
         except NotFound:
