@@ -203,6 +203,8 @@ class Settings:
     secret_key: str
     port: int = 8000
     flower_port: int = 5555
+    #: Where the console's navigation links to Flower (FLOWER_URL; default: this host's FLOWER_PORT).
+    flower_url: str = ""
     #: Longest `delay` a dispatch may ask for, in seconds. Longer delays are refused (422)
     #: because an ETA past the broker's visibility timeout is redelivered and run twice.
     max_delay_s: int = 900
@@ -280,6 +282,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         secret_key=environ.get("SECRET_KEY") or "dev-insecure-change-me",
         port=_int(environ, "PORT", 8000, 1),
         flower_port=_int(environ, "FLOWER_PORT", 5555, 1),
+        flower_url=environ.get("FLOWER_URL", ""),
         max_delay_s=_int(environ, "CELERIAC_MAX_DELAY_S", 900, 0),
         max_timeout_s=_int(environ, "CELERIAC_MAX_TIMEOUT_S", 900, 1),
         default_timeout_s=_int(environ, "CELERIAC_DEFAULT_TIMEOUT_S", 300, 1),

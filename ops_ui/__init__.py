@@ -49,6 +49,9 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "console.login"
+    from ops_ui import templating
+
+    templating.install(app)
 
     from ops_ui.blueprints import console, health, metrics
     from ops_ui.blueprints.api import bp as api_bp

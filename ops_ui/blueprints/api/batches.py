@@ -15,8 +15,8 @@ from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.jobs import _canceller, _settings, _tenant
 from ops_ui.blueprints.api.schemas import json_body, parse_dispatch
-from ops_ui.blueprints.api.trail import record_action
 from ops_ui.extensions import sql
+from ops_ui.trail import record_action
 
 
 def _owner() -> str:

@@ -14,8 +14,8 @@ from app.services import failures as failures_service
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body
-from ops_ui.blueprints.api.trail import record_action
 from ops_ui.extensions import sql
+from ops_ui.trail import record_action
 
 
 def _tenant() -> str | None:

@@ -14,9 +14,9 @@ from app.services.queue_stats import queue_stats
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body, parse_dispatch
-from ops_ui.blueprints.api.trail import record_action
 from ops_ui.extensions import sql
 from ops_ui.presenters import job_to_dict
+from ops_ui.trail import record_action
 
 
 def _settings() -> Any:

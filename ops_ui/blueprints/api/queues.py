@@ -16,7 +16,7 @@ from app.redis_client import get_redis
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body
-from ops_ui.blueprints.api.trail import record_action
+from ops_ui.trail import record_action
 
 
 def _redis() -> Any:

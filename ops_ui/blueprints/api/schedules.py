@@ -17,8 +17,8 @@ from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.jobs import _settings, _tenant
 from ops_ui.blueprints.api.schemas import json_body
-from ops_ui.blueprints.api.trail import record_action
 from ops_ui.extensions import sql
+from ops_ui.trail import record_action
 
 #: Body keys of API.md mapped to the service's field names.
 _API_FIELDS = {"job_class", "cron", "timezone", "payload", "active", "name", "missed_fire_policy"}

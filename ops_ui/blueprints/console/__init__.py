@@ -1,0 +1,27 @@
+"""The operations console (U1–U3, W2): server-rendered pages, htmx for live parts.
+
+Every page but the login needs a session (`console_role`); every state-changing action is
+a POST with a CSRF token that writes `audit_log` (`ops_ui.trail.record_action`). Each page
+group is its own module; they all register their routes on `bp`.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+bp = Blueprint("console", __name__)
+
+from ops_ui.blueprints.console import (  # noqa: E402,F401  (routes register on bp)
+    admin,
+    audit_log,
+    auth_views,
+    composition,
+    dashboard,
+    definitions,
+    failed,
+    jobs,
+    performance,
+    queues,
+    schedules,
+    workers,
+)

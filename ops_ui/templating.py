@@ -1,0 +1,90 @@
+"""Jinja filters and globals shared by every console page.
+
+Times render as `<time>` elements in UTC; `static/js/console.js` rewrites them into the
+operator's timezone and keeps the UTC value in the hover title.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Flask, current_app, url_for
+from markupsafe import Markup, escape
+
+from ops_ui.charts import bar_chart
+
+#: Navigation: (endpoint, label, least role). Pages the role may not open are not listed.
+NAVIGATION: tuple[tuple[str, str, str], ...] = (
+    ("console.dashboard", "Dashboard", "viewer"),
+    ("console.jobs", "Jobs", "viewer"),
+    ("console.failed", "Failed", "viewer"),
+    ("console.batches", "Batches", "viewer"),
+    ("console.chains", "Chains", "viewer"),
+    ("console.schedules", "Schedules", "viewer"),
+    ("console.definitions", "Definitions", "viewer"),
+    ("console.queues", "Queues", "viewer"),
+    ("console.workers", "Workers", "viewer"),
+    ("console.performance", "Performance", "viewer"),
+    ("console.audit_log", "Audit log", "viewer"),
+    ("console.tokens", "API tokens", "admin"),
+    ("console.users", "Users", "admin"),
+)
+
+
+def when(value: datetime | None, empty: str = "—") -> Markup:
+    """A UTC timestamp as a `<time>` element (localised in the browser, UTC on hover)."""
+    if value is None:
+        return Markup(escape(empty))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    iso = value.isoformat()
+    shown = value.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Markup(f'<time datetime="{iso}" title="{shown}">{shown}</time>')
+
+
+def duration_ms(value: float | int | None) -> str:
+    """Milliseconds as an operator reads them: 850 ms, 2.4 s, 3 min 5 s."""
+    if value is None:
+        return "—"
+    if value < 1000:
+        return f"{value:.0f} ms"
+    seconds = value / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def number(value: float | int | None) -> str:
+    """Thousands separated: 4,200."""
+    if value is None:
+        return "—"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def flower_url() -> str:
+    settings = current_app.extensions["celeriac_settings"]
+    return settings.flower_url or f"http://127.0.0.1:{settings.flower_port}"
+
+
+def navigation(role: str) -> list[tuple[str, str]]:
+    from app.services.auth import role_allows
+
+    return [(url_for(endpoint), label) for endpoint, label, needed in NAVIGATION if role_allows(role, needed)]
+
+
+def install(app: Flask) -> None:
+    app.jinja_env.filters.update(when=when, duration_ms=duration_ms, number=number)
+    app.jinja_env.globals.update(flower_url=flower_url, navigation=navigation, bar_chart=bar_chart)
+    from app.services.auth import role_allows
+
+    app.jinja_env.globals.update(role_allows=role_allows)
+
+
+__all__ = ["install", "when", "duration_ms", "number"]
