@@ -207,3 +207,60 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.get_json()
     assert body["status"] == status and body["title"] and body["detail"] and body["type"]
     return body
+
+
+def page_csrf_token(html: str) -> str:
+    """The CSRF token a console page carries (its meta tag or any form field)."""
+    import re
+
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html) or re.search(
+        r'name="csrf_token"(?: type="hidden")? value="([^"]+)"', html
+    )
+    assert match, html
+    return match.group(1)
+
+
+class ConsoleSession:
+    """A test client logged in to the console as one user; `post` adds the CSRF token."""
+
+    def __init__(self, client: Any, user_id: str, email: str, role: str, tenant: str | None) -> None:
+        self.client = client
+        self.user_id = user_id
+        self.email = email
+        self.role = role
+        self.tenant = tenant
+        self._token: str | None = None
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.client.get(path, **kwargs)
+
+    def csrf(self) -> str:
+        if self._token is None:
+            self._token = page_csrf_token(self.client.get("/login").get_data(as_text=True))
+        return self._token
+
+    def post(self, path: str, data: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        """POST a form with a valid CSRF token (pass csrf=False to leave it out)."""
+        form = dict(data or {})
+        if kwargs.pop("csrf", True):
+            form["csrf_token"] = self.csrf()
+        return self.client.post(path, data=form, **kwargs)
+
+
+@pytest.fixture()
+def console(app: Any) -> Callable[..., ConsoleSession]:
+    """Log a fresh console user in: console(role="operator", tenant="acme", superadmin=False)."""
+    from app.db import db
+    from app.services.auth import create_user
+
+    def login(role: str = "operator", tenant: str | None = "acme", superadmin: bool = False) -> ConsoleSession:
+        email, password = f"{role}-{uuid.uuid4().hex[:10]}@example.com", "correct horse battery"
+        user = create_user(db.session, email, password, role, tenant, superadmin=superadmin)
+        db.session.commit()
+        client = app.test_client()
+        token = page_csrf_token(client.get("/login").get_data(as_text=True))
+        answer = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
+        assert answer.status_code == 302, answer.get_data(as_text=True)
+        return ConsoleSession(client, user.id, email, role, tenant)
+
+    return login

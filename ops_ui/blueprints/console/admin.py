@@ -11,12 +11,12 @@ from ops_ui.blueprints.console import bp
 
 
 @bp.get("/tokens")
-@console_role("viewer")
+@console_role("admin")
 def tokens() -> Any:
     return render_template("console/placeholder.html", title="API tokens")
 
 
 @bp.get("/users")
-@console_role("viewer")
+@console_role("admin")
 def users() -> Any:
     return render_template("console/placeholder.html", title="Users")
