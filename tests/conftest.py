@@ -220,6 +220,13 @@ def page_csrf_token(html: str) -> str:
     return match.group(1)
 
 
+def _forget_cached_csrf() -> None:
+    """Flask-WTF caches the token in `g`, which the test's app context shares between clients."""
+    from flask import g
+
+    g.pop("csrf_token", None)
+
+
 class ConsoleSession:
     """A test client logged in to the console as one user; `post` adds the CSRF token."""
 
@@ -232,10 +239,12 @@ class ConsoleSession:
         self._token: str | None = None
 
     def get(self, path: str, **kwargs: Any) -> Any:
+        _forget_cached_csrf()
         return self.client.get(path, **kwargs)
 
     def csrf(self) -> str:
         if self._token is None:
+            _forget_cached_csrf()
             self._token = page_csrf_token(self.client.get("/login").get_data(as_text=True))
         return self._token
 
@@ -244,6 +253,7 @@ class ConsoleSession:
         form = dict(data or {})
         if kwargs.pop("csrf", True):
             form["csrf_token"] = self.csrf()
+        _forget_cached_csrf()
         return self.client.post(path, data=form, **kwargs)
 
 
@@ -258,6 +268,7 @@ def console(app: Any) -> Callable[..., ConsoleSession]:
         user = create_user(db.session, email, password, role, tenant, superadmin=superadmin)
         db.session.commit()
         client = app.test_client()
+        _forget_cached_csrf()
         token = page_csrf_token(client.get("/login").get_data(as_text=True))
         answer = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
         assert answer.status_code == 302, answer.get_data(as_text=True)
