@@ -1,8 +1,10 @@
-"""Per-minute aggregates of finished executions (M1, M6): what stats read instead of scanning.
+"""Per-minute aggregates of finished executions (M1, M4, M6): what stats read instead of scanning.
 
 One row per (minute, tenant, queue, job class), added to by the recorder in the same
-transaction that makes executions terminal, so a replayed event adds nothing. Runtimes
-are kept as a fixed histogram, so a p95 over any window is a sum of rows, not a sort.
+transaction that makes executions terminal (and by the web process when it ends a job
+itself), so a replayed event adds nothing. Runtimes and waits are kept as fixed
+histograms, so a p95 over any window is a sum of rows, not a sort. Retries are counted
+in the transaction that closes the attempt as retrying.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.db import db
 from app.models.base import UTCDateTime
 
-#: Upper bounds (ms) of the runtime histogram's buckets; the last one is open-ended.
+#: Upper bounds (ms) of the runtime and wait histograms' buckets; the last one is open-ended.
 RUNTIME_BOUNDS_MS: tuple[int, ...] = (10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000)
 BUCKETS = len(RUNTIME_BOUNDS_MS) + 1
 
@@ -39,8 +41,16 @@ class JobStatsMinute(db.Model):  # type: ignore[name-defined,misc]
     runtime_max_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     memory_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     memory_sum_mb: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    #: Attempts that ended in `retrying` (a retry is scheduled or the worker was lost).
+    retried: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    #: Queue waits (first start minus max(created, eta)) of jobs that ran, by finish minute.
+    wait_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    wait_sum_ms: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    wait_max_ms: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
 for _n in range(BUCKETS):
     # b0..b13: completed runs whose runtime fell in bucket n (see RUNTIME_BOUNDS_MS).
     setattr(JobStatsMinute, f"b{_n}", mapped_column(f"b{_n}", Integer, nullable=False, default=0))
+    # w0..w13: waits in bucket n, same bounds.
+    setattr(JobStatsMinute, f"w{_n}", mapped_column(f"w{_n}", Integer, nullable=False, default=0))
