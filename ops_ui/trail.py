@@ -15,10 +15,10 @@ MAX_REASON_CHARS = 500
 
 def request_reason() -> str | None:
     """The optional "reason" a console form or an API body gave for an action."""
-    raw: Any = request.form.get("reason")
-    if raw is None and request.is_json:
-        body = request.get_json(silent=True)
-        raw = body.get("reason") if isinstance(body, dict) else None
+    raw: Any = request.form.get("reason") if request.mimetype != "application/json" else None
+    body = g.get("json_body")  # an API body, once json_body() has read the stream
+    if raw is None and isinstance(body, dict):
+        raw = body.get("reason")
     if not isinstance(raw, str) or not raw.strip():
         return None
     return raw.strip()[:MAX_REASON_CHARS]

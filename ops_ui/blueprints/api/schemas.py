@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, request
+from flask import current_app, g, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.wsgi import get_input_stream
 
@@ -48,6 +48,7 @@ def json_body() -> dict[str, Any]:
         raise BadRequest("the body must be valid JSON") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    g.json_body = body  # the stream is read now: the audit trail takes its "reason" from here
     return body
 
 
