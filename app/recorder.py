@@ -133,7 +133,9 @@ class Recorder:
         if time.monotonic() - self._definitions_loaded_at < DEFINITIONS_REFRESH_S:
             return
         with session_scope(self.settings.database_url) as session:
-            rows = session.execute(select(JobDefinition.job_class, JobDefinition.id)).all()
+            rows = session.execute(
+                select(JobDefinition.job_class, JobDefinition.id).where(JobDefinition.tenant_id.is_(None))
+            ).all()
         self.applier.definition_ids = {job_class: def_id for job_class, def_id in rows}
         self._definitions_loaded_at = time.monotonic()
 

@@ -60,7 +60,7 @@ def prepare(spec: DispatchSpec) -> ResolvedJob:
     if is_fake(get_publisher()):
         return resolve(spec, get_registry().get(spec.job_class), None, get_settings())
     with session_scope() as session:
-        definition = find_definition(session, spec.job_class)
+        definition = find_definition(session, spec.job_class, spec.tenant_id)
         return resolve(spec, get_registry().get(spec.job_class), definition, get_settings())
 
 

@@ -60,7 +60,8 @@ def job_summary(row: JobExecution) -> dict[str, Any]:
 
 def class_timeouts(session: Session) -> dict[str, int]:
     """Timeout (seconds) per job class from job_definitions; one small query."""
-    return {c: int(t) for c, t in session.execute(select(JobDefinition.job_class, JobDefinition.timeout))}
+    query = select(JobDefinition.job_class, JobDefinition.timeout).where(JobDefinition.tenant_id.is_(None))
+    return {c: int(t) for c, t in session.execute(query)}
 
 
 def processing_rows(session: Session, tenant_id: str | None) -> list[JobExecution]:

@@ -50,15 +50,16 @@ class _Resolver:
 
     def __init__(self, session: Session, registry: Registry, settings: Settings) -> None:
         self.session, self.registry, self.settings = session, registry, settings
-        self._definitions: dict[str, JobDefinition | None] = {}
+        self._definitions: dict[tuple[str, str], JobDefinition | None] = {}
 
     def __call__(self, spec: DispatchSpec, where: str) -> ResolvedJob:
         if spec.depends_on or spec.unique_for:
             raise ValidationError(f"{where}: depends_on and unique_for are not available inside a batch or chain")
-        if spec.job_class not in self._definitions:
-            self._definitions[spec.job_class] = find_definition(self.session, spec.job_class)
+        key = (spec.tenant_id, spec.job_class)
+        if key not in self._definitions:
+            self._definitions[key] = find_definition(self.session, spec.job_class, spec.tenant_id)
         try:
-            return resolve(spec, self.registry.get(spec.job_class), self._definitions[spec.job_class], self.settings)
+            return resolve(spec, self.registry.get(spec.job_class), self._definitions[key], self.settings)
         except ValidationError as exc:
             raise ValidationError(f"{where}: {exc}") from exc
 

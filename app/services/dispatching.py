@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
@@ -167,8 +167,17 @@ class ResolvedJob:
         return options
 
 
-def find_definition(session: Session, job_class: str) -> JobDefinition | None:
-    return session.scalar(select(JobDefinition).where(JobDefinition.job_class == job_class))
+def find_definition(session: Session, job_class: str, tenant_id: str | None = None) -> JobDefinition | None:
+    """The definition that applies to `tenant_id`: its own override, else the global row.
+
+    One indexed query. `tenant_id=None` reads the global row (code defaults, superadmin edits).
+    """
+    query = select(JobDefinition).where(JobDefinition.job_class == job_class)
+    if tenant_id is None:
+        return session.scalar(query.where(JobDefinition.tenant_id.is_(None)))
+    query = query.where(or_(JobDefinition.tenant_id == tenant_id, JobDefinition.tenant_id.is_(None)))
+    # Overrides first: "tenant_id IS NULL" is false (0) for the tenant's own row.
+    return session.scalar(query.order_by(JobDefinition.tenant_id.is_(None)).limit(1))
 
 
 def _check_number(value: Any, name: str, minimum: float, maximum: float) -> None:
@@ -202,6 +211,12 @@ def _validate(spec: DispatchSpec, settings: Settings) -> None:
 
 def _is_queue_name(name: str) -> bool:
     return 0 < len(name) <= 100 and all(ch.isalnum() or ch in "._-" for ch in name)
+
+
+def _tags(given: list[str] | None, definition: JobDefinition | None) -> list[str]:
+    """The definition's tags (every job of the class carries them), then the dispatch's own."""
+    inherited = list(definition.tags or []) if definition is not None else []
+    return list(dict.fromkeys([*inherited, *(given or [])]))
 
 
 def resolve(
@@ -244,7 +259,7 @@ def resolve(
         max_attempts=int(max_attempts),
         backoff=list(spec.backoff) if spec.backoff is not None else None,
         timeout_s=int(timeout_s) if timeout_s else None,
-        tags=list(spec.tags or []),
+        tags=_tags(spec.tags, definition),
         retry_of=spec.retry_of,
         job_definition_id=definition.id if definition else None,
         args=list(spec.args) if spec.args else None,

@@ -480,6 +480,12 @@ def _monitoring_paths() -> dict[str, Any]:
     }
 
 
+def _definition_paths() -> dict[str, Any]:
+    from ops_ui.blueprints.api.definitions import openapi_paths
+
+    return openapi_paths()
+
+
 def document() -> dict[str, Any]:
     job_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
     return {
@@ -569,6 +575,7 @@ def document() -> dict[str, Any]:
             **_schedule_paths(),
             **_failure_paths(),
             **_performance_paths(),
+            **_definition_paths(),
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
