@@ -82,7 +82,7 @@ def submit(
     from app.composition.runtime import get_hub
     from app.services.dependencies import check_dependencies
 
-    definition = find_definition(session, spec.job_class)
+    definition = find_definition(session, spec.job_class, spec.tenant_id)
     info = registry.get(spec.job_class)
     job = resolve(spec, info, definition, settings)
     if job.depends_on:
