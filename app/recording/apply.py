@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from app.failures.fingerprint import fingerprint
 from app.failures.groups import NewFailure, record_failures
 from app.models import ExecutionStatus, JobAttempt, JobExecution, may_change_status
-from app.monitoring.aggregates import Aggregator
+from app.monitoring.aggregates import Aggregator, wait_ms
 
 #: Largest IN (...) list per query; well under SQLite's and PostgreSQL's limits.
 _CHUNK = 500
@@ -30,6 +30,7 @@ LOST_OR_RETRIED = "worker lost or retried"
 
 _EXECUTIONS: Table = JobExecution.__table__
 _ATTEMPTS: Table = JobAttempt.__table__
+_RETRYING = ExecutionStatus.RETRYING.value
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -198,10 +199,14 @@ def _fingerprint(state: BatchState, row: ExecutionRow) -> None:
     )
 
 
-def _aggregate(rows: Iterable[ExecutionRow], conn: Connection) -> None:
-    """Add executions this batch made terminal to the per-minute stats (M1), once each."""
+def _aggregate(state: BatchState, conn: Connection) -> None:
+    """Add what this batch ended to the per-minute stats (M1), once each.
+
+    An execution is counted (with its runtime and its queue wait) by the batch that makes
+    it terminal; an attempt that ended in `retrying` by the batch that closes it.
+    """
     aggregator = Aggregator()
-    for row in rows:
+    for row in state.executions.values():
         loaded = row.__dict__["_loaded"]
         if loaded is not None and ExecutionStatus(loaded["status"]).is_terminal:
             continue  # counted when it became terminal
@@ -210,10 +215,24 @@ def _aggregate(rows: Iterable[ExecutionRow], conn: Connection) -> None:
             continue
         at = getattr(row, f"{status.value}_at") or row.updated_at
         aggregator.add(
-            at, row.tenant_id, row.queue, row.job_class, status.value, row.execution_time_ms, row.memory_usage_mb
+            at,
+            row.tenant_id,
+            row.queue,
+            row.job_class,
+            status.value,
+            row.execution_time_ms,
+            row.memory_usage_mb,
+            wait_ms(row.created_at, row.eta, row.started_at),
         )
-    if aggregator.pending:
-        aggregator.flush(conn)
+    for attempt in state.attempts.values():
+        if attempt.status != _RETRYING or attempt.finished_at is None:
+            continue
+        loaded = attempt.__dict__["_loaded"]
+        if loaded is not None and loaded["finished_at"] is not None:
+            continue  # counted when it closed
+        row = state.executions[attempt.execution_id]
+        aggregator.retry(attempt.finished_at, row.tenant_id, row.queue, row.job_class)
+    aggregator.flush(conn)
 
 
 class EventApplier:
@@ -244,7 +263,7 @@ class EventApplier:
             handler = getattr(self, "_on_" + event["t"], None)
             if handler is not None:
                 handler(session, state, row, event)
-        _aggregate(state.executions.values(), conn)
+        _aggregate(state, conn)
         _save(conn, state)
         self.failures = record_failures(conn, state.failures, lock) if state.failures else []
         self.finished = [

@@ -18,6 +18,7 @@ from app.composition.hub import Hub, payload_identity, unique_key
 from app.config import Settings
 from app.errors import BackendUnavailable, Conflict, NotFound, ValidationError
 from app.models import LIVE_STATUSES, TERMINAL_STATUSES, ExecutionStatus, JobExecution
+from app.monitoring.aggregates import Aggregator, wait_ms
 from app.recording.events import payload_from_args
 from app.services.dispatching import DispatchSpec, Publisher, Registry, ResolvedJob, find_definition, resolve
 
@@ -197,24 +198,45 @@ def _publish_or_fail(
 def end_if_live(session: Session, job_id: str, status: ExecutionStatus, reason: str) -> bool:
     """Set a terminal `status` only if the job is still live (the recorder may have won).
 
-    Commits; returns whether the row changed.
+    The transaction that ends the job also adds it to the per-minute aggregates (M1), as
+    the recorder does for the jobs it ends: the recorder later sees the row terminal and
+    adds nothing. Commits; returns whether the row changed.
     """
     now = time.time()
-    changed = session.execute(
+    ended_at = datetime.fromtimestamp(now, UTC)
+    ended = session.execute(
         update(JobExecution)
         .where(JobExecution.id == job_id, JobExecution.status.in_([s.value for s in LIVE_STATUSES]))
         .values(
             {
                 "status": status.value,
                 "status_ts": now,
-                f"{status.value}_at": datetime.fromtimestamp(now, UTC),
+                f"{status.value}_at": ended_at,
                 "error_message": reason,
             }
         )
+        .returning(
+            JobExecution.tenant_id,
+            JobExecution.queue,
+            JobExecution.job_class,
+            JobExecution.created_at,
+            JobExecution.eta,
+            JobExecution.started_at,
+            JobExecution.execution_time_ms,
+            JobExecution.memory_usage_mb,
+        )
         .execution_options(synchronize_session=False)
-    )
+    ).first()
+    if ended is not None:
+        stats = Aggregator()
+        waited = wait_ms(ended.created_at, ended.eta, ended.started_at)
+        stats.add(
+            ended_at, ended.tenant_id, ended.queue, ended.job_class, status.value,
+            ended.execution_time_ms, ended.memory_usage_mb, waited,
+        )  # fmt: skip
+        stats.flush(session.connection())
     session.commit()
-    return bool(changed.rowcount)  # type: ignore[attr-defined]
+    return ended is not None
 
 
 def mark_unqueued(session: Session, job_id: str, reason: str) -> None:
