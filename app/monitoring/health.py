@@ -1,8 +1,9 @@
 """Queue health (M4): healthy / warning / critical, with the issues and what to do.
 
 Built from what stats already read cheaply: per-queue stats (aggregates and indexed live
-counts), the worker registry, the recorder's heartbeat and backlog, and stuck jobs.
-Thresholds come from the environment; defaults are SPEC.md's.
+counts), the recent minutes of the aggregates (wait histogram, retries), the worker
+registry, the recorder's heartbeat and backlog, and stuck jobs. Thresholds come from the
+environment; defaults are SPEC.md's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.monitoring.aggregates import WindowStats
 from app.monitoring.workers import ONLINE, WorkerInfo
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
@@ -22,8 +24,16 @@ _RANK = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}
 class Thresholds:
     pending_warning: int = 1000
     failed_warning: int = 100
-    #: Queue latency: the oldest ready pending job waiting longer than this (ms) is a warning.
+    #: SPEC.md: the p95 queue wait (start minus max(created, eta)) over the recent window, ms.
     wait_warning_ms: int = 500
+    #: The recent window the wait p95 and the retry rate are read from, seconds.
+    recent_window_s: int = 600
+    #: A queue whose oldest ready pending job has waited longer than this (s): nothing starts.
+    oldest_pending_warning_s: int = 60
+    #: Share of the attempts that ended in the recent window and ended in a retry.
+    retry_rate_warning: float = 0.2
+    #: Fewer waits or ended attempts than this in the window are too few to judge.
+    min_samples: int = 10
     recorder_backlog_warning: int = 10_000
 
     @classmethod
@@ -34,10 +44,18 @@ class Thresholds:
             raw = env.get(name)
             return int(raw) if raw not in (None, "") else default
 
+        def share(name: str, default: float) -> float:
+            raw = env.get(name)
+            return float(raw) if raw not in (None, "") else default
+
         return cls(
             pending_warning=number("CELERIAC_HEALTH_PENDING_WARNING", cls.pending_warning),
             failed_warning=number("CELERIAC_HEALTH_FAILED_WARNING", cls.failed_warning),
             wait_warning_ms=number("CELERIAC_HEALTH_WAIT_WARNING_MS", cls.wait_warning_ms),
+            recent_window_s=max(60, number("CELERIAC_HEALTH_RECENT_WINDOW_S", cls.recent_window_s)),
+            oldest_pending_warning_s=number("CELERIAC_HEALTH_OLDEST_PENDING_WARNING_S", cls.oldest_pending_warning_s),
+            retry_rate_warning=share("CELERIAC_HEALTH_RETRY_RATE_WARNING", cls.retry_rate_warning),
+            min_samples=max(1, number("CELERIAC_HEALTH_MIN_SAMPLES", cls.min_samples)),
             recorder_backlog_warning=number("CELERIAC_HEALTH_RECORDER_BACKLOG_WARNING", cls.recorder_backlog_warning),
         )
 
@@ -63,6 +81,10 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.1f} s"
 
 
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms" if value < 1000 else _minutes(value / 1000)
+
+
 def assess(
     queues: list[dict[str, Any]],
     workers: list[WorkerInfo],
@@ -70,8 +92,12 @@ def assess(
     recorder_alive: bool,
     stuck: int,
     limits: Thresholds,
+    recent: Mapping[str, WindowStats] | None = None,
 ) -> Report:
-    """Judge the figures; every issue comes with a concrete next step."""
+    """Judge the figures; every issue comes with a concrete next step.
+
+    `recent` holds each queue's aggregates over the last `limits.recent_window_s`.
+    """
     report = Report()
     online = [w for w in workers if w.status == ONLINE]
     if not online:
@@ -82,7 +108,7 @@ def assess(
             "start workers: `make run`, or `supervisorctl start celeriac-worker:*` in production",
         )
     for stats in queues:
-        _assess_queue(report, stats, online, limits)
+        _assess_queue(report, stats, online, limits, (recent or {}).get(stats["queue"]))
     if not recorder_alive:
         report.add(
             CRITICAL,
@@ -108,7 +134,9 @@ def assess(
     return report
 
 
-def _assess_queue(report: Report, stats: dict[str, Any], online: list[WorkerInfo], limits: Thresholds) -> None:
+def _assess_queue(
+    report: Report, stats: dict[str, Any], online: list[WorkerInfo], limits: Thresholds, recent: WindowStats | None
+) -> None:
     name = stats["queue"]
     consuming = [w for w in online if name in w.heartbeat.queues]
     pending = int(stats["pending"])
@@ -130,12 +158,25 @@ def _assess_queue(report: Report, stats: dict[str, Any], online: list[WorkerInfo
             f"{pending:,} pending{age}, {workers_text}",
             f"queue {name}: {pending:,} pending{age}, {workers_text} - add workers or raise concurrency",
         )
-    elif oldest is not None and float(oldest) * 1000 > limits.wait_warning_ms:
+    elif oldest is not None and float(oldest) > limits.oldest_pending_warning_s:
         report.add(
             WARNING,
             f"queue {name}",
-            f"the oldest ready job has waited {_minutes(float(oldest))} ({workers_text})",
-            f"queue {name}: jobs wait before they start - add workers, or move slow jobs to their own queue",
+            f"the oldest ready job has waited {_minutes(float(oldest))} and has not started ({workers_text})",
+            f"queue {name}: jobs wait {_minutes(float(oldest))} and more before they start - check that its "
+            f"{workers_text} are not busy with long jobs (GET /api/monitoring/slow), add workers, or move slow "
+            "jobs to their own queue",
+        )
+    window = f"{limits.recent_window_s // 60} min"
+    p95_wait = recent.wait_percentile(0.95) if recent and recent.wait_count >= limits.min_samples else None
+    if p95_wait is not None and p95_wait > limits.wait_warning_ms:
+        report.add(
+            WARNING,
+            f"queue {name}",
+            f"p95 wait {_ms(p95_wait)} over the last {window} ({recent.wait_count if recent else 0:,} jobs started; "
+            f"{_ms(limits.wait_warning_ms)} allowed), {pending:,} pending, {workers_text}",
+            f"queue {name}: p95 wait {_ms(p95_wait)} (over {_ms(limits.wait_warning_ms)}) with {workers_text} - "
+            "add workers or raise their concurrency (`celery worker -c`), or move long jobs to their own queue",
         )
     if int(stats["failed"]) > limits.failed_warning:
         report.add(
@@ -144,4 +185,15 @@ def _assess_queue(report: Report, stats: dict[str, Any], online: list[WorkerInfo
             f"{int(stats['failed']):,} jobs failed in the last hour",
             f"queue {name}: see GET /api/monitoring/failures for the causes, then retry with "
             f"POST /api/admin/queue/retry",
+        )
+    rate = recent.retry_rate if recent and recent.attempts >= limits.min_samples else None
+    if recent and rate is not None and rate > limits.retry_rate_warning:
+        report.add(
+            WARNING,
+            f"queue {name}",
+            f"{100 * rate:.0f} % of the attempts that ended in the last {window} ended in a retry "
+            f"({recent.retried:,} of {recent.attempts:,})",
+            f"queue {name}: {100 * rate:.0f} % of attempts are retried - GET /api/monitoring/performance names "
+            "the classes and GET /api/monitoring/failures the errors; fix the cause, stop retrying errors that "
+            "cannot succeed (dont_retry_on), or lengthen the backoff if a dependency is overloaded",
         )

@@ -13,18 +13,27 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app import redis_keys
 from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution, JobStatsMinute
 from app.models.job_stats import BUCKETS, RUNTIME_BOUNDS_MS
-from app.services.queue_stats import broker_depth
+from app.services.queue_stats import broker_depths
 
 #: Queues always reported, besides those that ran jobs in the last day.
 DEFAULT_QUEUES = ("high", "default", "low")
-_SUMMED = ("completed", "failed", "cancelled", "runtime_count", "runtime_sum_ms") + tuple(
-    f"b{n}" for n in range(BUCKETS)
+_SUMMED = (
+    "completed",
+    "failed",
+    "cancelled",
+    "retried",
+    "runtime_count",
+    "runtime_sum_ms",
+    "wait_count",
+    "wait_sum_ms",
+    *(f"b{n}" for n in range(BUCKETS)),
+    *(f"w{n}" for n in range(BUCKETS)),
 )
 
 
@@ -33,7 +42,9 @@ class Snapshot:
     """One reading of every figure, shared by the Prometheus and JSON outputs."""
 
     finished: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (queue, class, status) -> total
+    retried: dict[tuple[str, str], int] = field(default_factory=dict)  # (queue, class) -> attempts retried
     runtimes: dict[str, tuple[list[int], int, float]] = field(default_factory=dict)  # class -> buckets, count, sum s
+    waits: dict[str, tuple[list[int], int, float]] = field(default_factory=dict)  # queue -> buckets, count, sum s
     live: dict[tuple[str, str], int] = field(default_factory=dict)  # (queue, status) -> jobs now
     depth: dict[str, int] = field(default_factory=dict)
     oldest_pending_s: dict[str, float] = field(default_factory=dict)
@@ -59,6 +70,17 @@ def known_queues(session: Session, tenant_id: str | None, now: datetime | None =
     return sorted(names | set(DEFAULT_QUEUES))
 
 
+def _add_histogram(
+    into: dict[str, tuple[list[int], int, float]], label: str, named: dict[str, int], prefix: str, name: str
+) -> None:
+    buckets, count, total = into.get(label, ([0] * BUCKETS, 0, 0.0))
+    into[label] = (
+        [b + named[f"{prefix}{n}"] for n, b in enumerate(buckets)],
+        count + named[f"{name}_count"],
+        total + named[f"{name}_sum_ms"] / 1000,
+    )
+
+
 def take(session: Session, redis_client: Any, tenant_id: str | None, now: datetime | None = None) -> Snapshot:
     """Read the figures `tenant_id` may see (None: every tenant)."""
     now = now or datetime.now(UTC)
@@ -74,12 +96,9 @@ def take(session: Session, redis_client: Any, tenant_id: str | None, now: dateti
         named = dict(zip(_SUMMED, (int(v or 0) for v in values), strict=True))
         for status in ("completed", "failed", "cancelled"):
             snap.finished[(queue, job_class, status)] = named[status]
-        buckets, count, total = snap.runtimes.get(job_class, ([0] * BUCKETS, 0, 0.0))
-        snap.runtimes[job_class] = (
-            [b + named[f"b{n}"] for n, b in enumerate(buckets)],
-            count + named["runtime_count"],
-            total + named["runtime_sum_ms"] / 1000,
-        )
+        snap.retried[(queue, job_class)] = named["retried"]
+        _add_histogram(snap.runtimes, job_class, named, "b", "runtime")
+        _add_histogram(snap.waits, queue, named, "w", "wait")
     live = [s.value for s in LIVE_STATUSES]
     counted = session.execute(
         _scoped(
@@ -89,17 +108,19 @@ def take(session: Session, redis_client: Any, tenant_id: str | None, now: dateti
         ).group_by(JobExecution.queue, JobExecution.status)
     ).all()
     snap.live = {(queue, status): int(n) for queue, status, n in counted}
-    for queue in known_queues(session, tenant_id, now):
-        snap.depth[queue] = broker_depth(redis_client, queue)
-        oldest = session.scalar(
-            _scoped(
-                select(func.min(JobExecution.created_at)).where(
-                    JobExecution.queue == queue, JobExecution.status == ExecutionStatus.PENDING.value
-                ),
-                JobExecution.tenant_id,
-                tenant_id,
-            )
-        )
+    queues = known_queues(session, tenant_id, now)
+    snap.depth = broker_depths(redis_client, queues)
+    ready = or_(JobExecution.eta.is_(None), JobExecution.eta <= now)
+    oldest_rows = session.execute(
+        _scoped(
+            select(JobExecution.queue, func.min(JobExecution.created_at)).where(
+                JobExecution.queue.in_(queues), JobExecution.status == ExecutionStatus.PENDING.value, ready
+            ),
+            JobExecution.tenant_id,
+            tenant_id,
+        ).group_by(JobExecution.queue)
+    ).all()
+    for queue, oldest in oldest_rows:
         if oldest is not None:
             oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
             snap.oldest_pending_s[queue] = max(0.0, (now - oldest).total_seconds())
@@ -112,6 +133,18 @@ def take(session: Session, redis_client: Any, tenant_id: str | None, now: dateti
     return snap
 
 
+def _histogram(name: str, help_text: str, label: str, series: dict[str, tuple[list[int], int, float]]) -> Metric:
+    family = HistogramMetricFamily(name, help_text, labels=[label])
+    bounds = [f"{b / 1000:g}" for b in RUNTIME_BOUNDS_MS] + ["+Inf"]
+    for value, (buckets, _count, total) in sorted(series.items()):
+        cumulative, running = [], 0
+        for bound, count in zip(bounds, buckets, strict=True):
+            running += count
+            cumulative.append((bound, running))
+        family.add_metric([value], cumulative, total)
+    return family
+
+
 def families(snap: Snapshot) -> Iterator[Metric]:
     """The snapshot as Prometheus metric families."""
     finished = CounterMetricFamily(
@@ -122,17 +155,21 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     for (queue, job_class, status), n in sorted(snap.finished.items()):
         finished.add_metric([queue, job_class, status], n)
     yield finished
-    runtime = HistogramMetricFamily(
-        "celeriac_job_runtime_seconds", "Runtime of completed executions", labels=["job_class"]
+    retried = CounterMetricFamily(
+        "celeriac_jobs_retried",
+        "Attempts that ended in a retry, by queue and class",
+        labels=["queue", "job_class"],
     )
-    bounds = [f"{b / 1000:g}" for b in RUNTIME_BOUNDS_MS] + ["+Inf"]
-    for job_class, (buckets, _count, total) in sorted(snap.runtimes.items()):
-        cumulative, running = [], 0
-        for bound, count in zip(bounds, buckets, strict=True):
-            running += count
-            cumulative.append((bound, running))
-        runtime.add_metric([job_class], cumulative, total)
-    yield runtime
+    for (queue, job_class), n in sorted(snap.retried.items()):
+        retried.add_metric([queue, job_class], n)
+    yield retried
+    yield _histogram("celeriac_job_runtime_seconds", "Runtime of completed executions", "job_class", snap.runtimes)
+    yield _histogram(
+        "celeriac_job_wait_seconds",
+        "Queue wait of executions that ran (first start minus created or eta), by finish",
+        "queue",
+        snap.waits,
+    )
     live = GaugeMetricFamily(
         "celeriac_jobs_live", "Executions pending, retrying or processing now", labels=["queue", "status"]
     )
@@ -168,6 +205,7 @@ def as_json(snap: Snapshot) -> dict[str, Any]:
             "jobs_finished": [
                 {"queue": q, "job_class": c, "status": s, "value": n} for (q, c, s), n in sorted(snap.finished.items())
             ],
+            "jobs_retried": [{"queue": q, "job_class": c, "value": n} for (q, c), n in sorted(snap.retried.items())],
         },
         "gauges": {
             "jobs_live": [{"queue": q, "status": s, "value": n} for (q, s), n in sorted(snap.live.items())],

@@ -29,6 +29,10 @@ class ClassPerformance:
     max_runtime_ms: int
     avg_memory_mb: float | None
     recommendations: list[str]
+    retried: int = 0
+    retry_rate: float | None = None
+    avg_wait_ms: float | None = None
+    p95_wait_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -36,9 +40,13 @@ class ClassPerformance:
 
 #: A p95 past this share of the class's timeout means the timeout is too tight.
 TIGHT_TIMEOUT_SHARE = 0.8
+#: Retry-rate advice needs at least this many ended attempts in the window.
+RETRY_MIN_ATTEMPTS = 10
 
 
-def _recommendations(name: str, stats: aggregates.WindowStats, timeout_s: int | None) -> list[str]:
+def _recommendations(
+    name: str, stats: aggregates.WindowStats, timeout_s: int | None, retry_rate_limit: float
+) -> list[str]:
     advice = []
     finished = stats.completed + stats.failed
     if finished and stats.failed / finished > HIGH_FAILURE_RATE:
@@ -54,6 +62,12 @@ def _recommendations(name: str, stats: aggregates.WindowStats, timeout_s: int | 
             f"{name}: p95 {p95 / 1000:.1f} s is close to its {timeout_s} s timeout - raise the timeout "
             "(job definition) or split the work"
         )
+    if stats.attempts >= RETRY_MIN_ATTEMPTS and stats.retry_rate is not None and stats.retry_rate > retry_rate_limit:
+        advice.append(
+            f"{name}: {100 * stats.retry_rate:.0f} % of attempts ended in a retry ({stats.retried} of "
+            f"{stats.attempts}) - see /api/monitoring/failures for the errors; fix the cause, list errors that "
+            "cannot succeed in dont_retry_on, or lengthen the backoff if a dependency is overloaded"
+        )
     if stats.avg_memory_mb is not None and stats.avg_memory_mb > MEMORY_HEAVY_MB:
         advice.append(
             f"{name}: {stats.avg_memory_mb:.0f} MB more memory per run - give it its own queue and workers "
@@ -62,19 +76,21 @@ def _recommendations(name: str, stats: aggregates.WindowStats, timeout_s: int | 
     return advice
 
 
-def performance(conn: Any, tenant_id: str | None, since: datetime, now: datetime) -> list[ClassPerformance]:
-    """Every job class that finished runs since `since`, busiest first."""
+def performance(
+    conn: Any, tenant_id: str | None, since: datetime, now: datetime, retry_rate_limit: float = 0.2
+) -> list[ClassPerformance]:
+    """Every job class that finished or retried runs since `since`, busiest first (one grouped query)."""
     table = JobStatsMinute.__table__
-    conditions = [table.c.minute >= since]
-    if tenant_id is not None:
-        conditions.append(table.c.tenant_id == tenant_id)
-    classes = [row[0] for row in conn.execute(select(table.c.job_class).where(*conditions).distinct())]
-    timeouts = dict(conn.execute(select(JobDefinition.job_class, JobDefinition.timeout)).all())
+    scope = [table.c.tenant_id == tenant_id] if tenant_id is not None else []
+    by_class = aggregates.windows(conn, since, "job_class", *scope)
+    timeouts = dict(
+        conn.execute(
+            select(JobDefinition.job_class, JobDefinition.timeout).where(JobDefinition.tenant_id.is_(None))
+        ).all()
+    )
     minutes = max(1.0, (now - since) / timedelta(minutes=1))
     result = []
-    for name in classes:
-        extra = [table.c.job_class == name] + ([table.c.tenant_id == tenant_id] if tenant_id is not None else [])
-        stats = aggregates.window(conn, since, *extra)
+    for name, stats in by_class.items():
         finished = stats.completed + stats.failed
         result.append(
             ClassPerformance(
@@ -87,10 +103,14 @@ def performance(conn: Any, tenant_id: str | None, since: datetime, now: datetime
                 p95_runtime_ms=stats.runtime_percentile(0.95),
                 max_runtime_ms=stats.runtime_max_ms,
                 avg_memory_mb=stats.avg_memory_mb,
-                recommendations=_recommendations(name, stats, timeouts.get(name)),
+                recommendations=_recommendations(name, stats, timeouts.get(name), retry_rate_limit),
+                retried=stats.retried,
+                retry_rate=stats.retry_rate,
+                avg_wait_ms=stats.avg_wait_ms,
+                p95_wait_ms=stats.wait_percentile(0.95),
             )
         )
-    return sorted(result, key=lambda c: c.completed + c.failed, reverse=True)
+    return sorted(result, key=lambda c: (-(c.completed + c.failed), c.job_class))
 
 
 def queue_throughput(conn: Any, tenant_id: str | None, since: datetime, now: datetime) -> list[dict[str, Any]]:

@@ -1,16 +1,18 @@
 """Slow jobs (M3): past a multiple of their class's own p95, or running near their timeout.
 
-A class's p95 comes from its newest completed executions only (the (job_class, created_at)
-index, at most `p95_sample` rows) and is cached in Redis, so a page view costs one small
-query per class at most once per cache period.
+A class's p95 is the one the per-minute aggregates give (the runtime histogram summed over
+the last `P95_WINDOW`, all tenants: the class's code is shared), the same figure
+`/api/monitoring/performance` shows. It is cached in Redis, and the classes missing from
+the cache are read in one grouped query.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -18,11 +20,14 @@ from sqlalchemy.orm import Session
 
 from app import redis_keys
 from app.config import Settings
-from app.models import ExecutionStatus, JobExecution
+from app.models import ExecutionStatus, JobExecution, JobStatsMinute
+from app.monitoring import aggregates
 from app.monitoring.stuck import class_timeouts, job_summary, processing_rows, running_seconds
 
 NEAR_TIMEOUT = "near_timeout"
 PAST_P95 = "past_p95"
+#: Window of aggregates a class's p95 is read from.
+P95_WINDOW = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -49,32 +54,48 @@ def percentile(values: list[int], q: float) -> int:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def class_p95(session: Session, redis: Any, settings: Settings, job_class: str) -> int | None:
-    """p95 runtime (ms) of the class's newest completed runs; None with too few of them."""
+def _decode(raw: Any) -> int | None:
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    return int(text) if text != "none" else None
+
+
+def class_p95s(session: Session, redis: Any, settings: Settings, classes: Iterable[str]) -> dict[str, int | None]:
+    """p95 runtime (ms) of each class over the last `P95_WINDOW` of aggregates (all tenants).
+
+    None for a class with fewer completed runs than `p95_min_samples`. Cached per class;
+    the classes missing from the cache cost one grouped query together.
+    """
     config = settings.monitoring
-    key = redis_keys.p95_cache(job_class)
-    cached = redis.get(key) if config.p95_cache_s else None
-    if cached is not None:
-        raw = cached.decode() if isinstance(cached, bytes) else str(cached)
-        return int(raw) if raw != "none" else None
-    runtimes = [
-        int(ms)
-        for ms in session.scalars(
-            select(JobExecution.execution_time_ms)
-            .where(
-                JobExecution.job_class == job_class,
-                JobExecution.status == ExecutionStatus.COMPLETED.value,
-                JobExecution.execution_time_ms.is_not(None),
-            )
-            .order_by(JobExecution.created_at.desc())
-            .limit(config.p95_sample)
-        )
-        if ms is not None
-    ]
-    p95 = percentile(runtimes, 0.95) if len(runtimes) >= config.p95_min_samples else None
+    names = list(dict.fromkeys(classes))
+    if not names:
+        return {}
+    found: dict[str, int | None] = {}
     if config.p95_cache_s:
-        redis.set(key, str(p95) if p95 is not None else "none", ex=config.p95_cache_s)
-    return p95
+        for name, raw in zip(names, redis.mget([redis_keys.p95_cache(n) for n in names]), strict=True):
+            if raw is not None:
+                found[name] = _decode(raw)
+    missing = [name for name in names if name not in found]
+    if missing:
+        since = (datetime.now(UTC) - P95_WINDOW).replace(second=0, microsecond=0)
+        table = JobStatsMinute.__table__
+        stats = aggregates.windows(session.connection(), since, "job_class", table.c.job_class.in_(missing))
+        pipe = redis.pipeline(transaction=False)
+        for name in missing:
+            window = stats.get(name)
+            p95 = window.runtime_percentile(0.95) if window and window.runtime_count >= config.p95_min_samples else None
+            found[name] = int(p95) if p95 is not None else None
+            if config.p95_cache_s:
+                pipe.set(
+                    redis_keys.p95_cache(name), str(found[name]) if p95 is not None else "none", ex=config.p95_cache_s
+                )
+        if config.p95_cache_s:
+            pipe.execute()
+    return found
+
+
+def class_p95(session: Session, redis: Any, settings: Settings, job_class: str) -> int | None:
+    """p95 runtime (ms) of one class; see `class_p95s`."""
+    return class_p95s(session, redis, settings, [job_class])[job_class]
 
 
 def find_slow(
@@ -88,7 +109,7 @@ def find_slow(
     """Running jobs first (longest first), then recently finished ones (newest first)."""
     now = time.time() if now is None else now
     timeouts = class_timeouts(session)
-    p95s: dict[str, int | None] = {}
+    p95s = class_p95s(session, redis, settings, timeouts)
 
     def p95_of(job_class: str) -> int | None:
         if job_class not in p95s:

@@ -70,3 +70,28 @@ def test_tight_timeouts_and_starving_queues_are_called_out(client: Any, auth: An
     queue = next(q for q in body["queues"] if q["queue"] == starving)
     assert queue["starving"] is True and queue["pending"] == 1
     assert any(f"queue {starving}" in advice and "starving" in advice for advice in body["recommendations"])
+
+
+def test_a_class_that_retries_often_is_called_out(client: Any, auth: Any) -> None:
+    from app.recording import events as ev
+
+    tenant = f"perf-{uuid.uuid4().hex[:8]}"
+    job_class = f"perf.retries.{uuid.uuid4().hex[:6]}"
+    for n in range(10):
+        events = lifecycle(str(uuid.uuid4()), t0=time.time() - 10)
+        events[0]["c"] = {**events[0]["c"], "tenant": tenant}
+        for event in events:
+            event["task"] = job_class
+        if n < 5:  # the first attempt of half of them ended in a retry
+            retry = ev.retried(events[0]["id"], events[1]["ak"], 5, None, ConnectionError("busy"), None, None)
+            retry["ts"] = events[1]["ts"] + 0.5
+            events.append(retry)
+        with session_scope() as session:
+            EventApplier().apply(session, events[:2] + events[3:])  # the retry, not the success
+            if n >= 5:
+                EventApplier().apply(session, events[2:3])
+    body = client.get("/api/monitoring/performance", headers=auth("viewer", tenant)).get_json()
+    item = next(c for c in body["classes"] if c["job_class"] == job_class)
+    assert item["retried"] == 5 and item["completed"] == 5 and item["retry_rate"] == 0.5
+    assert item["avg_wait_ms"] == 1000.0
+    assert any(job_class in advice and "retry" in advice for advice in body["recommendations"])

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from app.config import MonitoringConfig
 from app.db import db
 from app.models import AuditLog, JobDefinition, JobExecution
+from app.monitoring.aggregates import Aggregator
 from app.monitoring.reaper import reap_orphans
 from app.monitoring.workers import Heartbeat, list_workers, write_heartbeat
 
@@ -43,6 +44,10 @@ def add_job(
         payload={"seconds": 1},
     )
     db.session.add(row)
+    if status in ("completed", "failed"):  # counted in the per-minute aggregates, as the recorder does
+        stats = Aggregator()
+        stats.add(at, tenant, "mon", job_class, status, runtime_ms or None, None)
+        stats.flush(db.session.connection())
     db.session.commit()
     return row.id
 
@@ -114,7 +119,8 @@ def test_slow_past_class_p95_or_near_timeout(client: Any, auth: Any, fast_app: A
     assert answer.status_code == 200
     items = {i["id"]: i for i in answer.get_json()["items"]}
     assert items[finished_slow]["reasons"] == ["past_p95"]
-    assert items[finished_slow]["class_p95_ms"] == 100
+    # The aggregates' p95 (the one /api/monitoring/performance shows), within its 50-100 ms bucket.
+    assert 90 <= items[finished_slow]["class_p95_ms"] <= 100
     assert items[running_slow]["reasons"] == ["past_p95", "near_timeout"]
     assert other not in items
     assert len([i for i in items.values() if i["job_class"] == job_class]) == 2

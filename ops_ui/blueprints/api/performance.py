@@ -8,6 +8,7 @@ from typing import Any
 from flask import g, jsonify, request
 
 from app.errors import ValidationError
+from app.monitoring.health import Thresholds
 from app.monitoring.performance import performance, queue_throughput
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
@@ -30,7 +31,9 @@ def class_performance() -> Any:
     now = datetime.now(UTC)
     since = (now - timedelta(hours=hours)).replace(second=0, microsecond=0)
     conn = sql().connection()
-    classes = performance(conn, g.principal.tenant_id, since, now)
+    # One retry-rate threshold for health and performance (CELERIAC_HEALTH_RETRY_RATE_WARNING).
+    retry_limit = Thresholds.from_environ().retry_rate_warning
+    classes = performance(conn, g.principal.tenant_id, since, now, retry_limit)
     queues = queue_throughput(conn, g.principal.tenant_id, since, now)
     recommendations = [advice for item in classes for advice in item.recommendations] + [
         f"queue {q['queue']}: {q['pending']} jobs wait and none finished in the window - it is starving; "
