@@ -221,10 +221,12 @@ def page_csrf_token(html: str) -> str:
 
 
 def _forget_cached_csrf() -> None:
-    """Flask-WTF caches the token in `g`, which the test's app context shares between clients."""
+    """Flask-WTF caches the token (and Flask-Login the user) in `g`, which the test's app context
+    shares between clients: without this, a request runs as whoever logged in last."""
     from flask import g
 
     g.pop("csrf_token", None)
+    g.pop("_login_user", None)
 
 
 class ConsoleSession:

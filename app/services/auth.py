@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from app.errors import ValidationError
+from app.errors import NotFound, ValidationError
 from app.models import ApiToken, Tenant, User
 
 ROLES = ("viewer", "operator", "admin")
@@ -147,3 +147,97 @@ def verify_user(session: Session, email: str, password: str) -> User | None:
 
 def has_users(session: Session) -> bool:
     return session.scalar(select(User.id).limit(1)) is not None
+
+
+# --- Token and user management (console pages "API tokens" and "Users") ---
+
+
+def roles_up_to(role: str) -> list[str]:
+    """The roles someone with `role` may hand out: theirs and below, never above."""
+    return [r for r in ROLES if role_allows(role, r)]
+
+
+def list_tokens(session: Session, tenant_id: str | None) -> list[ApiToken]:
+    """The tenant's tokens (None: every tenant's), live ones first, newest first."""
+    query = select(ApiToken)
+    if tenant_id is not None:
+        query = query.where(ApiToken.tenant_id == tenant_id)
+    query = query.order_by(ApiToken.revoked_at.is_not(None), ApiToken.created_at.desc(), ApiToken.id)
+    return list(session.scalars(query))
+
+
+def get_token(session: Session, token_id: str, tenant_id: str | None) -> ApiToken:
+    """Raises: NotFound for an unknown id or another tenant's token."""
+    token = session.get(ApiToken, token_id)
+    if token is None or (tenant_id is not None and token.tenant_id != tenant_id):
+        raise NotFound(f"no token {token_id}")
+    return token
+
+
+def revoke_token(session: Session, token: ApiToken) -> None:
+    """Revoke at once: the next request with it gets 401.
+
+    Raises:
+        ValidationError: it is already revoked.
+    """
+    if token.revoked_at is not None:
+        raise ValidationError("this token is already revoked")
+    token.revoked_at = datetime.now(UTC)
+    session.flush()
+
+
+def list_users(session: Session, tenant_id: str | None) -> list[User]:
+    """The tenant's users (None: everyone, superadmins included), by e-mail."""
+    query = select(User)
+    if tenant_id is not None:
+        query = query.where(User.tenant_id == tenant_id)
+    return list(session.scalars(query.order_by(User.email)))
+
+
+def get_user(session: Session, user_id: str, tenant_id: str | None) -> User:
+    """Raises: NotFound for an unknown id or a user outside `tenant_id` (superadmins included)."""
+    user = session.get(User, user_id)
+    if user is None or (tenant_id is not None and user.tenant_id != tenant_id):
+        raise NotFound(f"no user {user_id}")
+    return user
+
+
+def check_new_user(actor: User, role: str, tenant_id: str | None, superadmin: bool) -> None:
+    """Whether `actor` may create a user with these settings.
+
+    Raises:
+        ValidationError: a role above the actor's, a superadmin made by a non-superadmin,
+            or a user of another tenant made by a tenant admin.
+    """
+    _check_role(role)
+    if superadmin and not actor.is_superadmin:
+        raise ValidationError("only a superadmin can create superadmins")
+    if not actor.is_superadmin and tenant_id != actor.tenant_id:
+        raise ValidationError("you can only create users of your own tenant")
+    if not role_allows(actor.role, role) and not actor.is_superadmin:
+        raise ValidationError(f"you can give at most your own role ({actor.role})")
+
+
+def change_role(session: Session, actor: User, target: User, role: str) -> None:
+    """Raises: ValidationError for an unknown role, a role above the actor's, or demoting oneself."""
+    _check_role(role)
+    if target.id == actor.id and role != actor.role:
+        raise ValidationError("you cannot change your own role; ask another admin")
+    if not actor.is_superadmin and not role_allows(actor.role, role):
+        raise ValidationError(f"you can give at most your own role ({actor.role})")
+    target.role = role
+    session.flush()
+
+
+def set_active(session: Session, actor: User, target: User, active: bool) -> None:
+    """Deactivate (they cannot log in; open sessions end at their next request) or reactivate.
+
+    Raises:
+        ValidationError: deactivating oneself, or no change.
+    """
+    if target.id == actor.id and not active:
+        raise ValidationError("you cannot deactivate yourself; ask another admin")
+    if target.is_active == active:
+        raise ValidationError(f"{target.email} is already {'active' if active else 'deactivated'}")
+    target.is_active = active
+    session.flush()
