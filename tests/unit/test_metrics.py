@@ -62,3 +62,25 @@ def test_admin_queue_stats_and_metrics_json(client: Any, auth: Any) -> None:
     body = client.get("/api/admin/queue/metrics", headers=headers).get_json()
     assert {"counters", "gauges"} <= set(body)
     assert any(c["queue"] == queue and c["status"] == "completed" for c in body["counters"]["jobs_finished"])
+
+
+def test_metrics_carry_the_wait_histogram_and_retries(client: Any, auth: Any) -> None:
+    from app.recording import events as ev
+
+    tenant, queue = f"m-{uuid.uuid4().hex[:8]}", f"mq-{uuid.uuid4().hex[:8]}"
+    _complete(tenant, queue, 10)  # waited 1 s between publish and start
+    events = lifecycle(str(uuid.uuid4()), t0=time.time())
+    events[0]["c"] = {**events[0]["c"], "tenant": tenant}
+    events[0]["q"] = queue
+    retry = ev.retried(events[0]["id"], events[1]["ak"], 5, None, ConnectionError("busy"), None, None)
+    retry["ts"] = events[1]["ts"] + 0.5
+    with session_scope() as session:
+        EventApplier().apply(session, events[:2] + [retry])
+    headers = auth("viewer", tenant)
+    samples = _samples(client.get("/metrics", headers=headers).get_data(as_text=True))
+    waits = {s.labels["le"]: s.value for s in samples["celeriac_job_wait_seconds"] if s.name.endswith("_bucket")}
+    assert waits["0.5"] == 0.0 and waits["1"] == 1.0 and waits["+Inf"] == 1.0
+    retried = [s for s in samples["celeriac_jobs_retried"] if s.name.endswith("_total")]
+    assert [(s.labels["queue"], s.value) for s in retried] == [(queue, 1.0)]
+    body = client.get("/api/admin/queue/metrics", headers=headers).get_json()
+    assert body["counters"]["jobs_retried"] == [{"queue": queue, "job_class": "demo.echo", "value": 1}]
