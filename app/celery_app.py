@@ -21,3 +21,6 @@ from app.monitoring import heartbeat as _heartbeat  # noqa: E402  (worker regist
 from app.schedules import beat as _schedules  # noqa: E402,F401  (fire task and beat reconcile, S1-S4)
 
 _heartbeat.connect()
+from app.control import worker_side as _queue_pauses  # noqa: E402  (paused queues enforced in workers, W2)
+
+_queue_pauses.connect()

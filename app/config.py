@@ -253,6 +253,11 @@ class Settings:
     retention_batch_size: int = 1000
     #: Worker registry, stuck and slow jobs, orphan reaper (M2, M3).
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    #: Worker and queue control (W2): supervisord's XML-RPC URL (restart needs it; empty: no
+    #: restart), how often a worker re-checks the paused queues, how long a command waits for replies.
+    supervisor_url: str = ""
+    queue_pause_check_s: int = 2
+    control_reply_timeout_s: int = 3
 
     @property
     def visibility_timeout_s(self) -> int:
@@ -309,6 +314,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         failed_retention_days=_int(environ, "CELERIAC_FAILED_RETENTION_DAYS", 90, 1),
         retention_batch_size=_int(environ, "CELERIAC_RETENTION_BATCH_SIZE", 1000, 1),
         monitoring=_monitoring(environ),
+        supervisor_url=environ.get("CELERIAC_SUPERVISOR_URL", "").strip(),
+        queue_pause_check_s=_int(environ, "CELERIAC_QUEUE_PAUSE_CHECK_S", 2, 1),
+        control_reply_timeout_s=_int(environ, "CELERIAC_CONTROL_REPLY_TIMEOUT_S", 3, 1),
     )
 
 

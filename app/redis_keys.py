@@ -19,6 +19,8 @@ Key map (key -> type -> writer -> TTL):
     celeriac:workers                zset    worker heartbeat thread     old members trimmed by readers
     celeriac:worker:<hostname>      string  worker heartbeat thread (JSON)     CELERIAC_WORKER_FORGET_AFTER_S
     celeriac:p95:<job class>        string  app.monitoring.slow         CELERIAC_P95_CACHE_S
+    celeriac:queues:paused          hash    app.control.pauses (queue -> JSON state)  none
+    celeriac:control:worker:<hostname>  string  app.control.worker_side (JSON)  CONTROL_STATE_TTL_S
 """
 
 from __future__ import annotations
@@ -111,3 +113,14 @@ def worker(hostname: str) -> str:
 def p95_cache(job_class: str) -> str:
     """Cached p95 runtime of a job class, "<ms>:<samples>" (M3, app.monitoring.slow)."""
     return f"{PREFIX}p95:{job_class}"
+
+
+#: Pause state of queues (field: queue, value: JSON {paused, by, at, reason}); W2, app.control.pauses.
+QUEUE_PAUSES = PREFIX + "queues:paused"
+#: Seconds a worker's control state outlives its last reconcile tick.
+CONTROL_STATE_TTL_S = 60
+
+
+def worker_control(hostname: str) -> str:
+    """JSON of what a worker wants to consume and how it runs (W2, app.control.worker_side)."""
+    return f"{PREFIX}control:worker:{hostname}"

@@ -17,4 +17,5 @@ from ops_ui.blueprints.api import (  # noqa: E402,F401  (routes register on bp)
     queue_metrics,
     queues,
     schedules,
+    workers,
 )

@@ -9,6 +9,7 @@ from flask import Response, jsonify
 from app import __version__
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
+from ops_ui.blueprints.api.workers import openapi_paths as control_paths  # queues and workers (W2)
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 
@@ -575,6 +576,7 @@ def document() -> dict[str, Any]:
             **_schedule_paths(),
             **_failure_paths(),
             **_performance_paths(),
+            **control_paths(),
             **_definition_paths(),
         },
         "components": {

@@ -1,22 +1,33 @@
-"""Queue rate limits (J10): GET / PUT / DELETE /api/queues/<name>/rate-limit (admin).
+"""Queues: rate limits (J10) and pause / resume (W2).
 
-A queue's limit is global (every worker, every tenant), so changing it needs the admin
-role; reading it needs viewer. Changes are audited.
+GET / PUT / DELETE /api/queues/<name>/rate-limit; GET /api/queues; POST
+/api/queues/<name>/pause and /resume. A queue's limit and pause are global (every worker,
+every tenant), so changing them needs the admin role; reading needs viewer. Changes are
+audited. A queue is known when it is a standard one, a worker consumes it, it has a limit
+or a pause record, or any job used it: others answer 404 (an invalid name: 422).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app, g, jsonify
+from werkzeug.exceptions import BadRequest
 
+from app.control import pauses
+from app.control.queues import configured_queues
 from app.errors import ValidationError
+from app.monitoring.metrics import known_queues
 from app.ratelimit import queue_limits
 from app.redis_client import get_redis
+from ops_ui import control_actions
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body
-from ops_ui.trail import record_action
+from ops_ui.blueprints.api.workers import optional_body
+from ops_ui.extensions import sql
+from ops_ui.trail import record_action, request_reason
 
 
 def _redis() -> Any:
@@ -54,3 +65,42 @@ def delete_rate_limit(name: str) -> Response:
     if queue_limits.clear_limit(_redis(), name):
         record_action("queue.rate_limit.delete", "queue", name, before=before, after=_current(name))
     return Response(status=204)
+
+
+def pause_view(queue: str, state: pauses.PauseState | None) -> dict[str, Any]:
+    """{queue, paused, by, at, reason}: the last pause or resume (nulls: never paused)."""
+    if state is None:
+        return {"queue": queue, "paused": False, "by": None, "at": None, "reason": None}
+    at = datetime.fromtimestamp(state.at, UTC).isoformat()
+    return {"queue": queue, "paused": state.paused, "by": state.by, "at": at, "reason": state.reason}
+
+
+@bp.get("/queues")
+@api_auth("viewer")
+def list_queues() -> Any:
+    settings = current_app.extensions["celeriac_settings"]
+    states = pauses.all_states(_redis())
+    names = set(known_queues(sql(), g.principal.tenant_id)) | configured_queues(_redis(), settings)
+    return jsonify(queues=[pause_view(name, states.get(name)) for name in sorted(names)])
+
+
+def _reason_only() -> str | None:
+    body = optional_body()
+    unknown = set(body) - {"reason"}
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}; send only an optional reason")
+    return request_reason()
+
+
+@bp.post("/queues/<name>/pause")
+@api_auth("admin")
+def pause_queue(name: str) -> Any:
+    state = control_actions.pause_queue(name, g.principal.actor, _reason_only(), record_action)
+    return jsonify(pause_view(name, state))
+
+
+@bp.post("/queues/<name>/resume")
+@api_auth("admin")
+def resume_queue(name: str) -> Any:
+    state = control_actions.resume_queue(name, g.principal.actor, _reason_only(), record_action)
+    return jsonify(pause_view(name, state))
