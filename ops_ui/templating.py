@@ -25,7 +25,7 @@ NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("console.queues", "Queues", "viewer"),
     ("console.workers", "Workers", "viewer"),
     ("console.performance", "Performance", "viewer"),
-    ("console.audit_log", "Audit log", "viewer"),
+    ("console.audit_log", "Audit log", "admin"),
     ("console.tokens", "API tokens", "admin"),
     ("console.users", "Users", "admin"),
 )
