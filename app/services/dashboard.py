@@ -179,3 +179,27 @@ def job_classes(session: Session, tenant_id: str | None, since: datetime) -> lis
     if tenant_id is not None:
         query = query.where(_TABLE.c.tenant_id == tenant_id)
     return sorted(str(name) for name in session.scalars(query.distinct()))
+
+
+@dataclass(frozen=True)
+class ClassExtras:
+    """Per-class figures the performance API does not return: retries and queue wait."""
+
+    retried: int
+    avg_wait_ms: float | None
+
+
+def class_extras(session: Session, tenant_id: str | None, since: datetime) -> dict[str, ClassExtras]:
+    """Retried attempts and average queue wait per job class since `since` (one grouped query)."""
+    query = select(
+        _TABLE.c.job_class, func.sum(_TABLE.c.retried), func.sum(_TABLE.c.wait_sum_ms), func.sum(_TABLE.c.wait_count)
+    ).where(_TABLE.c.minute >= since)
+    if tenant_id is not None:
+        query = query.where(_TABLE.c.tenant_id == tenant_id)
+    found = {}
+    for job_class, retried, wait_sum, wait_count in session.execute(query.group_by(_TABLE.c.job_class)):
+        waits = int(wait_count or 0)
+        found[str(job_class)] = ClassExtras(
+            retried=int(retried or 0), avg_wait_ms=round(int(wait_sum or 0) / waits, 1) if waits else None
+        )
+    return found

@@ -1,16 +1,72 @@
-"""Performance charts per job class and per queue."""
+"""Performance per job class: the figures of GET /api/monitoring/performance, with charts.
+
+The table and recommendations come from app.monitoring.performance (the API's functions);
+the charts of one class from the per-minute aggregates. htmx refreshes the page's live
+part every 15 s.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import render_template
+from flask import request
 
+from app.monitoring.performance import performance as class_performance
+from app.monitoring.performance import queue_throughput
+from app.services import dashboard as figures
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console import bp
+from ops_ui.blueprints.console.common import render_page, tenant
+from ops_ui.charts import bar_chart
+from ops_ui.extensions import sql
+
+
+def starving_advice(queues: list[dict[str, Any]]) -> list[str]:
+    """The API's recommendation for each queue whose jobs wait while none finish."""
+    return [
+        f"queue {q['queue']}: {q['pending']} jobs wait and none finished in the window - it is starving; "
+        "check that a worker consumes it (Workers page)"
+        for q in queues
+        if q["starving"]
+    ]
 
 
 @bp.get("/performance")
 @console_role("viewer")
 def performance() -> Any:
-    return render_template("console/placeholder.html", title="Performance")
+    window = figures.window_of(request.args.get("window"))
+    length, bucket, _fmt = figures.WINDOWS[window]
+    now = datetime.now(UTC)
+    since = (now - length).replace(second=0, microsecond=0)
+    scope = tenant()
+    conn = sql().connection()
+    classes = class_performance(conn, scope, since, now)
+    queues = queue_throughput(conn, scope, since, now)
+    recommendations = [advice for item in classes for advice in item.recommendations] + starving_advice(queues)
+    names = [c.job_class for c in classes]
+    chosen = request.args.get("job_class") or (names[0] if names else None)
+    if chosen is not None and chosen not in names:
+        chosen = names[0] if names else None  # a class with nothing in this window: show the busiest
+    charts = None
+    if chosen is not None:
+        data = figures.series(sql(), scope, window, now, job_class=chosen)
+        charts = {
+            "throughput": bar_chart(data.labels, {"throughput": data.throughput_per_minute(bucket)}),
+            "p95": bar_chart(data.labels, {"p95": data.p95_runtime_ms}),
+            "finished": bar_chart(data.labels, data.finished),
+        }
+    return render_page(
+        "console/performance.html",
+        "console/performance_live.html",
+        window=window,
+        windows=list(figures.WINDOWS),
+        classes=classes,
+        extras=figures.class_extras(sql(), scope, since),
+        queues=queues,
+        recommendations=recommendations,
+        chosen=chosen,
+        charts=charts,
+        unit="minute" if window == "hour" else "15 minutes",
+        updated_at=now,
+    )
