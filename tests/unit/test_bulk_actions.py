@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,26 +12,7 @@ from app.db import db
 from app.models import JobExecution
 from app.services import bulk_actions, job_search
 from app.services.jobs import CeleryCanceller
-
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-
-
-def add_job(tenant: str, status: str = "failed", minutes: int = 0, **fields: Any) -> str:
-    """A recorded execution, `minutes` after T0."""
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "tenant_id": tenant,
-        "job_class": "demo.echo",
-        "queue": "default",
-        "status": status,
-        "payload": {"value": 1},
-        "max_attempts": 1,
-        "created_at": T0 + timedelta(minutes=minutes),
-    }
-    values.update(fields)
-    db.session.add(JobExecution(**values))
-    db.session.commit()
-    return str(values["id"])
+from tests.job_rows import T0, add_job
 
 
 @pytest.fixture()

@@ -1,29 +1,272 @@
-"""Jobs: the filtered, keyset-paginated list, and one job's detail."""
+"""Jobs: the searchable, live list with bulk retry / cancel, and one job's detail and actions."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import render_template, request
+from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 
+from app.errors import AppError, BackendUnavailable, Conflict, ValidationError
+from app.jobs.dispatch import get_publisher, get_registry
+from app.models import TERMINAL_STATUSES, ExecutionStatus, JobDefinition
+from app.monitoring.metrics import DEFAULT_QUEUES
+from app.services import bulk_actions, edited_retry, job_history, job_search
 from app.services import jobs as jobs_service
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import tenant
+from ops_ui.blueprints.console.common import redis, render_page, settings, tenant
 from ops_ui.extensions import sql
 from ops_ui.presenters import is_encrypted
+from ops_ui.trail import record_action
+
+#: Rows per page of the list.
+PAGE_SIZE = 50
+STATUSES = [s.value for s in ExecutionStatus]
+
+
+def canceller() -> bulk_actions.DeferredRevokes:
+    """Cancels through Redis and Celery remote control; revokes go out one broadcast per chunk."""
+    from app.celery_app import celery_app
+
+    inner = jobs_service.CeleryCanceller(redis(), celery_app.control)
+    return bulk_actions.DeferredRevokes(inner, bulk_actions.celery_revoke_many(celery_app.control))
+
+
+def _fixed_tenant() -> bool:
+    return tenant() is not None
+
+
+def _suggestions() -> dict[str, list[str]]:
+    """Job classes and queues for the filter inputs' suggestion lists (definitions: a small table)."""
+    rows = sql().execute(select(JobDefinition.job_class, JobDefinition.default_queue)).all()
+    return {
+        "classes": sorted({r[0] for r in rows}),
+        "queues": sorted({r[1] for r in rows} | set(DEFAULT_QUEUES)),
+    }
+
+
+def _list_url(args: dict[str, str]) -> str:
+    query = urlencode(args)
+    return url_for("console.jobs") + (f"?{query}" if query else "")
+
+
+def _safe_back(raw: str | None) -> str:
+    """A return address on this console's jobs list only (never an open redirect)."""
+    if raw and raw.startswith("/jobs") and not raw.startswith("//"):
+        return raw
+    return url_for("console.jobs")
 
 
 @bp.get("/jobs")
 @console_role("viewer")
 def jobs() -> Any:
-    flt = jobs_service.JobFilter(tenant_id=tenant(), status=request.args.get("status") or None)
-    rows, next_cursor = jobs_service.list_jobs(sql(), flt, limit=50, cursor=request.args.get("cursor"))
-    return render_template("console/jobs.html", jobs=rows, next_cursor=next_cursor, status=flt.status)
+    cursor = request.args.get("cursor") or None
+    errors: dict[str, str] = {}
+    query = job_search.JobQuery(tenant_id=tenant())
+    page = job_search.Page([], None)
+    try:
+        query = job_search.parse_query(request.args, tenant())
+        page = job_search.search(sql(), query, limit=PAGE_SIZE, cursor=cursor)
+    except job_search.FilterErrors as exc:
+        errors = exc.errors
+    except ValidationError as exc:
+        errors = {"cursor": str(exc)}
+    args = job_search.query_args(query, _fixed_tenant()) if not errors else {}
+    context = {
+        "page": page,
+        "query": query,
+        "form": request.args,
+        "errors": errors,
+        "args": args,
+        "cursor": cursor,
+        "statuses": STATUSES,
+        "fixed_tenant": _fixed_tenant(),
+        "live": cursor is None and not errors,
+        "scan_window": job_search.SCAN_WINDOW,
+        "back": request.full_path.rstrip("?"),
+        **_suggestions(),
+    }
+    body = render_page("console/jobs.html", "console/jobs_table.html", **context)
+    return (body, 422) if errors else body
+
+
+@bp.post("/jobs/bulk")
+@console_role("operator")
+def jobs_bulk_selected() -> Any:
+    action = request.form.get("action", "")
+    back = _safe_back(request.form.get("back"))
+    ids = request.form.getlist("ids")
+    try:
+        bulk_actions.statuses_for(action)
+        if action == "retry":
+            outcome = bulk_actions.retry_selected(
+                sql(), ids, tenant(), registry=get_registry(), publisher=get_publisher(), settings=settings()
+            )
+        else:
+            outcome = bulk_actions.cancel_selected(sql(), ids, tenant(), canceller=canceller())
+    except ValidationError as exc:
+        flash(f"Nothing done: {exc}", "error")
+        return redirect(back)
+    record_action(
+        f"job.bulk_{action}",
+        "jobs",
+        f"selection of {len(set(ids))}",
+        before={"ids": sorted(set(ids))[: bulk_actions.MAX_SELECTED]},
+        after=outcome.as_dict(),
+        outcome="ok" if outcome.error is None else "partial",
+    )
+    flash(outcome.message(), "success" if outcome.error is None else "error")
+    return redirect(back)
+
+
+def _matching_query() -> tuple[job_search.JobQuery, str]:
+    """The filter of a "all matching" request (GET preview or POST confirmation), and the action.
+
+    Raises:
+        FilterErrors, ValidationError: bad filter values or action.
+    """
+    source = request.form if request.method == "POST" else request.args
+    action = source.get("action", "")
+    bulk_actions.statuses_for(action)
+    return job_search.parse_query(source, tenant()), action
+
+
+@bp.get("/jobs/bulk/preview")
+@console_role("operator")
+def jobs_bulk_preview() -> Any:
+    try:
+        query, action = _matching_query()
+    except job_search.FilterErrors as exc:
+        flash("Fix the filter first: " + "; ".join(exc.errors.values()), "error")
+        return redirect(url_for("console.jobs"))
+    except ValidationError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("console.jobs"))
+    args = job_search.query_args(query, _fixed_tenant())
+    return render_template(
+        "console/jobs_bulk_preview.html",
+        preview=bulk_actions.preview(sql(), query, action),
+        query=query,
+        args=args,
+        action=action,
+        max_bulk=bulk_actions.MAX_BULK,
+        list_url=_list_url(args),
+    )
+
+
+@bp.post("/jobs/bulk/matching")
+@console_role("operator")
+def jobs_bulk_matching() -> Any:
+    try:
+        query, action = _matching_query()
+    except job_search.FilterErrors as exc:
+        flash("Nothing done; fix the filter first: " + "; ".join(exc.errors.values()), "error")
+        return redirect(url_for("console.jobs"))
+    except ValidationError as exc:
+        flash(f"Nothing done: {exc}", "error")
+        return redirect(url_for("console.jobs"))
+    args = job_search.query_args(query, _fixed_tenant())
+    if action == "retry":
+        outcome = bulk_actions.retry_matching(
+            sql(), query, registry=get_registry(), publisher=get_publisher(), settings=settings()
+        )
+    else:
+        outcome = bulk_actions.cancel_matching(sql(), query, canceller=canceller())
+    record_action(
+        f"job.bulk_{action}",
+        "job_filter",
+        (urlencode(args) or "all jobs")[:200],
+        before={"filter": args, "tenant": query.tenant_id},
+        after=outcome.as_dict(),
+        outcome="ok" if outcome.error is None else "partial",
+    )
+    flash(outcome.message(), "success" if outcome.error is None else "error")
+    return redirect(_list_url(args))
+
+
+# --- one job ---------------------------------------------------------------------------
+
+
+def _detail_context(job_id: str) -> dict[str, Any]:
+    session = sql()
+    row = jobs_service.get_job(session, job_id, tenant())
+    runs = job_history.attempts(session, row.id)
+    family = job_history.lineage(session, row)
+    return {
+        "job": row,
+        "encrypted": is_encrypted(row),
+        "runs": runs,
+        "lineage": family,
+        "timeline": job_history.timeline(row, runs, family.descendants),
+        "dependencies": job_history.dependencies(session, row),
+        "wait_ms": job_history.wait_ms(row),
+        "finished_at": job_history.finished_at(row),
+        "terminal": ExecutionStatus(row.status) in TERMINAL_STATUSES,
+        "can_retry": row.status in job_search.RETRYABLE,
+        "can_cancel": row.status in job_search.CANCELLABLE,
+        "can_edit": edited_retry.editable(row),
+    }
 
 
 @bp.get("/jobs/<job_id>")
 @console_role("viewer")
 def job_detail(job_id: str) -> Any:
-    row = jobs_service.get_job(sql(), job_id, tenant())
-    return render_template("console/job.html", job=row, encrypted=is_encrypted(row))
+    context = _detail_context(job_id)
+    context.setdefault("edit_text", None)
+    context.setdefault("edit_error", None)
+    return render_page("console/job.html", "console/job_status.html", **context)
+
+
+@bp.post("/jobs/<job_id>/retry")
+@console_role("operator")
+def job_retry(job_id: str) -> Any:
+    jobs_service.get_job(sql(), job_id, tenant())  # 404 before anything else
+    try:
+        row = jobs_service.retry_job(
+            sql(), job_id, tenant(), registry=get_registry(), publisher=get_publisher(), settings=settings()
+        )
+    except (Conflict, ValidationError, BackendUnavailable) as exc:
+        sql().rollback()
+        record_action("job.retry", "job", job_id, after={"error": str(exc)}, outcome="refused")
+        flash(f"Not retried: {exc}", "error")
+        return redirect(url_for("console.job_detail", job_id=job_id))
+    record_action("job.retry", "job", job_id, after={"retry_id": row.id})
+    flash(f"Retried as job {row.id}.", "success")
+    return redirect(url_for("console.job_detail", job_id=row.id))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+@console_role("operator")
+def job_cancel(job_id: str) -> Any:
+    before = jobs_service.get_job(sql(), job_id, tenant()).status
+    try:
+        row = jobs_service.cancel_job(sql(), job_id, tenant(), canceller=canceller().inner)
+    except Conflict as exc:
+        flash(f"Not cancelled: {exc}", "error")
+        return redirect(url_for("console.job_detail", job_id=job_id))
+    record_action("job.cancel", "job", job_id, before={"status": before}, after={"status": row.status})
+    flash("Job cancelled.", "success")
+    return redirect(url_for("console.job_detail", job_id=job_id))
+
+
+@bp.post("/jobs/<job_id>/retry-edited")
+@console_role("operator")
+def job_retry_edited(job_id: str) -> Any:
+    old = jobs_service.get_job(sql(), job_id, tenant())
+    if is_encrypted(old):
+        abort(409, description="an encrypted job can only be retried with its own payload")
+    text = request.form.get("payload", "")
+    try:
+        payload = edited_retry.parse_payload(text)
+        row = edited_retry.retry_with_payload(
+            sql(), job_id, tenant(), payload, registry=get_registry(), publisher=get_publisher(), settings=settings()
+        )
+    except AppError as exc:
+        sql().rollback()
+        context = _detail_context(job_id)
+        return render_template("console/job.html", edit_text=text, edit_error=str(exc), **context), 422
+    record_action("job.retry_edited", "job", job_id, after={"retry_id": row.id})
+    flash(f"Retried with the edited payload as job {row.id}.", "success")
+    return redirect(url_for("console.job_detail", job_id=row.id))
