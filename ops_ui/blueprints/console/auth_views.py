@@ -34,8 +34,11 @@ def _failures_key() -> str:
 
 
 def _safe_next(target: str | None) -> str:
+    """Only a path on this site. Browsers read "//host" and a backslash after the first slash as
+    another site, and drop tabs and newlines before that, so none of those may appear."""
     if target and target.startswith("/") and not target.startswith("//"):
-        return target
+        if "\\" not in target and not any(ord(c) < 32 or ord(c) == 127 for c in target):
+            return target
     return url_for("console.dashboard")
 
 
