@@ -149,6 +149,7 @@ def reap_stuck_command() -> None:
 
 def register_cli(app: Flask) -> None:
     from ops_ui.cli_schedules import schedules
+    from ops_ui.cli_workers import queues, workers
 
-    for group in (tokens, users, celeriac, schedules):
+    for group in (tokens, users, celeriac, schedules, queues, workers):
         app.cli.add_command(group)

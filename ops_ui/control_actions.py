@@ -56,10 +56,12 @@ def resume_queue(name: str, actor: str, reason: str | None, record: Record) -> p
     return state
 
 
-def worker_command(hostname: str, action: str, body: dict[str, Any], record: Record) -> workers.CommandResult:
+def worker_command(
+    hostname: str, action: str, body: dict[str, Any], record: Record, wait: bool = False
+) -> workers.CommandResult:
     audit_action = f"worker.{action.replace('-', '_')}"
     try:
-        result = workers.run_command(_redis(), celery(), _settings(), hostname, action, body)
+        result = workers.run_command(_redis(), celery(), _settings(), hostname, action, body, wait)
     except BackendUnavailable as exc:
         if action in workers.ACTIONS and "did not answer" in str(exc):
             record(audit_action, "worker", hostname, after={"request": body, "detail": str(exc)}, outcome="no_reply")

@@ -91,9 +91,9 @@ def _remote(celery: Any, settings: Settings, hostname: str, command: str, argume
 
 
 def run_command(
-    redis: Any, celery: Any, settings: Settings, hostname: str, action: str, body: dict[str, Any]
+    redis: Any, celery: Any, settings: Settings, hostname: str, action: str, body: dict[str, Any], wait: bool = False
 ) -> CommandResult:
-    """Validate and send `action` to the online worker `hostname`.
+    """Validate and send `action` to the online worker `hostname` (`wait`: restart before returning).
 
     Raises:
         NotFound: unknown action or worker. Conflict: offline worker, a refusal, or restart
@@ -109,7 +109,7 @@ def run_command(
         celery.control.shutdown(destination=[hostname], reply=False)
         return CommandResult(hostname, action, "accepted", "warm shutdown: running tasks finish first")
     if action == "restart":
-        return _restart(redis, settings, beat)
+        return _restart(redis, settings, beat, wait)
     if action == "cancel-consumer":
         assert queue is not None
         if queue not in beat.queues:
@@ -148,7 +148,7 @@ def supervisor_program(redis: Any, settings: Settings, hostname: str) -> tuple[s
     return supervisor.Supervisor(url), str(program)
 
 
-def _restart(redis: Any, settings: Settings, beat: Heartbeat) -> CommandResult:
+def _restart(redis: Any, settings: Settings, beat: Heartbeat, wait: bool) -> CommandResult:
     hostname = beat.hostname
     client, program = supervisor_program(redis, settings, hostname)
     info = client.info(program)  # reachable, and the program exists, before answering
@@ -156,6 +156,11 @@ def _restart(redis: Any, settings: Settings, beat: Heartbeat) -> CommandResult:
         raise Conflict(
             f"supervisord's {program} runs pid {info.get('pid')}, but worker {hostname} is pid {beat.pid}: "
             "CELERIAC_SUPERVISOR_URL points at another machine's supervisord"
+        )
+    if wait:
+        pid = client.restart(program)
+        return CommandResult(
+            hostname, "restart", "done", f"supervisord restarted {program}: pid {info.get('pid')} -> {pid}"
         )
     client.restart_later(program)
     return CommandResult(

@@ -142,3 +142,8 @@ def test_api_restart_goes_through_supervisord_and_the_worker_comes_back_with_a_n
 
     again = wait_for(restarted, timeout=60, what="the worker back with a new pid")
     assert Supervisor(server.url).info("celeriac:worker")["pid"] == again.pid
+    # The CLI waits for the restart and prints both pids.
+    result = app.test_cli_runner().invoke(args=["workers", "restart", hostname, "--reason", "cli restart"])
+    assert result.exit_code == 0, result.output
+    assert f"supervisord restarted celeriac:worker: pid {again.pid} -> " in result.output
+    assert Supervisor(server.url).info("celeriac:worker")["pid"] != again.pid

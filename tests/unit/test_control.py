@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from typing import Any
 
@@ -113,7 +114,7 @@ def test_worker_commands_refuse_unknown_offline_and_silent_workers(
     app.extensions["celeriac_settings"] = dataclasses.replace(settings, control_reply_timeout_s=1)
     admin = auth("admin")
     offline, silent = f"gone-{unique}@host", f"silent-{unique}@host"
-    write_heartbeat(redis_client, beat(offline, time.time() - 3600, ["default"]), config)
+    write_heartbeat(redis_client, beat(offline, time.time() - 600, ["default"]), config)
     write_heartbeat(redis_client, beat(silent, time.time(), ["default"]), config)
 
     assert_problem(client.post(f"/api/workers/nobody-{unique}@host/shutdown", headers=admin), 404)
@@ -137,3 +138,45 @@ def test_openapi_lists_the_control_paths(client: Any, auth: Any) -> None:
     for path in ("/api/queues", "/api/queues/{name}/pause", "/api/queues/{name}/resume"):
         assert path in paths
     assert "restart" in paths["/api/workers/{hostname}/{action}"]["post"]["parameters"][1]["schema"]["enum"]
+
+
+def test_cli_pauses_resumes_and_lists_queues_audited_as_cli(app: Any, redis_client: Any, unique: str) -> None:
+    queue = f"cli-{unique}"
+    queue_limits.set_limit(redis_client, queue, 5, 60)
+    runner = app.test_cli_runner()
+    paused = runner.invoke(args=["queues", "pause", queue, "--reason", "db migration"])
+    assert paused.exit_code == 0, paused.output
+    assert pauses.is_paused(redis_client, queue)
+    listed = runner.invoke(args=["queues", "status"]).output
+    assert f"{queue}  paused by cli since" in listed and "db migration" in listed
+    [row] = audit_rows("queue.pause", queue)
+    assert row.actor == "cli" and row.reason == "db migration"
+    assert runner.invoke(args=["queues", "resume", queue]).exit_code == 0
+    assert f"{queue}  running" in runner.invoke(args=["queues", "status"]).output
+    bad = runner.invoke(args=["queues", "pause", "bad name!"])
+    assert bad.exit_code == 1 and "Error: queue must be" in bad.output
+    unknown = runner.invoke(args=["queues", "pause", f"nothing-{unique}"])
+    assert unknown.exit_code == 1 and "no queue named" in unknown.output
+
+
+def test_cli_worker_commands_explain_refusals(app: Any, redis_client: Any, unique: str) -> None:
+    config = MonitoringConfig()
+    listed, gone = f"listed-{unique}@host", f"gone-{unique}@host"
+    write_heartbeat(redis_client, beat(listed, time.time(), ["default"]), config)
+    write_heartbeat(redis_client, beat(gone, time.time() - 600, ["default"]), config)
+    runner = app.test_cli_runner()
+    status = runner.invoke(args=["workers", "status"])
+    assert status.exit_code == 0 and f"{listed}  online" in status.output and f"{gone}  offline" in status.output
+    as_json = runner.invoke(args=["workers", "status", "--json"])
+    assert listed in {w["hostname"] for w in json.loads(as_json.output)}
+    cases = [
+        (["workers", "grow", f"nobody-{unique}@host"], "no worker named"),
+        (["workers", "shrink", gone], "offline"),
+        (["workers", "grow", listed, "-n", "0"], "n must be a whole number from 1 to 64"),
+        (["workers", "cancel-consumer", listed, "low"], "does not consume 'low'"),
+        (["workers", "restart", listed], "restart needs supervisord"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(args=args)
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+    assert audit_rows("worker.pool_grow", listed) == []

@@ -1,0 +1,169 @@
+"""`flask workers status|stop|restart|grow|shrink|add-consumer|cancel-consumer` and
+`flask queues pause|resume|status` (W2): the API's worker and queue control for operators
+at a shell. Every action is audited with actor "cli"; errors are one readable line, exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import current_app
+
+from app.control import pauses
+from app.control.queues import configured_queues
+from app.errors import AppError
+from app.monitoring.metrics import known_queues
+from app.monitoring.workers import list_workers
+from app.redis_client import get_redis
+from app.services import audit
+from ops_ui import control_actions
+from ops_ui.extensions import sql
+
+workers = click.Group("workers", help="Show and control Celery workers (admin actions, audited as cli).")
+queues = click.Group("queues", help="Pause, resume and show queues (audited as cli).")
+
+reason_option = click.option("--reason", default=None, help="Why: kept in the audit log.")
+
+
+def _redis() -> Any:
+    return get_redis(current_app.extensions["celeriac_settings"].redis_url)
+
+
+def _record(action: str, target_type: str, target_id: str, **fields: Any) -> None:
+    audit.record(
+        sql(), actor="cli", action=action, tenant_id=None, target_type=target_type, target_id=target_id, **fields
+    )
+    sql().commit()
+
+
+def _run(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except AppError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _command(hostname: str, action: str, body: dict[str, Any], wait: bool = False) -> None:
+    result = _run(lambda: control_actions.worker_command(hostname, action, body, _record, wait=wait))
+    click.echo(f"{hostname}: {action} {result.status}: {result.detail}")
+
+
+def _age(seconds: float) -> str:
+    return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
+
+
+@workers.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as GET /api/admin/queue/workers).")
+def workers_status(as_json: bool) -> None:
+    """Workers from their heartbeats: online first, then those offline for less than the forget age."""
+    found = list_workers(_redis(), current_app.extensions["celeriac_settings"].monitoring)
+    if as_json:
+        click.echo(json.dumps([w.as_dict() for w in found], indent=2))
+        return
+    if not found:
+        click.echo("No workers. Start one: .venv/bin/celery -A app.celery_app worker -Q default")
+        return
+    now = time.time()
+    for w in sorted(found, key=lambda w: (w.status != "online", w.heartbeat.hostname)):
+        hb = w.heartbeat
+        click.echo(
+            f"{hb.hostname}  {w.status}  beat {_age(now - hb.last_heartbeat)}  pool {hb.pool_size}  "
+            f"active {hb.active}  processed {hb.processed}  {hb.rss_mb:.0f} MB  queues {','.join(hb.queues) or '-'}"
+        )
+
+
+@workers.command("stop")
+@click.argument("hostname")
+@reason_option
+def workers_stop(hostname: str, reason: str | None) -> None:
+    """Warm shutdown: the worker stops fetching, finishes running tasks and exits."""
+    _command(hostname, "shutdown", _with_reason({}, reason))
+
+
+@workers.command("restart")
+@click.argument("hostname")
+@reason_option
+def workers_restart(hostname: str, reason: str | None) -> None:
+    """Restart through supervisord (CELERIAC_SUPERVISOR_URL); waits for running tasks to finish."""
+    _command(hostname, "restart", _with_reason({}, reason), wait=True)
+
+
+def _with_reason(body: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    return {**body, "reason": reason} if reason else body
+
+
+n_option = click.option("-n", "n", type=int, default=1, show_default=True, help="How many processes (1-64).")
+
+
+@workers.command("grow")
+@click.argument("hostname")
+@n_option
+@reason_option
+def workers_grow(hostname: str, n: int, reason: str | None) -> None:
+    """Add N processes to the worker's pool."""
+    _command(hostname, "pool-grow", _with_reason({"n": n}, reason))
+
+
+@workers.command("shrink")
+@click.argument("hostname")
+@n_option
+@reason_option
+def workers_shrink(hostname: str, n: int, reason: str | None) -> None:
+    """Remove N processes from the worker's pool (idle ones first)."""
+    _command(hostname, "pool-shrink", _with_reason({"n": n}, reason))
+
+
+@workers.command("add-consumer")
+@click.argument("hostname")
+@click.argument("queue")
+@reason_option
+def workers_add_consumer(hostname: str, queue: str, reason: str | None) -> None:
+    """Make the worker fetch from QUEUE too."""
+    _command(hostname, "add-consumer", _with_reason({"queue": queue}, reason))
+
+
+@workers.command("cancel-consumer")
+@click.argument("hostname")
+@click.argument("queue")
+@reason_option
+def workers_cancel_consumer(hostname: str, queue: str, reason: str | None) -> None:
+    """Make the worker stop fetching from QUEUE (other workers go on)."""
+    _command(hostname, "cancel-consumer", _with_reason({"queue": queue}, reason))
+
+
+@queues.command("pause")
+@click.argument("queue")
+@reason_option
+def queues_pause(queue: str, reason: str | None) -> None:
+    """Stop every worker fetching from QUEUE (held across worker restarts) until resumed."""
+    _run(lambda: control_actions.pause_queue(queue, "cli", reason, _record))
+    click.echo(f"Paused {queue}: workers stop fetching from it within seconds (reserved messages still run).")
+
+
+@queues.command("resume")
+@click.argument("queue")
+@reason_option
+def queues_resume(queue: str, reason: str | None) -> None:
+    """Let the workers that consumed QUEUE fetch from it again."""
+    _run(lambda: control_actions.resume_queue(queue, "cli", reason, _record))
+    click.echo(f"Resumed {queue}.")
+
+
+@queues.command("status")
+def queues_status() -> None:
+    """Every known queue, paused or not, with who paused it and why."""
+    settings = current_app.extensions["celeriac_settings"]
+    states = pauses.all_states(_redis())
+    names = sorted(set(known_queues(sql(), None)) | configured_queues(_redis(), settings))
+    for name in names:
+        state = states.get(name)
+        if state is not None and state.paused:
+            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(state.at))
+            why = f": {state.reason}" if state.reason else ""
+            click.echo(f"{name}  paused by {state.by} since {since}{why}")
+        else:
+            click.echo(f"{name}  running")
