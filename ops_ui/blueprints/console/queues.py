@@ -1,16 +1,109 @@
-"""Queues: depth, latency, throughput, pause / resume, rate limits."""
+"""Queues: depth, latency, throughput, failures, rate limit and pause / resume (W2).
+
+Figures come from app.services.queue_stats (indexed counts and the per-minute aggregates),
+scoped to the signed-in tenant; pause state and consumers are global. Pausing is global
+infrastructure control, so it needs the admin role (as in the API).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from flask import render_template
+from flask import flash, g, redirect, url_for
 
+from app.control import pauses
+from app.control.queues import configured_queues, control_states
+from app.errors import AppError, NotFound
+from app.monitoring.metrics import known_queues
+from app.monitoring.workers import ONLINE, list_workers
+from app.ratelimit import queue_limits
+from app.services.queue_stats import QueueStats, queue_stats
+from ops_ui import control_actions
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console import bp
+from ops_ui.blueprints.console.common import redis, render_page, settings, tenant
+from ops_ui.extensions import sql
+from ops_ui.trail import record_action, request_reason
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """One queue as the page shows it."""
+
+    name: str
+    stats: QueueStats | None
+    pause: pauses.PauseState | None
+    paused_at: datetime | None
+    limit: queue_limits.QueueLimit | None
+    consumers: int
+    held_by: int
+
+    @property
+    def paused(self) -> bool:
+        return self.pause is not None and self.pause.paused
+
+
+def queue_rows() -> list[QueueRow]:
+    client = redis()
+    names = sorted(set(known_queues(sql(), tenant())) | configured_queues(client, settings()))
+    states = pauses.all_states(client)
+    limits = queue_limits.load_all(client, settings())
+    online = [w.heartbeat for w in list_workers(client, settings().monitoring) if w.status == ONLINE]
+    holders = [set(s.get("held") or []) for s in control_states(client).values()]
+    rows = []
+    for name in names:
+        try:
+            stats: QueueStats | None = queue_stats(sql(), name, tenant(), client)
+        except NotFound:
+            stats = None  # consumed or configured, but this tenant never used it
+        state = states.get(name)
+        rows.append(
+            QueueRow(
+                name=name,
+                stats=stats,
+                pause=state,
+                paused_at=datetime.fromtimestamp(state.at, UTC) if state else None,
+                limit=limits.get(name),
+                consumers=sum(1 for beat in online if name in beat.queues),
+                held_by=sum(1 for held in holders if name in held),
+            )
+        )
+    return rows
 
 
 @bp.get("/queues")
 @console_role("viewer")
 def queues() -> Any:
-    return render_template("console/placeholder.html", title="Queues")
+    return render_page(
+        "console/queues.html", "console/queues_table.html", rows=queue_rows(), all_tenants=tenant() is None
+    )
+
+
+def _act(name: str, pause: bool) -> Any:
+    act = control_actions.pause_queue if pause else control_actions.resume_queue
+    try:
+        act(name, g.principal.actor, request_reason(), record_action)
+    except NotFound:
+        raise
+    except AppError as exc:  # an invalid name: nothing changed
+        flash(str(exc), "error")
+        return redirect(url_for("console.queues"))
+    if pause:
+        flash(f"Paused {name}: workers stop fetching from it within seconds; reserved jobs still finish.", "success")
+    else:
+        flash(f"Resumed {name}: workers that consumed it fetch from it again.", "success")
+    return redirect(url_for("console.queues"))
+
+
+@bp.post("/queues/<name>/pause")
+@console_role("admin")
+def queue_pause(name: str) -> Any:
+    return _act(name, pause=True)
+
+
+@bp.post("/queues/<name>/resume")
+@console_role("admin")
+def queue_resume(name: str) -> Any:
+    return _act(name, pause=False)
