@@ -9,7 +9,8 @@ themselves, so they never drift from the jobs' own history.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -234,7 +235,11 @@ def _counts(session: Session, column: Any, group_id: str) -> dict[str, tuple[int
 
 def batch_view(session: Session, batch: JobBatch) -> dict[str, Any]:
     """The batch as `GET /api/batches/{id}` shows it, counted from its jobs' rows."""
-    counts = _counts(session, JobExecution.batch_id, batch.id)
+    return batch_view_from(batch, _counts(session, JobExecution.batch_id, batch.id))
+
+
+def batch_view_from(batch: JobBatch, counts: dict[str, tuple[int, datetime | None]]) -> dict[str, Any]:
+    """`batch_view` from counts already read ({status: (jobs, last update)}), e.g. for a page of batches."""
     total = sum(n for n, _ in counts.values())
     failed = sum(counts.get(s, (0, None))[0] for s in ("failed", "cancelled"))
     processed = failed + counts.get("completed", (0, None))[0]
@@ -333,30 +338,40 @@ def chain_view(session: Session, chain: JobBatch) -> dict[str, Any]:
         session.execute(select(JobExecution.id, JobExecution.status).where(JobExecution.chain_id == chain.id)).all()
     )
     ordered = [statuses.get(job_id, ExecutionStatus.PENDING.value) for job_id in ids]
-    done = sum(1 for s in ordered if s == ExecutionStatus.COMPLETED.value)
-    total = len(ordered)
-    if ExecutionStatus.FAILED.value in ordered:
-        status = "failed"
-    elif chain.cancelled_at is not None or ExecutionStatus.CANCELLED.value in ordered:
-        status = "cancelled"
-    elif done == total:
-        status = "finished"
-    elif done or any(s in ("processing", "retrying") for s in ordered):
-        status = "running"
-    else:
-        status = "pending"
-    current = next((k + 1 for k, s in enumerate(ordered) if s != ExecutionStatus.COMPLETED.value), total)
+    state = chain_state(chain, Counter(ordered), len(ordered))
     return {
         "id": chain.id,
         "name": chain.name,
-        "status": status,
-        "current_step": current,
-        "total_steps": total,
-        "progress": int(done * 100 / total) if total else 0,
+        **state,
         "job_ids": ids,
         "steps": [{"id": job_id, "status": s} for job_id, s in zip(ids, ordered, strict=True)],
         "catch_job_id": (chain.catch_job or {}).get("id"),
         "created_at": chain.created_at.isoformat(),
+    }
+
+
+def chain_state(chain: JobBatch, by_status: Mapping[str, int], total: int) -> dict[str, Any]:
+    """Status, current step (from 1) and progress of a chain from its steps' status counts.
+
+    Steps run one after another, so the completed ones are the first ones and the current
+    step is the one after them.
+    """
+    done = by_status.get(ExecutionStatus.COMPLETED.value, 0)
+    if by_status.get(ExecutionStatus.FAILED.value):
+        status = "failed"
+    elif chain.cancelled_at is not None or by_status.get(ExecutionStatus.CANCELLED.value):
+        status = "cancelled"
+    elif done == total:
+        status = "finished"
+    elif done or by_status.get("processing") or by_status.get("retrying"):
+        status = "running"
+    else:
+        status = "pending"
+    return {
+        "status": status,
+        "current_step": min(done + 1, total),
+        "total_steps": total,
+        "progress": int(done * 100 / total) if total else 0,
     }
 
 
