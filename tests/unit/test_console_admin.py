@@ -237,3 +237,15 @@ def test_admin_cannot_deactivate_themselves(console: Any) -> None:
     db.session.expire_all()
     assert db.session.get(User, admin.user_id).is_active
     assert admin.get("/users").status_code == 200
+
+
+def test_superadmin_changes_are_filed_under_the_tenant_they_touch(console: Any) -> None:
+    tenant = _tenant()
+    root = console(role="admin", tenant=None, superadmin=True)
+    assert root.post("/tokens", data={"name": "from-root", "role": "viewer", "tenant": tenant}).status_code == 200
+    token = db.session.scalar(select(ApiToken).where(ApiToken.tenant_id == tenant, ApiToken.name == "from-root"))
+    assert token is not None
+    entry = _audit("token.create", token.id)
+    assert entry is not None and entry.tenant_id == tenant and entry.actor == f"user:{root.user_id}"
+    listing = console(role="admin", tenant=tenant).get("/audit?action=token.create").get_data(as_text=True)
+    assert root.email in listing  # the tenant's admins see what a superadmin did to their tenant
