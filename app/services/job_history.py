@@ -119,6 +119,8 @@ def timeline(row: JobExecution, runs: list[JobAttempt], retries: list[JobExecuti
     end = finished_at(row)
     if end is not None and row.status in {s.value for s in ExecutionStatus if s.is_terminal}:
         detail = row.error_message if row.status != ExecutionStatus.COMPLETED.value else None
+        if runs and detail == runs[-1].error_message:
+            detail = None  # the last attempt's line already says it
         events.append(Event(end, row.status.capitalize(), row.status, detail))
     for retry in retries:
         if retry.retry_of == row.id:

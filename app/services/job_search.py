@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, false, or_, select, tuple_
+from sqlalchemy import ColumnElement, String, cast, false, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from app.crypto import ENVELOPE_KEY
@@ -42,7 +42,9 @@ CANCELLABLE = tuple(sorted(s.value for s in LIVE_STATUSES))
 
 _HEX = re.compile(r"^[0-9a-f]+$")
 #: The form fields the page and the bulk forms carry, in display order.
-FIELDS = ("status", "queue", "job_class", "tenant", "tag", "from", "to", "id", "q")
+FIELDS = ("status", "queue", "job_class", "tenant", "tag", "from", "to", "id", "q", "fingerprint")
+#: Most jobs a status count reads; beyond it the page shows "10,000+".
+COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class JobQuery:
     job_id: str | None = None
     #: Text to find inside payloads.
     text: str | None = None
+    #: A failure group (app.failures.fingerprint), for "the jobs of this group".
+    fingerprint: str | None = None
 
     @property
     def scans(self) -> bool:
@@ -148,6 +152,7 @@ def parse_query(args: Mapping[str, str], tenant_id: str | None) -> JobQuery:
         created_to=end,
         job_id=job_id,
         text=text("q", MAX_TEXT),
+        fingerprint=text("fingerprint", 32),
     )
     if errors:
         raise FilterErrors(errors)
@@ -166,6 +171,7 @@ def query_args(query: JobQuery, fixed_tenant: bool) -> dict[str, str]:
         "to": _form_time(query.created_to),
         "id": query.job_id,
         "q": query.text,
+        "fingerprint": query.fingerprint,
     }
     return {k: v for k, v in values.items() if v}
 
@@ -194,6 +200,8 @@ def indexed_conditions(query: JobQuery) -> list[ColumnElement[bool]]:
         out.append(j.queue == query.queue)
     if query.job_class is not None:
         out.append(j.job_class == query.job_class)
+    if query.fingerprint is not None:
+        out.append(j.fingerprint == query.fingerprint)
     if query.created_from is not None:
         out.append(j.created_at >= query.created_from)
     if query.created_to is not None:
@@ -273,3 +281,20 @@ def search(session: Session, query: JobQuery, limit: int = 50, cursor: str | Non
     if edge is not None:
         return Page(rows, encode_position(edge[0], edge[1]), window_ended=True)
     return Page(rows, None)
+
+
+def status_counts(session: Session, tenant_id: str | None) -> dict[str, int]:
+    """Jobs per status (each counted up to COUNT_CAP + 1), for the list's status tabs.
+
+    Each count walks at most COUNT_CAP + 1 entries of the (tenant, status, created_at) index,
+    or of (status, updated_at) for every tenant.
+    """
+    j = JobExecution
+    counts: dict[str, int] = {}
+    for status in ExecutionStatus:
+        ids = select(j.id).where(j.status == status.value)
+        if tenant_id is not None:
+            ids = ids.where(j.tenant_id == tenant_id)
+        capped = ids.limit(COUNT_CAP + 1).subquery()
+        counts[status.value] = int(session.scalar(select(func.count()).select_from(capped)) or 0)
+    return counts

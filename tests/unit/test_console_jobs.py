@@ -356,3 +356,25 @@ def test_retry_with_edited_payload_runs_a_new_job_with_it(
     new = db.session.get(JobExecution, sent.job_id)
     assert new.payload == {"value": "good"} and new.retry_of == failed and new.tags == ["t1"]
     assert audit("job.retry_edited", tenant)[0].after == {"retry_id": sent.job_id}
+
+
+def test_status_tabs_count_an_unfiltered_list_only(console: Any, tenant: str) -> None:
+    add_job(tenant, "failed")
+    add_job(tenant, "failed", minutes=1)
+    add_job(tenant, "pending", minutes=2)
+    operator = console(role="viewer", tenant=tenant)
+    page = html(operator.get("/jobs"))
+    assert re.search(r'failed\s*<span class="tab-count status-failed">2</span>', page)
+    assert re.search(r'pending\s*<span class="tab-count status-pending">1</span>', page)
+    assert 'class="tab-count' not in html(operator.get("/jobs?queue=default"))
+    assert re.search(r'href="/jobs\?status=failed&amp;queue=default"', html(operator.get("/jobs?queue=default")))
+
+
+def test_list_shows_payloads_but_not_encrypted_ones_and_filters_by_failure_group(console: Any, tenant: str) -> None:
+    grouped = add_job(tenant, "failed", fingerprint="fp-console", payload={"order": 42})
+    sealed = add_job(tenant, "failed", minutes=1, payload={"__celeriac_encrypted__": "gAAAAtoken"}, encrypted=True)
+    operator = console(role="viewer", tenant=tenant)
+    page = html(operator.get("/jobs"))
+    assert "order" in page and "42" in page and "gAAAAtoken" not in page and "[encrypted]" in page
+    assert detail_links(html(operator.get("/jobs?fingerprint=fp-console"))) == {grouped}
+    assert sealed not in detail_links(html(operator.get("/jobs?fingerprint=fp-console")))

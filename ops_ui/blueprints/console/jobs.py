@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -74,7 +75,15 @@ def jobs() -> Any:
     except ValidationError as exc:
         errors = {"cursor": str(exc)}
     args = job_search.query_args(query, _fixed_tenant()) if not errors else {}
+    # Status counts only for an unfiltered list: with other filters they would mislead.
+    counts = (
+        None if errors or not replace(query, status=None).is_empty else job_search.status_counts(sql(), query.tenant_id)
+    )
     context = {
+        "counts": counts,
+        "count_cap": job_search.COUNT_CAP,
+        "tab_args": {k: v for k, v in args.items() if k != "status"},
+        "is_encrypted": is_encrypted,
         "page": page,
         "query": query,
         "form": request.args,
