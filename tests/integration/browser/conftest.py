@@ -126,3 +126,59 @@ def screenshot(page: Any, name: str, tmp_path: Path) -> Path:
     path = folder / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@dataclass
+class Showcase:
+    """A tenant with some history (completed, failed, retried jobs; a batch, a chain, a schedule)."""
+
+    admin: ConsoleUser
+    headers: dict[str, str]
+    job_ids: list[str]
+
+
+@pytest.fixture(scope="session")
+def showcase(live_server: LiveServer, worker: Any, recorder: Any) -> Showcase:
+    """Seed the showcase tenant through the API and wait until the worker has run it all."""
+    from tests.conftest import wait_for
+
+    tenant = f"showcase-{uuid.uuid4().hex[:6]}"
+    admin = ConsoleUser(f"admin-{uuid.uuid4().hex[:8]}@example.com", "correct horse battery", tenant, "admin")
+    from app.db import db
+    from app.services.auth import create_user
+
+    with live_server.app.app_context():
+        create_user(db.session, admin.email, admin.password, "admin", tenant)
+        db.session.commit()
+    headers = api_headers(live_server, tenant, "admin")
+    client = live_server.app.test_client()
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = client.post(path, json=body, headers=headers)
+        assert answer.status_code in (200, 201, 202), (path, answer.get_data(as_text=True))
+        result: dict[str, Any] = answer.get_json()
+        return result
+
+    ids = [post("/api/jobs/dispatch", {"job_class": "demo.echo", "payload": {"value": i}})["id"] for i in range(6)]
+    ids += [post("/api/jobs/dispatch", {"job_class": "demo.add", "payload": {"x": i, "y": 2}})["id"] for i in range(3)]
+    ids.append(post("/api/jobs/dispatch", {"job_class": "demo.sleep", "payload": {"seconds": 0.2}})["id"])
+    fail = {"job_class": "demo.fail", "payload": {"message": "card declined for order 42"}, "options": {"max_attempts": 1}}
+    ids += [post("/api/jobs/dispatch", fail)["id"] for _ in range(2)]
+    batch = post(
+        "/api/batches",
+        {"name": "nightly import", "jobs": [{"job_class": "demo.echo", "payload": {"value": n}} for n in range(5)]},
+    )
+    ids += batch["job_ids"]
+    chain = post("/api/chains", {"name": "report", "jobs": [{"job_class": "demo.echo", "payload": {"value": 1}}] * 3})
+    ids += chain["job_ids"]
+    post("/api/schedules", {"job_class": "demo.echo", "cron": "*/15 * * * *", "timezone": "Europe/Berlin", "payload": {}})
+
+    def all_done() -> bool:
+        for job_id in ids:
+            status = client.get(f"/api/jobs/{job_id}", headers=headers).get_json()["status"]
+            if status not in ("completed", "failed", "cancelled"):
+                return False
+        return True
+
+    wait_for(all_done, timeout=90, what="showcase jobs finished")
+    return Showcase(admin, headers, ids)

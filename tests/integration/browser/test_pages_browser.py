@@ -13,7 +13,7 @@ import pytest
 from ops_ui.templating import NAVIGATION
 from tests.integration.browser.conftest import log_in, screenshot
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 #: Controls that have no accessible name: a label, aria-label or aria-labelledby.
 UNLABELLED_CONTROLS = """() => Array.from(document.querySelectorAll(
@@ -39,9 +39,9 @@ def _url(page_name: str, app: Any) -> str:
 
 @pytest.mark.parametrize(("name", "label"), _pages())
 def test_page_renders_with_labelled_controls_at_desktop_and_phone_width(
-    page: Any, make_user: Any, live_server: Any, tmp_path: Path, name: str, label: str
+    page: Any, showcase: Any, live_server: Any, tmp_path: Path, name: str, label: str
 ) -> None:
-    log_in(page, make_user("admin"))
+    log_in(page, showcase.admin)
     page.goto(_url(name, live_server.app))
     assert page.locator("h1").first.is_visible()
     assert page.evaluate(UNLABELLED_CONTROLS) == []
