@@ -78,6 +78,7 @@ def test_admin_pauses_and_resumes_with_reason_confirmation_and_audit(
     html = admin.get("/queues").get_data(as_text=True)
     assert "Paused " + queue in html  # the flash message
     assert "status-paused" in html and "db upgrade" in html and "Resume</button>" in html
+    assert f"by {admin.email}" in html
 
     assert admin.post(f"/queues/{queue}/resume", data={}).status_code == 302
     assert not pauses.is_paused(redis_client, queue)

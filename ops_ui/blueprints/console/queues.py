@@ -12,14 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import flash, g, redirect, url_for
+from sqlalchemy import select
 
 from app.control import pauses
 from app.control.queues import configured_queues, control_states
 from app.errors import AppError, NotFound
+from app.models import User
 from app.monitoring.metrics import known_queues
 from app.monitoring.workers import ONLINE, list_workers
 from app.ratelimit import queue_limits
-from app.services.queue_stats import QueueStats, queue_stats
+from app.services.queue_stats import QueueStats, stats_of_queues
 from ops_ui import control_actions
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console import bp
@@ -39,10 +41,26 @@ class QueueRow:
     limit: queue_limits.QueueLimit | None
     consumers: int
     held_by: int
+    #: Who paused or resumed it, as an operator reads it (an e-mail, "an API token", "cli").
+    changed_by: str | None = None
 
     @property
     def paused(self) -> bool:
         return self.pause is not None and self.pause.paused
+
+
+def actor_names(actors: set[str]) -> dict[str, str]:
+    """Audit actors ("user:<id>", "token:<id>", "cli") as names: users' e-mails (one query)."""
+    user_ids = [a.split(":", 1)[1] for a in actors if a.startswith("user:")]
+    emails: dict[str, str] = {}
+    if user_ids:
+        rows = sql().execute(select(User.id, User.email).where(User.id.in_(user_ids)))
+        emails = {str(user_id): str(email) for user_id, email in rows}
+    names = {}
+    for actor in actors:
+        kind, _, ident = actor.partition(":")
+        names[actor] = emails.get(ident, actor) if kind == "user" else ("an API token" if kind == "token" else actor)
+    return names
 
 
 def queue_rows() -> list[QueueRow]:
@@ -52,22 +70,21 @@ def queue_rows() -> list[QueueRow]:
     limits = queue_limits.load_all(client, settings())
     online = [w.heartbeat for w in list_workers(client, settings().monitoring) if w.status == ONLINE]
     holders = [set(s.get("held") or []) for s in control_states(client).values()]
+    names_of = actor_names({state.by for state in states.values()})
+    stats = {found.queue: found for found in stats_of_queues(sql(), names, tenant(), client)}
     rows = []
     for name in names:
-        try:
-            stats: QueueStats | None = queue_stats(sql(), name, tenant(), client)
-        except NotFound:
-            stats = None  # consumed or configured, but this tenant never used it
         state = states.get(name)
         rows.append(
             QueueRow(
                 name=name,
-                stats=stats,
+                stats=stats.get(name),  # None: consumed or configured, but this tenant never used it
                 pause=state,
                 paused_at=datetime.fromtimestamp(state.at, UTC) if state else None,
                 limit=limits.get(name),
                 consumers=sum(1 for beat in online if name in beat.queues),
                 held_by=sum(1 for held in holders if name in held),
+                changed_by=names_of.get(state.by) if state else None,
             )
         )
     return rows
