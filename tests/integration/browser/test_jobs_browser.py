@@ -83,6 +83,13 @@ def test_bulk_cancel_everything_matching_a_filter(
     page.goto(f"/jobs?tag={tag}")
     assert page.locator("table.responsive tbody tr").count() == 3
     screenshot(page, "jobs-filtered", tmp_path)
+    # A ticked box survives the list's live refresh.
+    box = page.get_by_label(f"Select job {running[:8]}")
+    box.check()
+    with page.expect_response(lambda r: r.request.headers.get("hx-request") == "true" and "/jobs" in r.url):
+        pass
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_label(f"Select job {running[:8]}").is_checked()
     page.get_by_role("link", name="Cancel all matching…").click()
     assert page.locator("#preview-count").inner_text() == "3"
     page.once("dialog", lambda dialog: dialog.accept())
