@@ -46,11 +46,11 @@ def test_login_without_csrf_token_is_refused(client: Any, user: tuple[str, str])
     assert client.get("/").status_code == 302
 
 
-def test_login_shows_jobs_and_logout_needs_post(client: Any, user: tuple[str, str]) -> None:
+def test_login_opens_the_dashboard_and_logout_needs_post(client: Any, user: tuple[str, str]) -> None:
     response = login(client, *user)
-    assert response.status_code == 302
+    assert response.status_code == 302 and response.headers["Location"] == "/"
     page = client.get("/")
-    assert page.status_code == 200 and "Jobs" in page.get_data(as_text=True)
+    assert page.status_code == 200 and "<h1>Dashboard" in page.get_data(as_text=True)
     assert page.headers["X-Frame-Options"] == "DENY"
     assert "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert client.get("/logout").status_code == 405

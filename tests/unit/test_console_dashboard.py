@@ -90,3 +90,42 @@ def test_health_issues_come_with_recommendations(console: Any, redis_client: Any
     html = console(role="viewer", tenant=_tenant()).get("/").get_data(as_text=True)
     assert "status-critical" in html
     assert "the recorder is not running" in html and "python -m app.recorder" in html
+
+
+def test_a_poll_costs_the_same_few_queries_however_many_jobs_there_are(console: Any, app: Any) -> None:
+    """Cheap on the server: aggregates, live jobs and LIMITed reads; nothing that grows with history."""
+    from sqlalchemy import event
+
+    from app.db import db
+
+    tenant = _tenant()
+    session = console(role="viewer", tenant=tenant)
+    statements: list[tuple[str, Any]] = []
+
+    def note(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        statements.append((" ".join(statement.split()).lower(), parameters))
+
+    def poll() -> list[tuple[str, Any]]:
+        statements.clear()
+        assert session.get("/", headers={"HX-Request": "true"}).status_code == 200
+        return list(statements)
+
+    for status in ("completed", "failed", "pending"):
+        add_execution(tenant, status=status)
+    add_finished(tenant, "completed", count=3, minutes_ago=5)
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        poll()  # warm caches (job definitions, tenants) once
+        few = poll()
+        for n in range(200):
+            add_execution(tenant, status=("completed", "failed", "pending")[n % 3])
+        add_finished(tenant, "completed", count=500, minutes_ago=5)
+        busy = poll()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    assert len(busy) == len(few) and len(busy) < 60
+    finished = {"completed", "failed", "cancelled"}
+    for sql, parameters in busy:  # job_executions is read only through live statuses or a LIMIT
+        if "from job_executions" in sql and "limit" not in sql:
+            values = set(parameters.values() if isinstance(parameters, dict) else parameters or ())
+            assert "job_executions.status" in sql and not values & finished, (sql, parameters)
