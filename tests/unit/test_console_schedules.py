@@ -208,3 +208,12 @@ def test_edit_prefills_the_builder_and_saves_changes(console: Any, unique: str) 
     assert bad.status_code == 422
     db.session.expire_all()
     assert db.session.get(JobSchedule, row.id).cron_expression == "0 4 * * 1"
+
+
+def test_superadmin_creates_a_schedule_for_the_tenant_named_in_the_form(console: Any, unique: str) -> None:
+    superadmin = console(role="admin", tenant=None, superadmin=True)
+    assert 'id="tenant"' in superadmin.get("/schedules/new").get_data(as_text=True)
+    assert superadmin.post("/schedules/new", data={**FORM, "tenant": unique}).status_code == 302
+    assert count_schedules(unique) == 1
+    listing = superadmin.get("/schedules").get_data(as_text=True)
+    assert f"· {unique}" in listing
