@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from app.db import db
+from app.errors import ValidationError
 from app.models import JobExecution
 from app.services import bulk_actions, job_search
 from app.services.jobs import CeleryCanceller
@@ -150,7 +151,7 @@ def test_retry_selected_skips_what_cannot_be_retried(tenant: str, recording_publ
     assert (outcome.done, outcome.skipped) == (1, 3)
     assert [job.retry_of for job in recording_publisher] == [failed]
     assert bulk_actions.retry_selected(db.session, [failed], tenant, **retry_kwargs()).skipped == 1
-    with pytest.raises(bulk_actions.ValidationError):
+    with pytest.raises(ValidationError):
         bulk_actions.retry_selected(db.session, [], tenant, **retry_kwargs())
 
 
