@@ -249,3 +249,25 @@ def test_superadmin_changes_are_filed_under_the_tenant_they_touch(console: Any) 
     assert entry is not None and entry.tenant_id == tenant and entry.actor == f"user:{root.user_id}"
     listing = console(role="admin", tenant=tenant).get("/audit?action=token.create").get_data(as_text=True)
     assert root.email in listing  # the tenant's admins see what a superadmin did to their tenant
+
+
+def test_role_rules_hold_in_the_service_whatever_the_form_offers() -> None:
+    import pytest
+
+    from app.errors import ValidationError
+    from app.services.auth import change_role, check_new_user, roles_up_to
+
+    operator = User(id="op", email="op@example.com", role="operator", tenant_id="acme", is_superadmin=False)
+    root = User(id="root", email="root@example.com", role="admin", tenant_id=None, is_superadmin=True)
+    assert roles_up_to("operator") == ["viewer", "operator"] and roles_up_to("admin") == ["viewer", "operator", "admin"]
+    with pytest.raises(ValidationError, match="at most your own role"):
+        check_new_user(operator, "admin", "acme", superadmin=False)
+    with pytest.raises(ValidationError, match="own tenant"):
+        check_new_user(operator, "viewer", "globex", superadmin=False)
+    with pytest.raises(ValidationError, match="only a superadmin"):
+        check_new_user(operator, "viewer", "acme", superadmin=True)
+    check_new_user(root, "admin", None, superadmin=True)
+    colleague = User(id="c", email="c@example.com", role="viewer", tenant_id="acme", is_superadmin=False)
+    with pytest.raises(ValidationError, match="at most your own role"):
+        change_role(db.session, operator, colleague, "admin")
+    assert colleague.role == "viewer"
