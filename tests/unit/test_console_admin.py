@@ -6,11 +6,13 @@ import re
 import uuid
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from app.db import db
+from app.errors import ValidationError
 from app.models import ApiToken, AuditLog, User
-from app.services.auth import create_token, create_user
+from app.services.auth import change_role, check_new_user, create_token, create_user, roles_up_to
 
 
 def _tenant() -> str:
@@ -252,11 +254,6 @@ def test_superadmin_changes_are_filed_under_the_tenant_they_touch(console: Any) 
 
 
 def test_role_rules_hold_in_the_service_whatever_the_form_offers() -> None:
-    import pytest
-
-    from app.errors import ValidationError
-    from app.services.auth import change_role, check_new_user, roles_up_to
-
     operator = User(id="op", email="op@example.com", role="operator", tenant_id="acme", is_superadmin=False)
     root = User(id="root", email="root@example.com", role="admin", tenant_id=None, is_superadmin=True)
     assert roles_up_to("operator") == ["viewer", "operator"] and roles_up_to("admin") == ["viewer", "operator", "admin"]
