@@ -36,3 +36,26 @@ def test_batch_and_chain_details_show_progress_and_steps(page: Any, showcase: An
     expect(page.locator("main")).to_contain_text("Every 15 minutes")
     expect(page.get_by_role("button", name="Run now")).to_be_visible()
     screenshot(page, "schedule", tmp_path)
+
+
+def test_batch_page_updates_itself_until_the_batch_finishes(
+    page: Any, make_user: Any, live_server: Any, worker: Any, recorder: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.integration.browser.conftest import api_headers
+
+    user = make_user("operator")
+    body = {"name": "slow import", "jobs": [{"job_class": "demo.sleep", "payload": {"seconds": 2}}] * 2}
+    created = live_server.app.test_client().post(
+        "/api/batches", json=body, headers=api_headers(live_server, user.tenant)
+    )
+    assert created.status_code == 201
+    log_in_to(page, user, f"/batches/{created.get_json()['id']}")
+    expect(page.get_by_role("button", name="Cancel batch")).to_be_visible()
+    reason = page.get_by_placeholder("reason (optional)")
+    reason.fill("typing while it refreshes")
+    expect(page.locator("#batch-summary")).to_contain_text("finished", timeout=30_000)
+    expect(page.locator("#batch-summary")).to_contain_text("100% processed: 2 of 2 jobs")
+    expect(page.locator("#batch-jobs .status-completed")).to_have_count(2)
+    expect(reason).to_have_value("typing while it refreshes")
