@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app import redis_keys
 from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution, JobStatsMinute
 from app.models.job_stats import BUCKETS, RUNTIME_BOUNDS_MS
+from app.monitoring.planner import dialect_of, rare
 from app.services.queue_stats import broker_depths
 
 #: Queues always reported, besides those that ran jobs in the last day.
@@ -61,8 +62,9 @@ def known_queues(session: Session, tenant_id: str | None, now: datetime | None =
     since = (now or datetime.now(UTC)) - timedelta(days=1)
     table = JobStatsMinute.__table__
     recent = _scoped(select(table.c.queue).where(table.c.minute >= since), table.c.tenant_id, tenant_id)
+    live_only = rare(JobExecution.status.in_([s.value for s in LIVE_STATUSES]), dialect_of(session))
     live = _scoped(
-        select(JobExecution.queue).where(JobExecution.status.in_([s.value for s in LIVE_STATUSES])),
+        select(JobExecution.queue).where(live_only),
         JobExecution.tenant_id,
         tenant_id,
     )
@@ -102,7 +104,9 @@ def take(session: Session, redis_client: Any, tenant_id: str | None, now: dateti
     live = [s.value for s in LIVE_STATUSES]
     counted = session.execute(
         _scoped(
-            select(JobExecution.queue, JobExecution.status, func.count()).where(JobExecution.status.in_(live)),
+            select(JobExecution.queue, JobExecution.status, func.count()).where(
+                rare(JobExecution.status.in_(live), dialect_of(session))
+            ),
             JobExecution.tenant_id,
             tenant_id,
         ).group_by(JobExecution.queue, JobExecution.status)
@@ -114,7 +118,9 @@ def take(session: Session, redis_client: Any, tenant_id: str | None, now: dateti
     oldest_rows = session.execute(
         _scoped(
             select(JobExecution.queue, func.min(JobExecution.created_at)).where(
-                JobExecution.queue.in_(queues), JobExecution.status == ExecutionStatus.PENDING.value, ready
+                JobExecution.queue.in_(queues),
+                rare(JobExecution.status == ExecutionStatus.PENDING.value, dialect_of(session)),
+                ready,
             ),
             JobExecution.tenant_id,
             tenant_id,

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from app.models import JobDefinition, JobExecution, JobStatsMinute
 from app.monitoring import aggregates
+from app.monitoring.planner import dialect_of, rare
 
 #: A class whose failures (of finished runs) pass this share gets a recommendation.
 HIGH_FAILURE_RATE = 0.10
@@ -120,7 +121,7 @@ def queue_throughput(conn: Any, tenant_id: str | None, since: datetime, now: dat
     """
     table = JobStatsMinute.__table__
     finished = select(table.c.queue, func.sum(table.c.completed)).where(table.c.minute >= since)
-    pending = select(JobExecution.queue, func.count()).where(JobExecution.status == "pending")
+    pending = select(JobExecution.queue, func.count()).where(rare(JobExecution.status == "pending", dialect_of(conn)))
     if tenant_id is not None:
         finished = finished.where(table.c.tenant_id == tenant_id)
         pending = pending.where(JobExecution.tenant_id == tenant_id)

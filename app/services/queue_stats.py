@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound
 from app.models import ExecutionStatus, JobExecution, JobStatsMinute
 from app.monitoring import aggregates
+from app.monitoring.planner import dialect_of, rare
 
 #: Window of the completed / failed counts and runtime figures.
 WINDOW = timedelta(hours=1)
@@ -110,8 +111,9 @@ def stats_of_queues(
     names = list(dict.fromkeys(queues))
     ready = or_(JobExecution.eta.is_(None), JobExecution.eta <= now)
     delayed_flag = case((JobExecution.eta > now, 1), else_=0)
+    dialect = dialect_of(session)
     live_query = select(JobExecution.queue, JobExecution.status, delayed_flag, func.count()).where(
-        JobExecution.queue.in_(names), JobExecution.status.in_([_PENDING, _RETRYING, _PROCESSING])
+        JobExecution.queue.in_(names), rare(JobExecution.status.in_([_PENDING, _RETRYING, _PROCESSING]), dialect)
     )
     live: dict[str, dict[str, int]] = {}
     for queue, status, delayed, count in session.execute(
@@ -123,7 +125,7 @@ def stats_of_queues(
         counts = live.setdefault(queue, {})
         counts[slot] = counts.get(slot, 0) + int(count)
     oldest_query = select(JobExecution.queue, func.min(JobExecution.created_at)).where(
-        JobExecution.queue.in_(names), JobExecution.status == _PENDING, ready
+        JobExecution.queue.in_(names), rare(JobExecution.status == _PENDING, dialect), ready
     )
     oldest = dict(
         session.execute(_scoped(oldest_query, JobExecution.tenant_id, tenant_id).group_by(JobExecution.queue)).all()
