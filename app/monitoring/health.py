@@ -167,17 +167,6 @@ def _assess_queue(
             f"{workers_text} are not busy with long jobs (GET /api/monitoring/slow), add workers, or move slow "
             "jobs to their own queue",
         )
-    window = f"{limits.recent_window_s // 60} min"
-    p95_wait = recent.wait_percentile(0.95) if recent and recent.wait_count >= limits.min_samples else None
-    if p95_wait is not None and p95_wait > limits.wait_warning_ms:
-        report.add(
-            WARNING,
-            f"queue {name}",
-            f"p95 wait {_ms(p95_wait)} over the last {window} ({recent.wait_count if recent else 0:,} jobs started; "
-            f"{_ms(limits.wait_warning_ms)} allowed), {pending:,} pending, {workers_text}",
-            f"queue {name}: p95 wait {_ms(p95_wait)} (over {_ms(limits.wait_warning_ms)}) with {workers_text} - "
-            "add workers or raise their concurrency (`celery worker -c`), or move long jobs to their own queue",
-        )
     if int(stats["failed"]) > limits.failed_warning:
         report.add(
             WARNING,
@@ -186,8 +175,27 @@ def _assess_queue(
             f"queue {name}: see GET /api/monitoring/failures for the causes, then retry with "
             f"POST /api/admin/queue/retry",
         )
-    rate = recent.retry_rate if recent and recent.attempts >= limits.min_samples else None
-    if recent and rate is not None and rate > limits.retry_rate_warning:
+    if recent is not None:
+        _assess_recent(report, name, pending, workers_text, limits, recent)
+
+
+def _assess_recent(
+    report: Report, name: str, pending: int, workers_text: str, limits: Thresholds, recent: WindowStats
+) -> None:
+    """The p95 wait (SPEC.md) and the retry rate over the recent window, when there are enough samples."""
+    window = f"{limits.recent_window_s // 60} min"
+    p95_wait = recent.wait_percentile(0.95) if recent.wait_count >= limits.min_samples else None
+    if p95_wait is not None and p95_wait > limits.wait_warning_ms:
+        report.add(
+            WARNING,
+            f"queue {name}",
+            f"p95 wait {_ms(p95_wait)} over the last {window} ({recent.wait_count:,} jobs finished; "
+            f"{_ms(limits.wait_warning_ms)} allowed), {pending:,} pending, {workers_text}",
+            f"queue {name}: p95 wait {_ms(p95_wait)} (over {_ms(limits.wait_warning_ms)}) with {workers_text} - "
+            "add workers or raise their concurrency (`celery worker -c`), or move long jobs to their own queue",
+        )
+    rate = recent.retry_rate if recent.attempts >= limits.min_samples else None
+    if rate is not None and rate > limits.retry_rate_warning:
         report.add(
             WARNING,
             f"queue {name}",
