@@ -32,6 +32,10 @@ def test_pause_and_resume_a_queue_and_see_it_live(
     assert pauses.is_paused(redis_client, queue)
     assert page.locator(f"#queue-{queue}").get_by_text("browser test").is_visible()
     screenshot(page, "queues", tmp_path)
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: the action column stays
+    assert page.locator(f"#queue-{queue}").get_by_role("button", name="Resume").is_visible()
+    screenshot(page, "queues_phone", tmp_path)
+    page.set_viewport_size({"width": 1280, "height": 900})
 
     page.locator(f"#queue-{queue}").get_by_role("button", name="Resume").click()
     page.get_by_text(f"Resumed {queue}").wait_for()
