@@ -32,10 +32,14 @@ check_queue_name = queue_limits.check_queue_name
 
 
 def control_states(redis: Any) -> dict[str, dict[str, Any]]:
-    """Each live worker's published control state (wanted queues, supervisor program), by hostname."""
-    keys = [k.decode() if isinstance(k, bytes) else str(k) for k in redis.scan_iter(redis_keys.worker_control("*"))]
+    """Each worker's published control state (wanted queues, supervisor program), by hostname.
+
+    Hostnames come from the heartbeat registry's index (no SCAN of the keyspace): a worker
+    with heartbeats off is not listed, and only its own check thread follows a resume.
+    """
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in redis.zrange(redis_keys.WORKERS, 0, -1)]
     states: dict[str, dict[str, Any]] = {}
-    for raw in redis.mget(keys) if keys else []:
+    for raw in redis.mget([redis_keys.worker_control(n) for n in names]) if names else []:
         try:
             state = json.loads(raw) if raw is not None else None
         except ValueError:
