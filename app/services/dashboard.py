@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from app import redis_keys
 from app.config import Settings
-from app.errors import NotFound, ValidationError
+from app.errors import ValidationError
 from app.models import JobStatsMinute
 from app.models.job_stats import BUCKETS
 from app.monitoring import aggregates, health, metrics
 from app.monitoring.stuck import find_stuck
 from app.monitoring.workers import ONLINE, WorkerInfo, list_workers
-from app.services.queue_stats import QueueStats, queue_stats
+from app.services.queue_stats import QueueStats, stats_of_queues
 
 #: Chart windows: name -> (length, bucket size, label format).
 WINDOWS: dict[str, tuple[timedelta, timedelta, str]] = {
@@ -122,14 +122,8 @@ def failure_counts(session: Session, tenant_id: str | None, now: datetime | None
 
 
 def all_queue_stats(session: Session, tenant_id: str | None, redis_client: Any) -> list[QueueStats]:
-    """Stats of every queue the tenant used recently (the standard ones only if it used them)."""
-    found = []
-    for name in metrics.known_queues(session, tenant_id):
-        try:
-            found.append(queue_stats(session, name, tenant_id, redis_client))
-        except NotFound:
-            continue
-    return found
+    """Stats of every queue the tenant used recently (grouped queries, as GET /api/admin/queue/stats)."""
+    return stats_of_queues(session, metrics.known_queues(session, tenant_id), tenant_id, redis_client)
 
 
 @dataclass(frozen=True)
@@ -163,43 +157,15 @@ def health_report(
     workers: list[WorkerInfo],
 ) -> health.Report:
     """The same judgement as GET /api/admin/queue/health, from figures already read."""
+    limits = health.Thresholds.from_environ()
+    since = (datetime.now(UTC) - timedelta(seconds=limits.recent_window_s)).replace(second=0, microsecond=0)
+    scope = [] if tenant_id is None else [_TABLE.c.tenant_id == tenant_id]
     return health.assess(
         [q.as_dict() for q in queues],
         workers,
         redis_client.hgetall(redis_keys.RECORDER_STATS) or {},
         bool(redis_client.exists(redis_keys.RECORDER_HEARTBEAT)),
         len(find_stuck(session, redis_client, settings, tenant_id)),
-        health.Thresholds.from_environ(),
+        limits,
+        aggregates.windows(session.connection(), since, "queue", *scope),
     )
-
-
-def job_classes(session: Session, tenant_id: str | None, since: datetime) -> list[str]:
-    """Job classes with finished runs since `since`, from the aggregates."""
-    query = select(_TABLE.c.job_class).where(_TABLE.c.minute >= since)
-    if tenant_id is not None:
-        query = query.where(_TABLE.c.tenant_id == tenant_id)
-    return sorted(str(name) for name in session.scalars(query.distinct()))
-
-
-@dataclass(frozen=True)
-class ClassExtras:
-    """Per-class figures the performance API does not return: retries and queue wait."""
-
-    retried: int
-    avg_wait_ms: float | None
-
-
-def class_extras(session: Session, tenant_id: str | None, since: datetime) -> dict[str, ClassExtras]:
-    """Retried attempts and average queue wait per job class since `since` (one grouped query)."""
-    query = select(
-        _TABLE.c.job_class, func.sum(_TABLE.c.retried), func.sum(_TABLE.c.wait_sum_ms), func.sum(_TABLE.c.wait_count)
-    ).where(_TABLE.c.minute >= since)
-    if tenant_id is not None:
-        query = query.where(_TABLE.c.tenant_id == tenant_id)
-    found = {}
-    for job_class, retried, wait_sum, wait_count in session.execute(query.group_by(_TABLE.c.job_class)):
-        waits = int(wait_count or 0)
-        found[str(job_class)] = ClassExtras(
-            retried=int(retried or 0), avg_wait_ms=round(int(wait_sum or 0) / waits, 1) if waits else None
-        )
-    return found

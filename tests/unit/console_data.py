@@ -37,11 +37,18 @@ def add_finished(
     queue: str = "default",
     minutes_ago: float = 0,
     runtime_ms: int | None = 40,
+    waited_ms: int | None = None,
 ) -> None:
-    """Fold `count` finished runs into job_stats_minute through the recorder's aggregator."""
+    """Fold `count` finished runs (status "retried": attempts that will retry) into job_stats_minute
+    through the recorder's aggregator."""
     at = datetime.now(UTC) - timedelta(minutes=minutes_ago)
     agg = Aggregator()
     for _ in range(count):
-        agg.add(at, tenant, queue, job_class, status, runtime_ms if status == "completed" else None, None)
+        if status == "retried":
+            agg.retry(at, tenant, queue, job_class)
+        else:
+            agg.add(
+                at, tenant, queue, job_class, status, runtime_ms if status == "completed" else None, None, waited_ms
+            )
     agg.flush(db.session.connection())
     db.session.commit()

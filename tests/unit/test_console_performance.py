@@ -23,7 +23,8 @@ def test_class_table_matches_the_api_and_recommends(console: Any, client: Any, a
     tenant = _tenant()
     add_finished(tenant, "completed", count=6, job_class="reports.Build", minutes_ago=2, runtime_ms=120)
     add_finished(tenant, "failed", count=4, job_class="reports.Build", minutes_ago=2)
-    add_finished(tenant, "completed", count=2, job_class="mail.Send", minutes_ago=1, runtime_ms=30)
+    add_finished(tenant, "completed", count=2, job_class="mail.Send", minutes_ago=1, runtime_ms=30, waited_ms=2000)
+    add_finished(tenant, "retried", count=3, job_class="mail.Send", minutes_ago=1)
     add_finished(_tenant(), "completed", count=50, job_class="other.Tenant", minutes_ago=1)
     api = client.get("/api/monitoring/performance?hours=1", headers=auth("viewer", tenant)).get_json()
     html = console(role="viewer", tenant=tenant).get("/performance").get_data(as_text=True)
@@ -32,6 +33,9 @@ def test_class_table_matches_the_api_and_recommends(console: Any, client: Any, a
     for advice in api["recommendations"]:
         assert advice.split(" - ")[0] in html
     assert "40 % of runs failed" in html
+    mail = html.split(">mail.Send</a>")[1].split("</tr>")[0]
+    assert ">3 <span" in mail and "(60 %)" in mail  # 3 retried of 5 attempts
+    assert "2.0 s" in mail  # queue wait
     # The busiest class is charted by default, its throughput and p95 as SVG.
     assert "reports.Build over the last hour" in html and "series-p95" in html and "series-throughput" in html
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import request
 
+from app.monitoring.health import Thresholds
 from app.monitoring.performance import performance as class_performance
 from app.monitoring.performance import queue_throughput
 from app.services import dashboard as figures
@@ -41,7 +42,8 @@ def performance() -> Any:
     since = (now - length).replace(second=0, microsecond=0)
     scope = tenant()
     conn = sql().connection()
-    classes = class_performance(conn, scope, since, now)
+    # One retry-rate threshold for health and performance, as the API uses.
+    classes = class_performance(conn, scope, since, now, Thresholds.from_environ().retry_rate_warning)
     queues = queue_throughput(conn, scope, since, now)
     recommendations = [advice for item in classes for advice in item.recommendations] + starving_advice(queues)
     names = [c.job_class for c in classes]
@@ -62,7 +64,6 @@ def performance() -> Any:
         window=window,
         windows=list(figures.WINDOWS),
         classes=classes,
-        extras=figures.class_extras(sql(), scope, since),
         queues=queues,
         recommendations=recommendations,
         chosen=chosen,
