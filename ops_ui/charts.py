@@ -63,5 +63,9 @@ def bar_chart(
             base -= h
             chart.bars.append(Bar(i * slot + gap / 2, base, slot - gap, h, name, label, value))
     step = max(1, round(count / max_ticks))
-    chart.ticks.extend((i * slot + slot / 2, labels[i]) for i in range(0, count, step))
+    # Centred labels, kept inside the drawing so the first and last are not cut off.
+    margin = min(24.0, width / 2)
+    chart.ticks.extend(
+        (min(max(i * slot + slot / 2, margin), width - margin), labels[i]) for i in range(0, count, step)
+    )
     return chart
