@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationError
@@ -138,11 +139,19 @@ def update_definition(
         NotFound: no such job class.
         ValidationError: an unknown field, no field, or a value out of range; nothing changes.
     """
-    current = get_definition(session, job_class, tenant_id)
     values = validate_changes(changes, limits)
-    row = current
-    if tenant_id is not None and current.tenant_id is None:
-        row = _override_of(current, tenant_id)
+    try:
+        return _save(session, job_class, tenant_id, values)
+    except IntegrityError:
+        # Another request created this tenant's override a moment ago: change that one.
+        session.rollback()
+        return _save(session, job_class, tenant_id, values)
+
+
+def _save(session: Session, job_class: str, tenant_id: str | None, values: dict[str, Any]) -> JobDefinition:
+    row = get_definition(session, job_class, tenant_id)
+    if tenant_id is not None and row.tenant_id is None:
+        row = _override_of(row, tenant_id)
         session.add(row)
     for key, value in values.items():
         setattr(row, "meta" if key == "metadata" else key, value)

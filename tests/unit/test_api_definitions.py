@@ -136,3 +136,31 @@ def test_openapi_lists_the_definition_paths(client: Any, auth: Any) -> None:
     paths = client.get("/api/openapi.json", headers=auth("viewer")).get_json()["paths"]
     assert "get" in paths["/api/definitions"]
     assert {"get", "patch", "delete"} <= set(paths["/api/definitions/{job_class}"])
+
+
+def test_two_first_edits_at_once_both_land_on_one_override(app: Any, unique: str) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from app.services import definitions
+
+    session = db.session()
+    raced: list[str] = []
+
+    def competing_edit(*_: Any) -> None:
+        if raced:
+            return
+        raced.append("done")
+        with Session(db.engine) as other:  # another request creates the override first
+            definitions.update_definition(other, "demo.echo", unique, {"priority": 1}, definitions.Limits(900))
+
+    event.listen(session, "before_flush", competing_edit)
+    try:
+        row = definitions.update_definition(session, "demo.echo", unique, {"max_attempts": 7}, definitions.Limits(900))
+    finally:
+        event.remove(session, "before_flush", competing_edit)
+    overrides = db.session.scalars(
+        select(JobDefinition).where(JobDefinition.job_class == "demo.echo", JobDefinition.tenant_id == unique)
+    ).all()
+    assert raced and len(overrides) == 1 and row.id == overrides[0].id
+    assert (row.priority, row.max_attempts) == (1, 7)

@@ -217,3 +217,22 @@ def test_superadmin_creates_a_schedule_for_the_tenant_named_in_the_form(console:
     assert count_schedules(unique) == 1
     listing = superadmin.get("/schedules").get_data(as_text=True)
     assert f"· {unique}" in listing
+
+
+def test_run_now_of_an_inactive_class_says_why_and_dispatches_nothing(console: Any, unique: str) -> None:
+    from app.services import definitions
+
+    row = make_schedule(unique)
+    definitions.update_definition(db.session, "demo.echo", unique, {"is_active": False}, definitions.Limits(900))
+    operator = console(role="operator", tenant=unique)
+    response = operator.post(f"/schedules/{row.id}/run")
+    assert response.headers["Location"].endswith(f"/schedules/{row.id}")
+    assert "Not run: job class &#39;demo.echo&#39; is inactive" in operator.get(response.headers["Location"]).get_data(
+        as_text=True
+    )
+    runs = db.session.scalar(select(func.count()).select_from(JobExecution).where(JobExecution.schedule_id == row.id))
+    assert runs == 0
+    outcome = db.session.scalar(
+        select(AuditLog.outcome).where(AuditLog.action == "schedule.run", AuditLog.target_id == row.id)
+    )
+    assert outcome == "refused"
