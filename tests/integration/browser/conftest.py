@@ -162,7 +162,11 @@ def showcase(live_server: LiveServer, worker: Any, recorder: Any) -> Showcase:
     ids = [post("/api/jobs/dispatch", {"job_class": "demo.echo", "payload": {"value": i}})["id"] for i in range(6)]
     ids += [post("/api/jobs/dispatch", {"job_class": "demo.add", "payload": {"x": i, "y": 2}})["id"] for i in range(3)]
     ids.append(post("/api/jobs/dispatch", {"job_class": "demo.sleep", "payload": {"seconds": 0.2}})["id"])
-    fail = {"job_class": "demo.fail", "payload": {"message": "card declined for order 42"}, "options": {"max_attempts": 1}}
+    fail = {
+        "job_class": "demo.fail",
+        "payload": {"message": "card declined for order 42"},
+        "options": {"max_attempts": 1},
+    }
     ids += [post("/api/jobs/dispatch", fail)["id"] for _ in range(2)]
     batch = post(
         "/api/batches",
@@ -171,7 +175,8 @@ def showcase(live_server: LiveServer, worker: Any, recorder: Any) -> Showcase:
     ids += batch["job_ids"]
     chain = post("/api/chains", {"name": "report", "jobs": [{"job_class": "demo.echo", "payload": {"value": 1}}] * 3})
     ids += chain["job_ids"]
-    post("/api/schedules", {"job_class": "demo.echo", "cron": "*/15 * * * *", "timezone": "Europe/Berlin", "payload": {}})
+    schedule = {"job_class": "demo.echo", "cron": "*/15 * * * *", "timezone": "Europe/Berlin", "payload": {}}
+    post("/api/schedules", schedule)
 
     def all_done() -> bool:
         for job_id in ids:
