@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.errors import Conflict, ValidationError
 from app.models import ExecutionStatus, JobExecution
-from app.services.dispatching import DispatchSpec, Publisher, Registry
-from app.services.jobs import get_job, submit_job
+from app.services.dispatching import Publisher, Registry
+from app.services.jobs import get_job, retry_job
 
 #: Largest edited payload accepted, in characters of JSON.
 MAX_PAYLOAD_CHARS = 256 * 1024
@@ -66,25 +66,8 @@ def retry_with_payload(
         ValidationError: the job class is gone or inactive, or the payload is refused.
     """
     old = get_job(session, job_id, tenant_id)
-    if not editable(old):
-        if old.encrypted:
-            raise Conflict(f"job {job_id} has an encrypted payload; it can only be retried as it is")
-        raise Conflict(f"job {job_id} is {old.status}; only failed or cancelled jobs can be retried")
-    args: list[Any] | None = None
-    if set(payload) == {"args", "kwargs"} and isinstance(payload["args"], list):
-        # A plain task called with positional arguments (see events.payload_from_args).
-        if not isinstance(payload["kwargs"], dict | None):
-            raise ValidationError("kwargs must be a JSON object")
-        args, payload = payload["args"], dict(payload["kwargs"] or {})
-    spec = DispatchSpec(
-        job_class=old.job_class,
-        payload=payload,
-        args=args,
-        tenant_id=old.tenant_id,
-        queue=old.queue,
-        priority=old.priority,
-        max_attempts=old.max_attempts,
-        tags=old.tags,
-        retry_of=old.id,
+    if old.status in (ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value) and not editable(old):
+        raise Conflict(f"job {job_id} has an encrypted payload; it can only be retried as it is")
+    return retry_job(
+        session, job_id, tenant_id, registry=registry, publisher=publisher, settings=settings, payload=payload
     )
-    return submit_job(session, spec, registry=registry, publisher=publisher, settings=settings)

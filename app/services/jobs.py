@@ -320,21 +320,30 @@ def retry_job(
     registry: Registry,
     publisher: Publisher,
     settings: Settings,
+    payload: dict[str, Any] | None = None,
 ) -> JobExecution:
     """Run a failed or cancelled job again, as a new execution whose `retry_of` is `job_id`.
 
+    `payload`, when given, replaces the old one (the console's "retry with edited payload");
+    everything else (class, tenant, queue, priority, tries, tags) is kept.
+
     Raises:
         NotFound: unknown id or another tenant's job.
-        Conflict: the job is not failed or cancelled.
-        ValidationError: the job class is gone or inactive.
+        Conflict: the job is not failed or cancelled, or a new payload for an encrypted job.
+        ValidationError: the job class is gone or inactive, or the payload is refused.
     """
     old = get_job(session, job_id, tenant_id)
     if old.status not in (ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value):
         raise Conflict(f"job {job_id} is {old.status}; only failed or cancelled jobs can be retried")
-    payload = old.payload if isinstance(old.payload, dict) else {}
+    if payload is not None and old.encrypted:
+        raise Conflict(f"job {job_id} has an encrypted payload; it can only be retried as it is")
+    if payload is None:
+        payload = old.payload if isinstance(old.payload, dict) else {}
     args: list[Any] | None = None
     if set(payload) == {"args", "kwargs"} and isinstance(payload["args"], list):
         # A plain task called with positional arguments (see events.payload_from_args).
+        if not isinstance(payload["kwargs"], dict | None):
+            raise ValidationError("kwargs must be a JSON object")
         args, payload = payload["args"], dict(payload["kwargs"] or {})
     spec = DispatchSpec(
         job_class=old.job_class,
