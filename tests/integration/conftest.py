@@ -99,12 +99,20 @@ class RecorderThread:
         self.recorder = Recorder(settings, get_redis(settings.redis_url), name="test-recorder")
         self.recorder.ensure_group()
         self._stop = threading.Event()
+        #: Publish the recorder heartbeat and stats, as the real process does (browser tests).
+        self.heartbeats = False
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        import time
+
+        last_stats = 0.0
         while not self._stop.is_set():
             self.recorder.run_once()
+            if self.heartbeats and time.monotonic() - last_stats > 1.0:  # as Recorder.run does
+                self.recorder.publish_stats()
+                last_stats = time.monotonic()
 
     def stop(self) -> None:
         self._stop.set()

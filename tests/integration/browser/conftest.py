@@ -77,6 +77,19 @@ def page(chromium: Any, live_server: LiveServer) -> Iterator[Any]:
     assert not errors, f"browser console errors: {errors}"
 
 
+@pytest.fixture(scope="package", autouse=True)
+def recorder_heartbeats(recorder: Any) -> Iterator[None]:
+    """The live console sees a running recorder, as under `make run` (health, dashboard)."""
+    from app import redis_keys
+    from app.config import get_settings
+    from app.redis_client import get_redis
+
+    recorder.heartbeats = True
+    yield
+    recorder.heartbeats = False
+    get_redis(get_settings().redis_url).delete(redis_keys.RECORDER_HEARTBEAT)
+
+
 @dataclass
 class ConsoleUser:
     email: str
