@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.config import get_settings
 from app.db import session_scope
 from app.errors import ValidationError
-from app.models import JobAttempt, JobDefinition, JobExecution
+from app.models import JobAttempt, JobExecution
+from app.services.dispatching import find_definition
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -138,8 +140,9 @@ def test_inactive_definition_refuses_code_dispatch(stack: Any) -> None:
     from tasks.demo import Echo
 
     sync_registry_definitions()
+    tenant = get_settings().default_tenant  # code dispatch's tenant; other tests may give it its own values
     with session_scope() as session:
-        definition = session.scalar(select(JobDefinition).where(JobDefinition.job_class == "demo.echo"))
+        definition = find_definition(session, "demo.echo", tenant)
         assert definition is not None
         definition.is_active = False
     try:
@@ -147,7 +150,7 @@ def test_inactive_definition_refuses_code_dispatch(stack: Any) -> None:
             Echo.dispatch(value=1)
     finally:
         with session_scope() as session:
-            definition = session.scalar(select(JobDefinition).where(JobDefinition.job_class == "demo.echo"))
+            definition = find_definition(session, "demo.echo", tenant)
             assert definition is not None
             definition.is_active = True
 

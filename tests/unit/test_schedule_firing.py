@@ -12,10 +12,10 @@ from sqlalchemy import select
 from app.config import get_settings
 from app.db import session_scope
 from app.jobs.dispatch import get_registry
-from app.models import JobDefinition, JobExecution, JobSchedule, ScheduleEvent
+from app.models import JobExecution, JobSchedule, ScheduleEvent
 from app.schedules.entries import EntryStore
 from app.schedules.firing import Dispatcher, fire
-from app.services.dispatching import ResolvedJob
+from app.services.dispatching import ResolvedJob, find_definition
 from app.services.schedules import JobSchedulerService
 
 
@@ -114,7 +114,8 @@ def test_a_refused_dispatch_is_recorded_in_the_history(service: JobSchedulerServ
 
     sync_registry_definitions()
     row = hourly(service)
-    definition = service.session.scalar(select(JobDefinition).where(JobDefinition.job_class == "demo.echo"))
+    # The definition that applies to the schedule's tenant (other tests may give tenants their own).
+    definition = find_definition(service.session, "demo.echo", row.tenant_id)
     assert definition is not None
     definition.is_active = False
     service.session.commit()
