@@ -6,8 +6,6 @@ Writing stays in app.services.audit; this module only reads, newest first, throu
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import ValidationError
 from app.models import ApiToken, AuditLog, User
+from app.services.cursors import decode_position, encode_position
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -39,18 +38,16 @@ class AuditFilter:
 
 
 def encode_cursor(row: AuditLog) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_position(row.created_at, row.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """Raises: ValidationError if the cursor was not made by `encode_cursor`."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, row_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
-        return datetime.fromisoformat(created), int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationError("cursor is not valid; use the link to the next page") from exc
+    hint = "use the link to the next page"
+    created, (row_id,) = decode_position(cursor, 2, hint)
+    if not row_id.isdigit():
+        raise ValidationError(f"cursor is not valid; {hint}")
+    return created, int(row_id)
 
 
 def list_entries(

@@ -6,8 +6,6 @@ jobs by status. A group's own jobs are read a page at a time, in dispatch order.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,9 +13,10 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound, ValidationError
+from app.errors import NotFound
 from app.models import JobBatch, JobExecution
 from app.services.batches import batch_view_from, chain_state
+from app.services.cursors import decode_position, encode_position
 
 #: Groups on one page of the list.
 PAGE_SIZE = 25
@@ -36,17 +35,13 @@ class Page:
 
 
 def encode_cursor(created_at: datetime, row_id: str) -> str:
-    raw = f"{created_at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_position(created_at, row_id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Raises: ValidationError if the cursor was not made by `encode_cursor`."""
-    try:
-        created, row_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|", 1)
-        return datetime.fromisoformat(created), row_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationError("cursor is not valid; follow the page links") from exc
+    created, (row_id,) = decode_position(cursor, 2, "follow the page links")
+    return created, row_id
 
 
 def _groups(

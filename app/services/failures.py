@@ -5,8 +5,6 @@ Both read `failure_groups` and indexed lookups; neither scans `job_executions`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict, ValidationError
 from app.failures.fingerprint import fingerprint
 from app.models import ExecutionStatus, FailureGroup, JobAttempt
+from app.services.cursors import decode_position, encode_position
 from app.services.jobs import get_job
 
 #: Largest page of GET /api/monitoring/failures.
@@ -106,17 +105,12 @@ def failure_report(session: Session, job_id: str, tenant_id: str | None) -> dict
 
 
 def _encode(group: FailureGroup) -> str:
-    raw = f"{group.last_seen_at.isoformat()}|{group.tenant_id}|{group.fingerprint}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_position(group.last_seen_at, group.tenant_id, group.fingerprint)
 
 
 def _decode(cursor: str) -> tuple[datetime, str, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        seen, tenant, key = raw.split("|", 2)
-        return datetime.fromisoformat(seen), tenant, key
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationError("cursor is not valid; use next_cursor from a previous page") from exc
+    seen, (tenant, key) = decode_position(cursor, 3, "use next_cursor from a previous page")
+    return seen, tenant, key
 
 
 def _like_literal(text: str) -> str:

@@ -12,7 +12,6 @@ Payload search never looks inside encrypted payloads (the `encrypted` flag or a 
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.crypto import ENVELOPE_KEY
 from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution
+from app.services.cursors import encode_position
 from app.services.jobs import MAX_PAGE, decode_cursor
 
 #: Rows a tag, payload or id-fragment search examines per page at most.
@@ -238,12 +238,6 @@ def scan_conditions(query: JobQuery) -> list[ColumnElement[bool]]:
 def conditions(query: JobQuery) -> list[ColumnElement[bool]]:
     """Every filter of `query` (for counts and bulk actions, which are bounded elsewhere)."""
     return indexed_conditions(query) + scan_conditions(query)
-
-
-def encode_position(created_at: datetime, job_id: str) -> str:
-    """A cursor in app.services.jobs' format, for a position that is not a returned row."""
-    raw = f"{created_at.isoformat()}|{job_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _newest_first(query: Any) -> Any:

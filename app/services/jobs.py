@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import time
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from app.errors import BackendUnavailable, Conflict, NotFound, ValidationError
 from app.models import LIVE_STATUSES, TERMINAL_STATUSES, ExecutionStatus, JobExecution
 from app.monitoring.aggregates import Aggregator, wait_ms
 from app.recording.events import payload_from_args
+from app.services.cursors import decode_position, encode_position
 from app.services.dispatching import DispatchSpec, Publisher, Registry, ResolvedJob, find_definition, resolve
 
 logger = logging.getLogger(__name__)
@@ -266,18 +265,13 @@ class JobFilter:
 
 
 def encode_cursor(row: JobExecution) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_position(row.created_at, row.id)
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """Raises: ValidationError if the cursor was not made by `encode_cursor`."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, job_id = base64.urlsafe_b64decode(padded).decode().split("|", 1)
-        return datetime.fromisoformat(created), job_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationError("cursor is not valid; use next_cursor from a previous page") from exc
+    created, (job_id,) = decode_position(cursor, 2, "use next_cursor from a previous page")
+    return created, job_id
 
 
 def list_jobs(
