@@ -136,14 +136,16 @@ class MonitoringConfig:
     p95_cache_s: int = 300
     #: Finished jobs are checked for slowness over this window.
     slow_window_s: int = 3600
-    #: The reaper acts on jobs whose worker has been offline this long.
-    reap_after_s: int = 300
-    #: "fail" (mark failed) or "requeue" (mark failed, then retry as a new execution).
-    reap_policy: str = "fail"
+    #: The jobs of a worker whose heartbeat is this old are recovered: put back in their
+    #: queue (or failed, see `reap_policy`), without waiting for the visibility timeout.
+    reap_after_s: int = 60
+    #: What happens to the running job of a worker that died: "requeue" (run it again, up
+    #: to the worker-loss limit) or "fail". A Job class may say otherwise (`on_worker_lost`).
+    reap_policy: str = "requeue"
 
 
 def _monitoring(environ: Mapping[str, str]) -> MonitoringConfig:
-    policy = (environ.get("CELERIAC_REAP_POLICY") or "fail").strip().lower()
+    policy = (environ.get("CELERIAC_REAP_POLICY") or "requeue").strip().lower()
     if policy not in {"fail", "requeue"}:
         raise ConfigError(f"CELERIAC_REAP_POLICY must be fail or requeue, got {policy!r}")
     return MonitoringConfig(
@@ -157,8 +159,38 @@ def _monitoring(environ: Mapping[str, str]) -> MonitoringConfig:
         p95_sample=_int(environ, "CELERIAC_P95_SAMPLE", 500, 1),
         p95_cache_s=_int(environ, "CELERIAC_P95_CACHE_S", 300, 0),
         slow_window_s=_int(environ, "CELERIAC_SLOW_WINDOW_S", 3600, 1),
-        reap_after_s=_int(environ, "CELERIAC_REAP_AFTER_S", 300, 1),
+        reap_after_s=_int(environ, "CELERIAC_REAP_AFTER_S", 60, 1),
         reap_policy=policy,
+    )
+
+
+@dataclass(frozen=True)
+class ReliabilityConfig:
+    """How history stays true under crashes and outages (R1, R2; docs/reliability.md)."""
+
+    #: Seconds between two runs of the reconciler in the recorder (0: never).
+    reconcile_interval_s: int = 15
+    #: A job or message younger than this is never judged lost or stale: time for events
+    #: still in a worker's buffer and for a message between two Redis commands.
+    reconcile_grace_s: int = 60
+    #: Most the clocks of two hosts may disagree, in seconds.
+    clock_skew_s: int = 30
+    #: The reconciler waits while the recorder has more events than this to write.
+    reconcile_backlog_limit: int = 1000
+    #: A job whose worker process died under it this many times is failed, not re-run.
+    worker_loss_limit: int = 3
+    #: Longest a dispatch waits for the broker before answering 503.
+    publish_timeout_s: float = 3.0
+
+
+def _reliability(environ: Mapping[str, str]) -> ReliabilityConfig:
+    return ReliabilityConfig(
+        reconcile_interval_s=_int(environ, "CELERIAC_RECONCILE_INTERVAL_S", 15, 0),
+        reconcile_grace_s=_int(environ, "CELERIAC_RECONCILE_GRACE_S", 60, 1),
+        clock_skew_s=_int(environ, "CELERIAC_CLOCK_SKEW_S", 30, 0),
+        reconcile_backlog_limit=_int(environ, "CELERIAC_RECONCILE_BACKLOG_LIMIT", 1000, 1),
+        worker_loss_limit=_int(environ, "CELERIAC_WORKER_LOSS_LIMIT", 3, 1),
+        publish_timeout_s=_float(environ, "CELERIAC_PUBLISH_TIMEOUT_S", 3.0, 0.1, 60.0),
     )
 
 
@@ -214,6 +246,10 @@ class Settings:
     default_timeout_s: int = 300
     #: Largest accepted API body, in bytes (413 past it).
     max_body_bytes: int = 1024 * 1024
+    #: Deepest nesting of arrays and objects in an API body (422 past it).
+    max_payload_depth: int = 64
+    #: Proxy hops in front of gunicorn whose X-Forwarded-* headers are trusted (ProxyFix).
+    trusted_proxies: int = 0
     #: Largest stored result, in characters of JSON; longer results are truncated.
     max_result_chars: int = 10_000
     #: Prefork children are replaced after this many tasks / this much RSS (KiB).
@@ -258,6 +294,8 @@ class Settings:
     supervisor_url: str = ""
     queue_pause_check_s: int = 2
     control_reply_timeout_s: int = 3
+    #: Reconciler, worker-loss limit and publish bound (R1, R2).
+    reliability: ReliabilityConfig = field(default_factory=ReliabilityConfig)
 
     @property
     def visibility_timeout_s(self) -> int:
@@ -292,6 +330,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         max_timeout_s=_int(environ, "CELERIAC_MAX_TIMEOUT_S", 900, 1),
         default_timeout_s=_int(environ, "CELERIAC_DEFAULT_TIMEOUT_S", 300, 1),
         max_body_bytes=_int(environ, "CELERIAC_MAX_BODY_BYTES", 1024 * 1024, 1024),
+        max_payload_depth=_int(environ, "CELERIAC_MAX_PAYLOAD_DEPTH", 64, 2),
+        trusted_proxies=_int(environ, "CELERIAC_TRUSTED_PROXIES", 0, 0),
         max_result_chars=_int(environ, "CELERIAC_MAX_RESULT_CHARS", 10_000, 100),
         worker_max_tasks_per_child=_int(environ, "CELERIAC_WORKER_MAX_TASKS_PER_CHILD", 1000, 1),
         worker_max_memory_per_child_kb=_int(environ, "CELERIAC_WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, 1024),
@@ -317,6 +357,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         supervisor_url=environ.get("CELERIAC_SUPERVISOR_URL", "").strip(),
         queue_pause_check_s=_int(environ, "CELERIAC_QUEUE_PAUSE_CHECK_S", 2, 1),
         control_reply_timeout_s=_int(environ, "CELERIAC_CONTROL_REPLY_TIMEOUT_S", 3, 1),
+        reliability=_reliability(environ),
     )
 
 

@@ -23,7 +23,10 @@ class Base(DeclarativeBase):
     """Declarative base shared by every model."""
 
 
-db = SQLAlchemy(model_class=Base)
+#: Objects keep their loaded values after a commit: an answer built from a row that was
+#: just committed never reads it back (during an SQL outage that read would fail an
+#: action that already happened). Code that needs fresher data refreshes explicitly.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 
 def engine_options(url: str) -> dict[str, Any]:
@@ -32,7 +35,8 @@ def engine_options(url: str) -> dict[str, Any]:
         # Several processes (web, recorder, CLI) share the file; wait for locks
         # instead of failing at once.
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5}
+    # A database that does not answer fails a request in seconds (503), not minutes.
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "connect_args": {"connect_timeout": 5}}
 
 
 @event.listens_for(Engine, "connect")

@@ -21,6 +21,12 @@ Key map (key -> type -> writer -> TTL):
     celeriac:p95:<job class>        string  app.monitoring.slow         CELERIAC_P95_CACHE_S
     celeriac:queues:paused          hash    app.control.pauses (queue -> JSON state)  none
     celeriac:control:worker:<hostname>  string  app.control.worker_side (JSON)  CONTROL_STATE_TTL_S
+    celeriac:worker-losses:<job id>  string  worker main process / reconciler (a counter)  WORKER_LOSSES_TTL_S
+    celeriac:reconcile:lock         string  app.recording.reconcile (SET NX EX)  RECONCILE_LOCK_TTL_S
+    celeriac:epoch                  string  app.recording.reconcile (gone: Redis lost its data)  none
+    celeriac:login:failures:<address>  string  app.services.login_throttle (a counter)  LoginLimits.window_s
+    celeriac:login:account-failures:<e-mail digest>  string  same  same
+    celeriac:login:pair-failures:<e-mail digest>:<address>  string  same  same
 """
 
 from __future__ import annotations
@@ -58,9 +64,35 @@ def demo_flaky(key: str) -> str:
     return f"{PREFIX}demo:flaky:{key}"
 
 
+#: How long a job's count of lost worker processes is kept (longer than any job is live).
+WORKER_LOSSES_TTL_S = 7 * 24 * 3600
+
+
+def worker_losses(job_id: str) -> str:
+    """How many worker processes died under `job_id` (the worker-loss limit, R1)."""
+    return f"{PREFIX}worker-losses:{job_id}"
+
+
+#: One reconciler at a time, whatever the number of recorders.
+RECONCILE_LOCK = PREFIX + "reconcile:lock"
+RECONCILE_LOCK_TTL_S = 120
+#: Written once by the reconciler; missing later means Redis restarted without its data.
+EPOCH = PREFIX + "epoch"
+
+
 def login_failures(client: str) -> str:
-    """Failed console logins from `client` (TTL: ops_ui console LOGIN_LOCK_S)."""
+    """Failed console logins from one client address, across accounts (app.services.login_throttle)."""
     return f"{PREFIX}login:failures:{client}"
+
+
+def login_account_failures(account: str) -> str:
+    """Failed console logins for one account, from any address; `account` is the e-mail's digest."""
+    return f"{PREFIX}login:account-failures:{account}"
+
+
+def login_pair_failures(account: str, client: str) -> str:
+    """Failed logins for one account from one address: forgiven on the address when that account gets in."""
+    return f"{PREFIX}login:pair-failures:{account}:{client}"
 
 
 #: Queue rate limits set through the API (field: queue, value: "limit/per seconds").

@@ -3,6 +3,7 @@
 from app.models.api_token import ApiToken
 from app.models.audit import AuditLog
 from app.models.failure_group import FailureGroup
+from app.models.idempotency_key import IdempotencyKey
 from app.models.job_batch import JobBatch
 from app.models.job_definition import JobDefinition
 from app.models.job_execution import (
@@ -26,6 +27,7 @@ __all__ = [
     "AuditLog",
     "ExecutionStatus",
     "FailureGroup",
+    "IdempotencyKey",
     "JobAttempt",
     "JobBatch",
     "JobDefinition",

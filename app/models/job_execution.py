@@ -64,6 +64,9 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
         Index("ix_exec_chain", "chain_id"),
         Index("ix_exec_status_updated", "status", "updated_at"),
         Index("ix_exec_tenant_fingerprint", "tenant_id", "fingerprint"),
+        # The reconciler's question: which live jobs of a queue were published before
+        # the oldest message still in its lists (app.recording.reconcile).
+        Index("ix_exec_live_published", "status", "queue", "published_at"),
     )
 
     #: The Celery task id.
@@ -113,6 +116,15 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
     throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: The uniqueness lock this job holds until it finishes (J8).
     unique_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: When its latest message entered a broker queue (dispatch, retry, re-queue), never
+    #: earlier than the truth: the reconciler calls a message lost only once a message
+    #: published after it has left the same list.
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: What rebuilding its message needs beyond the columns (app.recording.message):
+    #: the `celeriac` header, time limits, Celery's retry count and canvas links.
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    #: Timeline lines that are not attempts: recovered outcomes, re-publishes, lost workers.
+    notes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False)
 

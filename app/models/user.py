@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import db
@@ -22,3 +22,6 @@ class User(UUIDPrimaryKey, Timestamps, db.Model):  # type: ignore[name-defined,m
     is_superadmin: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, nullable=False)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Part of every session's identity: logout bumps it, which ends the user's sessions
+    #: everywhere (a copied cookie included).
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0", nullable=False)

@@ -30,7 +30,7 @@ from app.config import get_settings
 from app.crypto import REDACTED, is_sealed, open_payload
 from app.ratelimit.limits import REFUSAL_ATTR, Decision, Limiter, RateLimit, RateLimitKeyError
 from app.ratelimit.queue_limits import QueueLimit, cached_limit
-from app.recording import signals
+from app.recording import header, signals
 from app.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -136,9 +136,8 @@ def rate_gate(task_id: str, task: Any) -> bool:
 def _requeue(task: Any, request: Any, decision: Decision) -> None:
     """Publish the same message again, due at the reserved slot, with the same retry count."""
     headers = dict(getattr(request, "headers", None) or {})
-    celeriac = getattr(request, signals.CELERIAC_HEADER, None) or headers.get(signals.CELERIAC_HEADER)
-    celeriac = {**(celeriac if isinstance(celeriac, dict) else {}), "throttled": True}
-    headers[signals.CELERIAC_HEADER] = celeriac
+    celeriac = header.with_flags(header.read(request), throttled=True)
+    headers[header.NAME] = celeriac
     # A far slot is reached in hops: an ETA past the broker's visibility timeout would be
     # delivered twice; coming back early, the job finds its reservation and waits again.
     countdown = min(decision.wait_s, max(get_settings().max_delay_s, 1))

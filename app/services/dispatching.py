@@ -126,28 +126,10 @@ class ResolvedJob:
         return seal_payload(self.payload)
 
     def celeriac_header(self) -> dict[str, Any]:
-        """The `celeriac` message header: what the recorder and the job runner read."""
-        header: dict[str, Any] = {"tenant": self.tenant_id, "max_attempts": self.max_attempts}
-        if self.backoff is not None:
-            header["backoff"] = self.backoff
-        if self.tags:
-            header["tags"] = self.tags
-        if self.retry_of:
-            header["retry_of"] = self.retry_of
-        if self.job_definition_id:
-            header["definition"] = self.job_definition_id
-        if self.encrypted:
-            header["encrypted"] = True
-        if self.depends_on:
-            header["depends_on"] = self.depends_on
-        if self.batch_id:
-            header["batch"] = self.batch_id
-        if self.chain_id:
-            header["chain"] = self.chain_id
-            header["chain_step"] = self.chain_step
-        if self.schedule_id:
-            header["schedule"] = self.schedule_id
-        return header
+        """The `celeriac` message header (built by app.recording.header)."""
+        from app.recording import header
+
+        return header.build(self)
 
     def celery_options(self) -> dict[str, Any]:
         """Keyword arguments for Celery's `apply_async` / `send_task`."""
@@ -155,7 +137,7 @@ class ResolvedJob:
             "task_id": self.job_id,
             "queue": self.queue,
             "priority": to_broker_priority(self.priority),
-            "headers": {"celeriac": self.celeriac_header()},
+            "headers": {"celeriac": self.celeriac_header()},  # header.NAME
         }
         if self.delay_s:
             options["countdown"] = self.delay_s
