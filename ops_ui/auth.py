@@ -71,6 +71,15 @@ def console_role(role: str) -> Callable[[F], F]:
     return decorator
 
 
+def session_id(user: User) -> str:
+    """What a console session names: the user and their session generation, "<id>:<generation>".
+
+    Logout and deactivation move the generation on (app.services.auth.end_sessions), which
+    ends every session named with the old one, in every browser, copied cookies included.
+    """
+    return f"{user.id}:{user.session_generation}"
+
+
 class LoginUser:
     """Flask-Login's view of a `User`."""
 
@@ -81,10 +90,19 @@ class LoginUser:
         self.is_anonymous = False
 
     def get_id(self) -> str:
-        return self.user.id
+        return session_id(self.user)
 
 
 @login_manager.user_loader  # type: ignore[untyped-decorator]
-def _load_user(user_id: str) -> LoginUser | None:
+def _load_user(session_user_id: str) -> LoginUser | None:
+    """The session's user, or None (anonymous: sent to login) when the session has ended.
+
+    A cookie from before session generations holds a bare user id: it is refused too.
+    """
+    user_id, _, generation = session_user_id.rpartition(":")
+    if not user_id or not generation.isascii() or not generation.isdigit():
+        return None
     user = sql().get(User, user_id)
-    return LoginUser(user) if user is not None and user.is_active else None
+    if user is None or not user.is_active or user.session_generation != int(generation):
+        return None
+    return LoginUser(user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -24,6 +25,11 @@ TOKEN_PREFIX = "cel_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 _TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MIN_PASSWORD_LENGTH = 8
+
+
+def normalise_email(email: str) -> str:
+    """The form of an e-mail that accounts are stored and throttled under."""
+    return email.strip().lower()
 
 
 def role_allows(role: str, needed: str) -> bool:
@@ -113,7 +119,7 @@ def create_user(
         ValidationError: bad e-mail, short password, unknown role, duplicate e-mail.
     """
     _check_role(role)
-    email = email.strip().lower()
+    email = normalise_email(email)
     if "@" not in email or len(email) > 320:
         raise ValidationError(f"{email!r} is not an e-mail address")
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -136,13 +142,34 @@ def create_user(
     return user
 
 
+@functools.cache
+def _decoy_hash() -> str:
+    """A hash of nothing anyone knows, made once: checked when there is no account to check."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
 def verify_user(session: Session, email: str, password: str) -> User | None:
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    """The active user with this e-mail and password, or None.
+
+    Unknown and deactivated e-mails cost one password check, like a wrong password for a real
+    account, so neither the answer nor its timing reveals which e-mails exist.
+    """
+    user = session.scalar(select(User).where(User.email == normalise_email(email)))
     if user is None or not user.is_active:
-        # Same work either way, so timing does not reveal which e-mails exist.
-        check_password_hash(generate_password_hash("x"), password)
+        check_password_hash(_decoy_hash(), password)
         return None
     return user if check_password_hash(user.password_hash, password) else None
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """End every console session of `user`, in every browser (logout, deactivation).
+
+    A session names the user's session generation; moving it on makes every cookie issued
+    before refer to a generation that no longer exists. Done in SQL (`+ 1`), so two logouts
+    at once both count.
+    """
+    user.session_generation = User.session_generation + 1
+    session.flush()
 
 
 def has_users(session: Session) -> bool:
@@ -230,7 +257,10 @@ def change_role(session: Session, actor: User, target: User, role: str) -> None:
 
 
 def set_active(session: Session, actor: User, target: User, active: bool) -> None:
-    """Deactivate (they cannot log in; open sessions end at their next request) or reactivate.
+    """Deactivate (they cannot log in; their sessions end for good) or reactivate.
+
+    Deactivating ends the user's sessions (`end_sessions`), so reactivating later does not
+    bring an old cookie back to life.
 
     Raises:
         ValidationError: deactivating oneself, or no change.
@@ -240,4 +270,6 @@ def set_active(session: Session, actor: User, target: User, active: bool) -> Non
     if target.is_active == active:
         raise ValidationError(f"{target.email} is already {'active' if active else 'deactivated'}")
     target.is_active = active
+    if not active:
+        end_sessions(session, target)
     session.flush()

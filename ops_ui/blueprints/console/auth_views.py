@@ -1,27 +1,31 @@
-"""Console sign-in and sign-out, with per-address throttling of failed logins (U1)."""
+"""Console sign-in and sign-out (U1): failed logins throttled per account and per address,
+and signing out ends the user's sessions in every browser."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask import flash, redirect, render_template, request, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
-from app import redis_keys
+from app.models import User
 from app.models.base import utcnow
-from app.services import audit
-from app.services.auth import verify_user
+from app.services import audit, login_throttle
+from app.services.auth import end_sessions, verify_user
+from app.services.login_throttle import Lockout, LoginThrottle
 from ops_ui.auth import LoginUser, console_role
 from ops_ui.blueprints.console import bp
 from ops_ui.blueprints.console.common import redis
 from ops_ui.extensions import sql
 
-#: Failed logins per client address before logins are refused for LOGIN_LOCK_S.
-MAX_LOGIN_FAILURES = 10
-LOGIN_LOCK_S = 15 * 60
+#: What a locked-out caller is told, by what is locked.
+LOCKOUT_MESSAGES = {
+    "account": "Too many failed attempts for this account.",
+    "address": "Too many failed attempts from your network address.",
+}
 
 
 class LoginForm(FlaskForm):  # type: ignore[misc]
@@ -29,8 +33,9 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
     password = PasswordField("Password", validators=[DataRequired()])
 
 
-def _failures_key() -> str:
-    return redis_keys.login_failures(request.remote_addr or "unknown")
+def _throttle() -> LoginThrottle:
+    # Read at call time, so a test may lower the limits with monkeypatch.
+    return LoginThrottle(redis(), login_throttle.DEFAULT_LIMITS)
 
 
 def _safe_next(target: str | None) -> str:
@@ -42,49 +47,63 @@ def _safe_next(target: str | None) -> str:
     return url_for("console.dashboard")
 
 
+def _login_page(form: LoginForm, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+    page = render_template("console/login.html", form=form, limits=login_throttle.DEFAULT_LIMITS)
+    return page, status, headers or {}
+
+
+def _lockout_message(lockout: Lockout) -> str:
+    minutes = lockout.retry_after_min
+    return f"{LOCKOUT_MESSAGES[lockout.scope]} Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+
+
+def _audit_denied(email: str, reason: str | None = None) -> None:
+    audit.record(
+        sql(),
+        actor=f"login:{email}",
+        action="user.login",
+        tenant_id=None,
+        ip=request.remote_addr,
+        outcome="denied",
+        reason=reason,
+    )
+    sql().commit()
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     form = LoginForm()
-    if form.validate_on_submit():
-        failures = int(redis().get(_failures_key()) or 0)
-        if failures >= MAX_LOGIN_FAILURES:
-            form.password.errors = ["Too many failed attempts. Try again in 15 minutes."]
-            return render_template("console/login.html", form=form), 429
-        user = verify_user(sql(), form.email.data, form.password.data)
-        if user is None:
-            pipe = redis().pipeline()
-            pipe.incr(_failures_key())
-            pipe.expire(_failures_key(), LOGIN_LOCK_S)
-            pipe.execute()
-            audit.record(
-                sql(),
-                actor=f"login:{form.email.data}",
-                action="user.login",
-                tenant_id=None,
-                ip=request.remote_addr,
-                outcome="denied",
-            )
-            sql().commit()
-            form.password.errors = ["E-mail or password is wrong."]
-            return render_template("console/login.html", form=form), 401
-        redis().delete(_failures_key())
-        login_user(LoginUser(user))
-        user.last_login_at = utcnow()
-        audit.record(
-            sql(),
-            actor=f"user:{user.id}",
-            action="user.login",
-            tenant_id=user.tenant_id,
-            ip=request.remote_addr,
-        )
-        sql().commit()
-        return redirect(_safe_next(request.args.get("next")))
-    return render_template("console/login.html", form=form)
+    if not form.validate_on_submit():
+        return _login_page(form)
+    email, address, throttle = form.email.data, request.remote_addr, _throttle()
+    lockout = throttle.lockout(email, address)
+    if lockout is not None:
+        # Refused before the password is checked: a locked account cannot be guessed at, and an
+        # unknown e-mail is answered exactly like a known one.
+        _audit_denied(email, f"{lockout.scope} locked: too many failed attempts")
+        form.password.errors = [_lockout_message(lockout)]
+        return _login_page(form, 429, {"Retry-After": str(lockout.retry_after_s)})
+    user = verify_user(sql(), email, form.password.data)
+    if user is None:
+        started = throttle.record_failure(email, address)
+        _audit_denied(email, f"wrong e-mail or password; {started.scope} now locked" if started else None)
+        form.password.errors = ["E-mail or password is wrong."]
+        return _login_page(form, 401)
+    throttle.record_success(email, address)
+    login_user(LoginUser(user))
+    user.last_login_at = utcnow()
+    audit.record(sql(), actor=f"user:{user.id}", action="user.login", tenant_id=user.tenant_id, ip=request.remote_addr)
+    sql().commit()
+    return redirect(_safe_next(request.args.get("next")))
 
 
 @bp.post("/logout")
 @console_role("viewer")
 def logout() -> Any:
+    user: User = current_user.user
+    end_sessions(sql(), user)
+    audit.record(sql(), actor=f"user:{user.id}", action="user.logout", tenant_id=user.tenant_id, ip=request.remote_addr)
+    sql().commit()
     logout_user()
-    flash("You are logged out.")
+    flash("You are logged out, here and in every other browser where you were logged in.")
     return redirect(url_for("console.login"))
