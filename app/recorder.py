@@ -118,6 +118,10 @@ class Recorder:
         self._backoff_s = 0.0
         #: Read our own pending entries first (after a restart or a failed write).
         self._read_pending = True
+        #: Events in the stream not yet written (from the last stats), and the reconciler.
+        self.backlog = 0
+        self._reconciler: Any = None
+        self._last_reconcile = 0.0
 
     def ensure_group(self) -> None:
         try:
@@ -278,6 +282,7 @@ class Recorder:
         for group in self.redis.xinfo_groups(redis_keys.EVENTS_STREAM):
             if group.get("name") in (redis_keys.RECORDER_GROUP, redis_keys.RECORDER_GROUP.encode()):
                 backlog = int(group.get("lag") or 0) + int(group.get("pending") or 0)
+        self.backlog = backlog
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(
             redis_keys.RECORDER_STATS,
@@ -301,6 +306,15 @@ class Recorder:
             written = self.process(self.read())
             self._backoff_s = 0.0
             return written
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost the stream and its group (restarted without its data): make them
+            # again and go on; the reconciler deals with what was lost with them.
+            logger.error("Recorder: the event stream or its group is gone (%s); recreating it", exc)
+            self.ensure_group()
+            self._read_pending = True
+            return 0
         except (SQLAlchemyError, redis.RedisError) as exc:
             self._read_pending = True
             self._backoff_s = min(MAX_BACKOFF_S, max(0.2, self._backoff_s * 2))
@@ -326,8 +340,62 @@ class Recorder:
                     last_stats = now
             except redis.RedisError as exc:
                 logger.warning("Recorder: could not publish stats: %s", exc)
+            self.maybe_reconcile()
         self.escalation.stop()
         logger.info("Recorder %s stopped", self.name)
+
+
+    # -- the reconciler (app.recording.reconcile) -------------------------------------------
+    def write_and_follow_up(self, events: list[dict[str, Any]]) -> None:
+        """Write events the reconciler made, exactly as the stream's are written."""
+        self._refresh_definitions()
+        self._write(events)
+        self._follow_up()
+
+    def maybe_reconcile(self, force: bool = False) -> Any:
+        """Run the reconciler when it is due, the stream is written and no other recorder runs it.
+
+        Returns its report, or None when it did not run.
+        """
+        interval = self.settings.reliability.reconcile_interval_s
+        now = time.monotonic()
+        if not force and (interval <= 0 or now - self._last_reconcile < interval):
+            return None
+        self._last_reconcile = now
+        if self.backlog > self.settings.reliability.reconcile_backlog_limit:
+            logger.info("Recorder: %d events to write first; reconciling later", self.backlog)
+            return None
+        try:
+            if not self.redis.set(
+                redis_keys.RECONCILE_LOCK, self.name, nx=True, ex=redis_keys.RECONCILE_LOCK_TTL_S
+            ):
+                return None
+            try:
+                return self.reconciler().run_once()
+            finally:
+                self.redis.delete(redis_keys.RECONCILE_LOCK)
+        except (SQLAlchemyError, redis.RedisError) as exc:
+            self._reconciler = None  # a fresh broker connection next time
+            logger.warning("Recorder: reconcile skipped, a backend is unavailable (%s)", exc)
+        except Exception:  # a bug must not stop recording
+            logger.exception("Recorder: reconcile failed")
+        return None
+
+    def reconciler(self) -> Any:
+        if self._reconciler is None:
+            from app.celery_app import celery_app
+            from app.recording.reconcile import Broker, Reconciler
+
+            connection = celery_app.connection_for_write()
+            self._reconciler = Reconciler(
+                self.settings,
+                self.redis,
+                lambda: session_scope(self.settings.database_url),
+                self.write_and_follow_up,
+                backend=celery_app.backend,
+                broker=Broker(connection.default_channel),
+            )
+        return self._reconciler
 
 
 def _sync_definitions() -> None:

@@ -89,6 +89,9 @@ os.environ.update(
     CELERIAC_TASK_MODULES="tests.sample_jobs",
     CELERIAC_WORKER_LOST_RETRY_DELAY_S="0",
     CELERIAC_MAX_DELAY_S="120",
+    # Workers beat every second, so a test's reconciler may call a worker offline after a
+    # few seconds without mistaking a live one for dead.
+    CELERIAC_WORKER_HEARTBEAT_S="1",
 )
 os.environ.pop("CELERIAC_TRACKING", None)
 

@@ -77,3 +77,46 @@ class PoisonJob(Job):
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+class DiesOnce(Job):
+    """SIGKILLs its own process on its first run (counted in Redis under `key`), then succeeds.
+
+    `max_tries = 1`: a process killed under a job is the infrastructure's failure, so the job
+    must run again whatever its own retry budget (R1).
+    """
+
+    name = "tests.dies_once"
+    max_tries = 1
+
+    def handle(self, key: str, **_: Any) -> str:
+        import signal
+
+        runs = int(_redis().incr(f"tests:dies-once:{key}"))
+        if runs == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"run {runs}"
+
+
+class _KillAfterReturn(celery_app.Task):  # type: ignore[name-defined,misc]
+    """SIGKILLs the pool process once the task's result is stored, before the worker's
+    main process hears of it: the worst moment for history (R1)."""
+
+    def after_return(self, *args: Any, **kwargs: Any) -> None:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@celery_app.task(name="tests.dies_after_success", base=_KillAfterReturn, bind=True)
+def dies_after_success(self: Any, key: str) -> str:
+    _redis().incr(f"tests:dies-after-success:{key}")
+    return f"done {key}"
+
+
+@celery_app.task(name="tests.counted")
+def counted(key: str, seconds: float = 0) -> str:
+    """Counts its runs under `key` (an independent record of what really ran)."""
+    runs = int(_redis().incr(f"tests:counted:{key}"))
+    time.sleep(float(seconds))
+    return f"run {runs}"

@@ -71,6 +71,7 @@ class HeartbeatThread:
             started_at=self.started_at,
             last_heartbeat=now,
             stopped_at=now if stopped else None,
+            held=[] if stopped else _held(),
         )
 
     def _rss_mb(self) -> float:
@@ -98,6 +99,17 @@ def _processed() -> int:
         except RuntimeError:
             continue
     return 0
+
+
+def _held() -> list[str]:
+    """Ids of the requests this worker holds: running, reserved or waiting for an ETA."""
+    # The consumer thread changes the dict meanwhile: copy, and retry once if it did.
+    for _ in range(3):
+        try:
+            return list(state.requests)
+        except RuntimeError:
+            continue
+    return []
 
 
 def _queues(consumer: Any) -> list[str]:

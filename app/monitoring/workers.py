@@ -36,6 +36,9 @@ class Heartbeat:
     last_heartbeat: float
     #: Set by the last heartbeat of a warm shutdown: offline at once, no waiting.
     stopped_at: float | None = None
+    #: Ids of every job this worker holds (running, waiting for a pool process, or for its
+    #: ETA): a message in the broker's unacked set that no live worker holds is orphaned.
+    held: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

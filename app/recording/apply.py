@@ -27,6 +27,10 @@ from app.monitoring.aggregates import Aggregator, wait_ms
 _CHUNK = 500
 #: Error given to an attempt closed by a re-publish before its own outcome arrived.
 LOST_OR_RETRIED = "worker lost or retried"
+#: Status of an attempt whose worker process died under it (the job ran again).
+ATTEMPT_LOST = "lost"
+#: Most timeline notes kept on one job (the oldest go first).
+MAX_NOTES = 50
 
 _EXECUTIONS: Table = JobExecution.__table__
 _ATTEMPTS: Table = JobAttempt.__table__
@@ -49,6 +53,22 @@ def _parse_iso(value: Any) -> datetime | None:
 
 def _cut(value: Any, limit: int) -> Any:
     return value[:limit] if isinstance(value, str) else value
+
+
+def _later(current: datetime | None, ts: float) -> datetime | None:
+    """The later of `current` and `ts`: a publish time only moves forward."""
+    moment = _dt(ts)
+    if current is None or (moment is not None and moment > current):
+        return moment
+    return current
+
+
+def add_note(row: Any, ts: float, text: str) -> None:
+    """Append a line to the row's timeline notes (kept bounded)."""
+    at = _dt(ts)
+    notes = list(row.notes or [])
+    notes.append({"at": at.isoformat() if at else None, "text": text[:1000]})
+    row.notes = notes[-MAX_NOTES:]
 
 
 class Row:
@@ -247,11 +267,14 @@ class EventApplier:
         self.finished: list[Finished] = []
         #: Jobs the last `apply` made failed, with their group counts (for escalation).
         self.failures: list[NewFailure] = []
+        #: Jobs whose status the last `apply` changed.
+        self.changed: set[str] = set()
 
     def apply(self, session: Session, events: Iterable[dict[str, Any]], lock: bool = False) -> int:
         """Apply `events` in `session` (the caller commits). Returns events applied."""
         ordered = sorted(events, key=lambda e: e.get("ts", 0.0))
         ids = list(dict.fromkeys(e["id"] for e in ordered))
+        self.changed = set()
         conn = session.connection()
         state = _load(conn, ids, lock)
         for event in ordered:
@@ -303,10 +326,11 @@ class EventApplier:
             )
         )
 
-    @staticmethod
-    def _set_status(row: ExecutionRow, status: ExecutionStatus, ts: float) -> bool:
+    def _set_status(self, row: ExecutionRow, status: ExecutionStatus, ts: float) -> bool:
         if not may_change_status(ExecutionStatus(row.status), row.status_ts, ts, status):
             return False
+        if row.status != status.value:
+            self.changed.add(row.id)
         row.status = status.value
         row.status_ts = ts
         row.updated_at = _dt(ts) or row.updated_at
@@ -342,6 +366,11 @@ class EventApplier:
         created = _dt(e.get("ts"))
         if created is not None and (row.created_at is None or created < row.created_at):
             row.created_at = created
+        if not header.get("in_process"):
+            # Run in the dispatching process (dispatch_now): no message ever sat in a queue.
+            row.published_at = _later(row.published_at, e["ts"])
+            if isinstance(e.get("m"), dict):
+                row.message = e["m"]
         if int(e.get("r") or 0) > 0 and not header.get("throttled"):
             # A re-publish of a running job: a retry, or a worker that died mid-task.
             self._close_open(state, row, e["ts"], "retrying", LOST_OR_RETRIED)
@@ -435,6 +464,7 @@ class EventApplier:
             row.error_message = None
             row.exception_type = None
             row.exception_trace = None
+            self._note_recovery(row, e)
 
     def _set_error(self, row: ExecutionRow, e: dict[str, Any]) -> None:
         row.error_message = e.get("err") or row.error_message
@@ -446,7 +476,7 @@ class EventApplier:
             row.memory_usage_mb = e.get("mem")
 
     def _on_fail(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
-        if not e.get("ak") and not state.open_attempts.get(row.id):
+        if "r" in e and not e.get("ak") and not state.open_attempts.get(row.id):
             # Failed in the worker's main process (lost worker, hard time limit) and the
             # attempt's own start never reached us.
             self._ensure_attempts(session, state, row, int(e.get("r") or 0) + 1, e["ts"], "failed")
@@ -455,6 +485,7 @@ class EventApplier:
             row.failed_at = _dt(e["ts"])
             self._set_error(row, e)
             _fingerprint(state, row)
+            self._note_recovery(row, e)
 
     def _on_retry(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         self._close(state, row, e, ExecutionStatus.RETRYING.value)
@@ -466,6 +497,7 @@ class EventApplier:
         if self._set_status(row, ExecutionStatus.CANCELLED, e["ts"]):
             row.cancelled_at = _dt(e["ts"])
             row.error_message = e.get("reason")
+            self._note_recovery(row, e)
         if e.get("task") and row.job_class == "unknown":
             row.job_class = _cut(e["task"], 200)
 
@@ -482,3 +514,41 @@ class EventApplier:
         """A global rate limit re-queued the job without running it (J10)."""
         if not ExecutionStatus(row.status).is_terminal:
             row.throttled_until = _dt(e.get("until"))
+
+    @staticmethod
+    def _note_recovery(row: ExecutionRow, e: dict[str, Any]) -> None:
+        if e.get("via"):
+            add_note(row, e["ts"], f"Outcome recovered from {e['via']}: its worker's own report of it was lost")
+
+    def _back_in_queue(self, state: BatchState, row: ExecutionRow, ts: float, why: str) -> None:
+        """The job will run again from a fresh message: close what ran, count from now."""
+        self._close_open(state, row, ts, ATTEMPT_LOST, why)
+        status = ExecutionStatus.RETRYING if row.attempts else ExecutionStatus.PENDING
+        self._set_status(row, status, ts)
+        row.published_at = _later(row.published_at, ts)
+
+    def _on_lost(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
+        """The worker process died under the job; its message is back in the queue (R1)."""
+        if ExecutionStatus(row.status).is_terminal:
+            return  # finished after all (its outcome reached us first)
+        reason = str(e.get("reason") or "worker process lost")
+        self._back_in_queue(state, row, e["ts"], f"worker lost: {reason}")
+        add_note(row, e["ts"], f"Worker lost ({reason}); put back in its queue (loss {e.get('n') or 1})")
+
+    def _on_republish(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
+        """The reconciler published the job again: its message was in no queue (R1)."""
+        if ExecutionStatus(row.status).is_terminal:
+            return
+        reason = str(e.get("reason") or "its message was lost")
+        self._back_in_queue(state, row, e["ts"], f"lost: {reason}")
+        add_note(row, e["ts"], f"Published again by the reconciler: {reason}")
+
+    def _on_recheck(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
+        if ExecutionStatus(row.status).is_terminal:
+            return
+        row.published_at = _later(row.published_at, e["ts"])
+        if e.get("reason"):
+            add_note(row, e["ts"], str(e["reason"]))
+
+    def _on_note(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
+        add_note(row, e["ts"], str(e.get("text") or ""))

@@ -10,6 +10,13 @@ Every event has `t` (kind), `id` (job id), `ts` (epoch seconds at the source) an
     retry   the attempt failed and the job will run again
     cancel  revoked, expired or cancelled before or while running
     reject  the worker could not run the message (malformed, unknown task)
+    lost    the worker process died under the job; its message went back to the queue
+    republish  the reconciler published the job again (its message was in no queue)
+    recheck    the reconciler will look at the job again later (its publish time moves on)
+    note       a line for the job's timeline, nothing else
+
+An outcome recovered from Celery's result backend (the worker's own report was lost)
+is an ordinary ok / fail / cancel event with `via` saying where it came from.
 """
 
 from __future__ import annotations
@@ -96,8 +103,16 @@ def published(
     parent_id: str | None,
     root_id: str | None,
     celeriac: dict[str, Any],
+    shape: dict[str, Any] | None = None,
+    ts: float | None = None,
 ) -> dict[str, Any]:
+    """`shape`: what rebuilding the message needs (app.recording.message); `ts`: the
+    publish time stamped on the message, so row and message agree on it."""
     event = _base("pub", job_id)
+    if ts is not None:
+        event["ts"] = ts
+    if shape is not None:
+        event["m"] = shape
     event.update(
         task=task,
         q=queue,
@@ -144,10 +159,17 @@ def succeeded(
     return event
 
 
+def exception_type(exc: BaseException | None) -> str | None:
+    """The name shown for `exc`: a stand-in (an encrypted job's sealed error) names the original."""
+    if exc is None:
+        return None
+    return str(getattr(exc, "celeriac_type", None) or type(exc).__name__)
+
+
 def _error_fields(exc: BaseException | None, message: str | None, trace: str | None) -> dict[str, Any]:
     return {
         "err": _clip(message if message is not None else (str(exc) if exc else None), MAX_ERROR_CHARS),
-        "exc": type(exc).__name__ if exc is not None else None,
+        "exc": exception_type(exc),
         "tb": _clip(trace, MAX_TRACE_CHARS),
     }
 
@@ -162,7 +184,7 @@ def failed(
 ) -> dict[str, Any]:
     event = _base("fail", job_id)
     event.update(ak=attempt_key, rt=runtime_ms, mem=memory_mb)
-    message = f"{type(exc).__name__}: {exc}" if exc is not None else None
+    message = f"{exception_type(exc)}: {exc}" if exc is not None else None
     event.update(_error_fields(exc, message, traceback))
     return event
 
@@ -179,7 +201,7 @@ def retried(
     event = _base("retry", job_id)
     event.update(ak=attempt_key, rt=runtime_ms, mem=memory_mb)
     if exc is not None:
-        message = f"{type(exc).__name__}: {exc}"
+        message = f"{exception_type(exc)}: {exc}"
     event.update(_error_fields(exc, message, traceback))
     return event
 
@@ -204,3 +226,37 @@ def rejected(job_id: str | None, task: str | None, reason: str, message: Any) ->
         raw=_clip(str(body) if body is not None else None, 2000),
     )
     return event
+
+
+def lost(job_id: str, *, reason: str, losses: int, worker: str | None = None) -> dict[str, Any]:
+    """The worker process died under the job and its message is back in its queue."""
+    event = _base("lost", job_id)
+    event.update(reason=reason, n=losses, w=worker)
+    return event
+
+
+def republished(job_id: str, *, reason: str, ts: float | None = None) -> dict[str, Any]:
+    """The reconciler published the job again: its message was in no queue (R1)."""
+    event = _base("republish", job_id)
+    if ts is not None:
+        event["ts"] = ts
+    event.update(reason=reason)
+    return event
+
+
+def recheck(job_id: str, *, reason: str) -> dict[str, Any]:
+    """Judge the job again later: its publish time counts from now."""
+    event = _base("recheck", job_id)
+    event.update(reason=reason)
+    return event
+
+
+def note(job_id: str, text: str) -> dict[str, Any]:
+    event = _base("note", job_id)
+    event.update(text=text)
+    return event
+
+
+def recovered(event: dict[str, Any], via: str) -> dict[str, Any]:
+    """`event` (an outcome) marked as recovered from `via`, not reported by its worker."""
+    return {**event, "via": via}

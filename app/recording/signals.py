@@ -21,14 +21,12 @@ from celery import signals
 from app.config import get_settings
 from app.priority import from_broker_priority
 from app.recording import events as ev
+from app.recording import header, message
 from app.recording.buffer import EventBuffer
 from app.recording.cancel_cache import CancelCache
 from app.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
-
-#: Header Celeriac adds to every message it publishes (tenant, max attempts, links).
-CELERIAC_HEADER = "celeriac"
 
 _buffer: EventBuffer | None = None
 
@@ -104,13 +102,6 @@ def _rss() -> int:
     return int(_process[1].memory_info().rss)
 
 
-def _celeriac_header(container: Any) -> dict[str, Any] | None:
-    value = getattr(container, CELERIAC_HEADER, None)
-    if value is None and isinstance(getattr(container, "headers", None), dict):
-        value = container.headers.get(CELERIAC_HEADER)
-    return value if isinstance(value, dict) else None
-
-
 @_guarded
 def on_before_publish(
     sender: str | None = None,
@@ -120,9 +111,12 @@ def on_before_publish(
     properties: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
-    headers = headers or {}
+    headers = headers if headers is not None else {}
     if "id" not in headers:
         return  # protocol 1 or a non-task message
+    # The publish time travels with the message: the reconciler orders a queue by it.
+    now = time.time()
+    headers[header.PUBLISHED_AT] = now
     emit(
         ev.published(
             job_id=headers["id"],
@@ -135,7 +129,9 @@ def on_before_publish(
             expires=headers.get("expires"),
             parent_id=headers.get("parent_id"),
             root_id=headers.get("root_id"),
-            celeriac=headers.get(CELERIAC_HEADER) or {},
+            celeriac=header.read_or_empty(headers),
+            shape=message.shape_of_message(headers, body),
+            ts=now,
         )
     )
 
@@ -174,7 +170,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     attempt = _RunningAttempt(ev.unique_id(), time.monotonic(), _rss())
     _running[task_id] = attempt
     delivery = getattr(request, "delivery_info", None) or {}
-    header = _celeriac_header(request)
+    celeriac = header.read(request)
     emit(
         ev.started(
             job_id=task_id,
@@ -184,7 +180,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
             retries=int(request.retries or 0),
             queue=delivery.get("routing_key"),
             # Published by a producer without Celeriac: the start is the first we hear.
-            payload=None if header is not None else ev.payload_from_args(request.args, request.kwargs),
+            payload=None if celeriac is not None else ev.payload_from_args(request.args, request.kwargs),
         )
     )
 

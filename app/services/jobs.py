@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from app import redis_keys
 from app.composition.hub import Hub, payload_identity, unique_key
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.errors import BackendUnavailable, Conflict, NotFound, ValidationError
 from app.models import LIVE_STATUSES, TERMINAL_STATUSES, ExecutionStatus, JobExecution
-from app.monitoring.aggregates import Aggregator, wait_ms
-from app.recording.events import payload_from_args
+from app.recording import writer
+from app.recording.writer import pending_row as pending_row  # re-exported: batches insert rows too
 from app.services.cursors import decode_position, encode_position
 from app.services.dispatching import DispatchSpec, Publisher, Registry, ResolvedJob, find_definition, resolve
 
@@ -43,10 +43,18 @@ class Canceller(Protocol):
 
 @dataclass(frozen=True)
 class Submitted:
-    """A dispatch's answer: the job, and whether this call created it (False: unique duplicate)."""
+    """A dispatch's answer: the job, and whether this call created it (False: unique duplicate).
+
+    `id`, `job_class`, `queue` and `status` are plain values taken before the commit, so an
+    answer built from them never reads the row back (which fails during an SQL outage).
+    """
 
     row: JobExecution
     created: bool = True
+    id: str = ""
+    job_class: str = ""
+    queue: str = ""
+    status: str = ExecutionStatus.PENDING.value
 
 
 def submit_job(
@@ -91,15 +99,16 @@ def submit(
     if job.unique_for:
         lock, twin = _take_unique_lock(session, job, info.unique_by if info else (), get_hub(settings))
         if twin is not None:
-            return Submitted(twin, created=False)
+            return Submitted(twin, False, twin.id, twin.job_class, twin.queue, twin.status)
     row = pending_row(job, lock)
+    done = Submitted(row, True, job.job_id, job.job_class, job.queue)
     session.add(row)
     session.commit()
     if job.depends_on:
         _hold_until_dependencies(session, job, settings, publisher)
-        return Submitted(row)
-    _publish_or_fail(session, row, job, publisher, lock, settings)
-    return Submitted(row)
+        return done
+    _publish_or_fail(session, job, publisher, lock, settings)
+    return done
 
 
 def _take_unique_lock(
@@ -119,35 +128,6 @@ def _take_unique_lock(
         # The holder finished (its release is still on its way) or never got a row.
         hub.release_unique(lock, holder)
     raise Conflict("another dispatch of this unique job is in progress; try again")
-
-
-def pending_row(job: ResolvedJob, lock: str | None) -> JobExecution:
-    now = time.time()
-    return JobExecution(
-        id=job.job_id,
-        tenant_id=job.tenant_id,
-        job_definition_id=job.job_definition_id,
-        job_class=job.job_class,
-        queue=job.queue,
-        priority=job.priority,
-        payload=payload_from_args(job.args, job.wire_payload()),
-        status=ExecutionStatus.PENDING.value,
-        # 0: any worker event replaces "pending", even from a host whose clock is behind.
-        status_ts=0.0,
-        attempts=0,
-        max_attempts=job.max_attempts,
-        eta=job.eta,
-        tags=job.tags or None,
-        retry_of=job.retry_of,
-        encrypted=job.encrypted,
-        depends_on=job.depends_on,
-        unique_key=lock,
-        batch_id=job.batch_id,
-        chain_id=job.chain_id,
-        chain_step=job.chain_step,
-        schedule_id=job.schedule_id,
-        created_at=datetime.fromtimestamp(now, UTC),
-    )
 
 
 def _hold_until_dependencies(session: Session, job: ResolvedJob, settings: Settings, publisher: Publisher) -> None:
@@ -177,13 +157,13 @@ def _hold_until_dependencies(session: Session, job: ResolvedJob, settings: Setti
 
 
 def _publish_or_fail(
-    session: Session, row: JobExecution, job: ResolvedJob, publisher: Publisher, lock: str | None, settings: Settings
+    session: Session, job: ResolvedJob, publisher: Publisher, lock: str | None, settings: Settings
 ) -> None:
     try:
         publisher.publish(job)
     except Exception as exc:  # broker boundary: the accepted job must not vanish
         logger.exception("Job %s: publish failed", job.job_id)
-        mark_unqueued(session, row.id, f"could not be queued: {exc}")
+        mark_unqueued(session, job.job_id, f"could not be queued: {exc}", settings)
         if lock is not None:
             from app.composition.runtime import get_hub
 
@@ -194,54 +174,31 @@ def _publish_or_fail(
         raise BackendUnavailable("the broker is unavailable; the job was not queued") from exc
 
 
-def end_if_live(session: Session, job_id: str, status: ExecutionStatus, reason: str) -> bool:
-    """Set a terminal `status` only if the job is still live (the recorder may have won).
+def mark_unqueued(session: Session, job_id: str, reason: str, settings: Settings | None = None) -> None:
+    """An accepted job whose publish failed: failed with the reason, never silently gone.
 
-    The transaction that ends the job also adds it to the per-minute aggregates (M1), as
-    the recorder does for the jobs it ends: the recorder later sees the row terminal and
-    adds nothing. Commits; returns whether the row changed.
+    Whether the broker got the message is unknown (a timeout after sending it), so the job
+    is also marked cancelled for workers: if its message did arrive, a worker skips it
+    instead of running a job whose dispatch answered an error. If Redis is down now, the
+    reconciler sets that mark once it is back (app.recording.reconcile).
     """
-    now = time.time()
-    ended_at = datetime.fromtimestamp(now, UTC)
-    ended = session.execute(
-        update(JobExecution)
-        .where(JobExecution.id == job_id, JobExecution.status.in_([s.value for s in LIVE_STATUSES]))
-        .values(
-            {
-                "status": status.value,
-                "status_ts": now,
-                f"{status.value}_at": ended_at,
-                "error_message": reason,
-            }
-        )
-        .returning(
-            JobExecution.tenant_id,
-            JobExecution.queue,
-            JobExecution.job_class,
-            JobExecution.created_at,
-            JobExecution.eta,
-            JobExecution.started_at,
-            JobExecution.execution_time_ms,
-            JobExecution.memory_usage_mb,
-        )
-        .execution_options(synchronize_session=False)
-    ).first()
-    if ended is not None:
-        stats = Aggregator()
-        waited = wait_ms(ended.created_at, ended.eta, ended.started_at)
-        stats.add(
-            ended_at, ended.tenant_id, ended.queue, ended.job_class, status.value,
-            ended.execution_time_ms, ended.memory_usage_mb, waited,
-        )  # fmt: skip
-        stats.flush(session.connection())
-    session.commit()
-    return ended is not None
-
-
-def mark_unqueued(session: Session, job_id: str, reason: str) -> None:
-    """An accepted job that could not be queued: failed with the reason, never gone."""
-    end_if_live(session, job_id, ExecutionStatus.FAILED, reason)
+    redis = _redis_or_none(settings or get_settings())
+    writer.end_job(session, writer.not_queued_event(job_id, reason), redis)
     session.expire_all()
+    if redis is not None:
+        try:
+            CeleryCanceller(redis, None).mark_cancelled(job_id)
+        except Exception as exc:  # Redis is down: the reconciler marks it later
+            logger.warning("Job %s: not marked for workers to skip yet (%s)", job_id, exc)
+
+
+def _redis_or_none(settings: Settings) -> Any:
+    from app.redis_client import get_redis
+
+    try:
+        return get_redis(settings.redis_url)
+    except Exception:  # an unusable URL: nothing to announce to
+        return None
 
 
 def get_job(session: Session, job_id: str, tenant_id: str | None) -> JobExecution:
@@ -369,7 +326,7 @@ def cancel_job(session: Session, job_id: str, tenant_id: str | None, *, cancelle
     # Mark first, so a worker that picks the job up from now on skips it.
     canceller.mark_cancelled(job_id)
     # Conditional: if the recorder finished the job meanwhile, the cancel loses (409).
-    if not end_if_live(session, job_id, ExecutionStatus.CANCELLED, "cancelled by request"):
+    if not writer.end_job(session, writer.cancel_event(job_id, "cancelled by request"), None):
         canceller.clear_mark(job_id)
         session.refresh(row)
         raise Conflict(f"job {job_id} is {row.status}; only pending, retrying or running jobs can be cancelled")
@@ -411,9 +368,9 @@ class CeleryCanceller:
         """A held job is dropped (never published); the cancel event reaches the recorder."""
         from app.composition.hub import held_key
         from app.recording.buffer import encode_event
-        from app.recording.events import cancelled
+        from app.recording.writer import cancel_event as cancelled
 
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(held_key(job_id))
-        pipe.xadd(redis_keys.EVENTS_STREAM, {"e": encode_event(cancelled(job_id, reason=reason))})
+        pipe.xadd(redis_keys.EVENTS_STREAM, {"e": encode_event(cancelled(job_id, reason))})
         pipe.execute()

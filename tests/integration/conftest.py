@@ -28,6 +28,7 @@ class WorkerProcess:
         queues: str = WORKER_QUEUES,
         concurrency: int = 2,
         hostname: str = "test-worker@%h",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.log_path = log_path
         self.log = open(log_path, "ab")
@@ -52,7 +53,7 @@ class WorkerProcess:
                 "--without-heartbeat",
             ],
             cwd=ROOT,
-            env=os.environ.copy(),
+            env={**os.environ, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -68,6 +69,22 @@ class WorkerProcess:
         import psutil
 
         return [child.pid for child in psutil.Process(self.process.pid).children()]
+
+    def kill(self) -> None:
+        """SIGKILL the main process and its pool processes at once (a host dying)."""
+        import psutil
+
+        try:
+            family = [psutil.Process(self.process.pid), *psutil.Process(self.process.pid).children(recursive=True)]
+        except psutil.Error:
+            family = []
+        for member in family:
+            try:
+                member.kill()
+            except psutil.Error:
+                pass
+        self.process.wait()
+        self.log.close()
 
     def stop(self) -> None:
         if self.process.poll() is None:

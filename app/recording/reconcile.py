@@ -1,0 +1,410 @@
+"""The reconciler (R1): live job rows checked against the broker, the workers and the results.
+
+The SQL row written at dispatch is the durable record of an accepted job. Events can be
+lost (a pool process SIGKILLed before its buffer left it), and so can messages (Redis
+restarted without its data; a worker killed between taking a message off its list and
+registering it as unacknowledged). The recorder runs this every
+`CELERIAC_RECONCILE_INTERVAL_S` (one recorder at a time, by a Redis lock) and only once
+it has written what the stream holds. Each run:
+
+1. Orphans. A message in kombu's `unacked` hash that no live worker holds (workers list
+   what they hold in their heartbeats) belonged to a worker that died: it goes back to
+   its queue now, not after the visibility timeout, and the job's timeline says "worker
+   lost". Past the worker-loss limit the job fails instead (app.recording.worker_loss).
+2. Suspects. A live row none of whose messages can still exist:
+   - `processing`, on no live worker, its message not unacknowledged, started more than
+     the grace ago; or
+   - `pending` / `retrying`, not held by a worker, not unacknowledged, and published
+     before the oldest message still in its queue's lists (kombu pushes on one end and
+     pops from the other, so everything published before that message has been taken;
+     an empty queue has taken everything). `published_at` is never earlier than the
+     message it describes, and hosts' clocks may differ by `CELERIAC_CLOCK_SKEW_S`.
+3. Each suspect's outcome is looked up in Celery's result backend, which the job's own
+   process writes before its message is acknowledged: a stored success or failure is
+   recorded ("recovered from the result backend"). With no outcome stored, the message
+   is lost: the job is published again, once per loss, and its timeline says why. A
+   job whose outcome was lost with Redis's data runs again: a duplicate, shown, not hidden.
+4. Jobs whose dispatch answered an error (their publish failed, maybe after the broker
+   got the message) carry a cancel mark, so a worker skips them; if Redis was down when
+   they failed, the mark is set here.
+
+Cost: one query per (status, queue) of live rows (an index seek each), a handful of
+Redis commands, and one MGET for the suspects; nothing per healthy queued job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from celery import states
+from sqlalchemy import select, tuple_
+from sqlalchemy.orm import Session
+
+from app import redis_keys
+from app.config import Settings
+from app.models import ExecutionStatus, JobExecution
+from app.monitoring.workers import ONLINE, list_workers
+from app.recording import events as ev
+from app.recording import header, message
+from app.recording.worker_loss import (
+    RESULT_BACKEND,
+    WorkerLossLimit,
+    loss_failure_message,
+    outcome_failure_event,
+)
+from app.recording.writer import NOT_QUEUED
+
+logger = logging.getLogger(__name__)
+
+#: Most suspects judged in one run (the rest wait for the next run).
+MAX_SUSPECTS = 1000
+_LIVE_WAITING = (ExecutionStatus.PENDING.value, ExecutionStatus.RETRYING.value)
+_PROCESSING = ExecutionStatus.PROCESSING.value
+
+
+@dataclass
+class ReconcileReport:
+    """What one run found and did (all zero on a healthy system)."""
+
+    orphans_requeued: int = 0
+    orphans_failed: int = 0
+    recovered: int = 0
+    republished: int = 0
+    rechecked: int = 0
+    marks_set: int = 0
+    redis_data_lost: bool = False
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @property
+    def changed_anything(self) -> bool:
+        return any(
+            (
+                self.orphans_requeued,
+                self.orphans_failed,
+                self.recovered,
+                self.republished,
+                self.rechecked,
+                self.marks_set,
+                self.redis_data_lost,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Unacked:
+    """One entry of kombu's `unacked` hash: a message a worker took and has not acknowledged."""
+
+    tag: str
+    job_id: str | None
+    delivered_at: float
+
+
+class Broker:
+    """What the reconciler reads and moves in Celery's Redis broker, through kombu's own
+    channel (so key names, prefixes, priority lists and restores are exactly kombu's)."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self.client = channel.client
+
+    def unacked(self) -> list[Unacked]:
+        raw: dict[bytes, bytes] = self.client.hgetall(self.channel.unacked_key)
+        delivered = dict(self.client.zrange(self.channel.unacked_index_key, 0, -1, withscores=True))
+        entries = []
+        for tag, value in raw.items():
+            try:
+                payload = json.loads(value)[0]
+                job_id = payload["headers"].get("id")
+            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                job_id = None
+            entries.append(Unacked(tag.decode(), job_id, float(delivered.get(tag, 0.0))))
+        return entries
+
+    def queue_lists(self, queue: str) -> list[str]:
+        steps = sorted(set(self.channel.priority_steps))
+        return [self.channel._q_for_pri(queue, step) for step in steps]
+
+    def oldest_published_at(self, queue: str, now: float) -> float | None:
+        """Publish time of the oldest message still in `queue` (over its priority lists);
+        `now` when the queue is empty; None when a message there has no publish time."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in self.queue_lists(queue):
+            pipe.lindex(name, -1)
+        oldest = now
+        for raw in pipe.execute():
+            if raw is None:
+                continue
+            try:
+                stamped = header.published_at(json.loads(raw).get("headers"))
+            except (ValueError, AttributeError):
+                stamped = None
+            if stamped is None:
+                return None  # published without Celeriac: we cannot order this queue
+            oldest = min(oldest, stamped)
+        return oldest
+
+    def restore(self, tag: str) -> None:
+        """Put an unacknowledged message back at the head of its queue (kombu's own restore)."""
+        self.channel.qos.restore_by_tag(tag)
+
+    def drop(self, tag: str) -> None:
+        """Remove an unacknowledged message for good (a job failed by the loss limit)."""
+        self.channel.qos._remove_from_indices(tag).execute()
+
+
+class Reconciler:
+    """One reconciliation run at a time; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Any,
+        session_factory: Callable[[], Any],
+        write: Callable[[list[dict[str, Any]]], None],
+        *,
+        backend: Any,
+        broker: Broker,
+        publish: Callable[[JobExecution], None] = message.republish,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.session_factory = session_factory
+        self.write = write
+        self.backend = backend
+        self.broker = broker
+        self.publish = publish
+        self.clock = clock
+        self._epoch: bytes | None = None
+
+    # -- the run -----------------------------------------------------------------------
+    def run_once(self) -> ReconcileReport:
+        report = ReconcileReport()
+        now = self.clock()
+        report.redis_data_lost = self._check_epoch()
+        workers = [w.heartbeat for w in list_workers(self.redis, self.settings.monitoring, now) if w.status == ONLINE]
+        held = {job_id for beat in workers for job_id in beat.held}
+        unacked = self.broker.unacked()
+        if self.settings.monitoring.heartbeat_interval_s > 0:
+            newest_beat = min((beat.last_heartbeat for beat in workers), default=now)
+            unacked = self._recover_orphans(unacked, held, newest_beat, now, report)
+        in_flight = held | {entry.job_id for entry in unacked if entry.job_id}
+        with self.session_factory() as session:
+            suspects = self._suspects(session, in_flight, now)
+            self._judge(suspects, now, report)
+            report.marks_set = self._mark_unqueued(session, now)
+        if report.changed_anything:
+            logger.warning("Reconciler: %s", report.as_dict())
+        return report
+
+    def _check_epoch(self) -> bool:
+        """Whether Redis lost its data since the last run of this process."""
+        token = uuid.uuid4().hex.encode()
+        if self.redis.set(redis_keys.EPOCH, token, nx=True):
+            lost = self._epoch is not None
+            self._epoch = token
+            if lost:
+                logger.error("Reconciler: Redis lost its data (restarted without persistence?); resyncing")
+            return lost
+        if self._epoch is None:
+            self._epoch = self.redis.get(redis_keys.EPOCH)
+        return False
+
+    # -- 1. orphaned messages ----------------------------------------------------------------
+    def _recover_orphans(
+        self, unacked: list[Unacked], held: set[str], newest_beat: float, now: float, report: ReconcileReport
+    ) -> list[Unacked]:
+        """Put back what no live worker holds; returns the entries still unacknowledged."""
+        grace = self.settings.reliability.reconcile_grace_s
+        # Delivered before every live worker's latest heartbeat: each has reported it since.
+        cutoff = min(now - grace, newest_beat - 1)
+        kept = []
+        for entry in unacked:
+            if entry.job_id in held or entry.delivered_at > cutoff or entry.job_id is None:
+                kept.append(entry)
+                continue
+            self._recover_orphan(entry, report)
+        return kept
+
+    def _recover_orphan(self, entry: Unacked, report: ReconcileReport) -> None:
+        assert entry.job_id is not None
+        limit = self.settings.reliability.worker_loss_limit
+        losses = self._count_loss(entry.job_id)
+        if losses >= limit:
+            text = loss_failure_message(losses, limit, "requeue", "its worker went offline")
+            fail = ev.failed(entry.job_id, None, None, None, None, None)
+            fail.update(err=text, exc="WorkerLost")
+            self.write([fail])
+            self.broker.drop(entry.tag)
+            self._store_failure(entry.job_id, text)
+            report.orphans_failed += 1
+            return
+        reason = "its worker went offline while holding it"
+        self.write([ev.lost(entry.job_id, reason=reason, losses=losses)])
+        self.broker.restore(entry.tag)
+        report.orphans_requeued += 1
+
+    def _count_loss(self, job_id: str) -> int:
+        key = redis_keys.worker_losses(job_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, redis_keys.WORKER_LOSSES_TTL_S)
+        losses, _ = pipe.execute()
+        return int(losses)
+
+    def _store_failure(self, job_id: str, text: str) -> None:
+        try:
+            self.backend.mark_as_failure(job_id, WorkerLossLimit(text))
+        except Exception as exc:  # the row says it; clients reading results may wait
+            logger.warning("Job %s: failure not stored in the result backend (%s)", job_id, exc)
+
+    # -- 2. suspects ---------------------------------------------------------------------
+    def _suspects(self, session: Session, in_flight: set[str], now: float) -> list[JobExecution]:
+        grace = timedelta(seconds=self.settings.reliability.reconcile_grace_s)
+        skew = self.settings.reliability.clock_skew_s
+        moment = datetime.fromtimestamp(now, UTC)
+        found: list[JobExecution] = []
+        started_before = moment - grace
+        processing = session.scalars(
+            select(JobExecution)
+            .where(JobExecution.status == _PROCESSING, JobExecution.updated_at < started_before)
+            .limit(MAX_SUSPECTS)
+        )
+        found.extend(row for row in processing if row.id not in in_flight)
+        oldest_by_queue: dict[str, float | None] = {}
+        for status, queue in live_queues(session, _LIVE_WAITING):
+            if queue not in oldest_by_queue:
+                oldest_by_queue[queue] = self.broker.oldest_published_at(queue, now)
+            oldest = oldest_by_queue[queue]
+            if oldest is None:
+                continue
+            cut = min(moment - grace, datetime.fromtimestamp(oldest - skew, UTC))
+            rows = session.scalars(
+                select(JobExecution)
+                .where(JobExecution.status == status, JobExecution.queue == queue, JobExecution.published_at < cut)
+                .order_by(JobExecution.published_at)
+                .limit(MAX_SUSPECTS)
+            )
+            found.extend(row for row in rows if row.id not in in_flight)
+            if len(found) >= MAX_SUSPECTS:
+                break
+        return found[:MAX_SUSPECTS]
+
+    # -- 3. judgement ----------------------------------------------------------------------
+    def _judge(self, suspects: Sequence[JobExecution], now: float, report: ReconcileReport) -> None:
+        if not suspects:
+            return
+        outcomes = self._stored_outcomes([row.id for row in suspects])
+        events: list[dict[str, Any]] = []
+        lost: list[JobExecution] = []
+        for row in suspects:
+            meta = outcomes.get(row.id)
+            status = meta.get("status") if meta else None
+            if status in (states.SUCCESS, states.FAILURE, states.REVOKED):
+                events.append(ev.recovered(outcome_event(row.id, meta or {}, self.settings), RESULT_BACKEND))
+                report.recovered += 1
+            elif status == states.RETRY:
+                # A retry was published; its own publish event was lost. Look again later.
+                events.append(ev.recheck(row.id, reason="a retry of it was published; waiting for it"))
+                report.rechecked += 1
+            elif message.can_rebuild(row):
+                lost.append(row)
+            else:
+                logger.error("Job %s: its message is lost and cannot be rebuilt (published without Celeriac)", row.id)
+        ts = self.clock()
+        events.extend(ev.republished(row.id, reason=lost_reason(row), ts=ts) for row in lost)
+        if events:
+            self.write(events)  # first: a crash before the publish leaves it for the next run
+        for row in lost:
+            try:
+                self.publish(row)
+            except Exception as exc:  # broker down: the next run tries again
+                logger.warning("Job %s: not published again yet (%s)", row.id, exc)
+                continue
+            report.republished += 1
+
+    def _stored_outcomes(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        keys = [self.backend.get_key_for_task(job_id) for job_id in job_ids]
+        found: dict[str, dict[str, Any]] = {}
+        for job_id, raw in zip(job_ids, self.backend.mget(keys), strict=True):
+            if raw is None:
+                continue
+            try:
+                meta = self.backend.decode_result(raw)
+            except Exception:  # unreadable: treat as no outcome
+                logger.warning("Job %s: unreadable result backend entry", job_id)
+                continue
+            if isinstance(meta, dict):
+                found[job_id] = meta
+        return found
+
+    # -- 4. jobs whose dispatch failed ---------------------------------------------------------
+    def _mark_unqueued(self, session: Session, now: float) -> int:
+        """Cancel marks for jobs that failed as not queued in the last day (idempotent)."""
+        since = datetime.fromtimestamp(now - 24 * 3600, UTC)
+        ids = list(
+            session.scalars(
+                select(JobExecution.id).where(
+                    JobExecution.status == ExecutionStatus.FAILED.value,
+                    JobExecution.exception_type == NOT_QUEUED,
+                    JobExecution.failed_at > since,
+                )
+            )
+        )
+        if not ids:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.zscore(redis_keys.CANCELLED_RECENT, job_id)
+        missing = [job_id for job_id, score in zip(ids, pipe.execute(), strict=True) if score is None]
+        if missing:
+            from app.services.jobs import CeleryCanceller
+
+            canceller = CeleryCanceller(self.redis, None)
+            for job_id in missing:
+                canceller.mark_cancelled(job_id)
+        return len(missing)
+
+
+def live_queues(session: Session, statuses: Iterable[str]) -> list[tuple[str, str]]:
+    """Distinct (status, queue) pairs among rows of `statuses`, by a loose index scan:
+    one index seek per pair, however many rows each holds."""
+    pairs: list[tuple[str, str]] = []
+    for status in statuses:
+        last: str | None = None
+        while True:
+            query = select(JobExecution.queue).where(JobExecution.status == status)
+            if last is not None:
+                query = query.where(tuple_(JobExecution.queue) > tuple_(last))
+            queue = session.scalar(query.order_by(JobExecution.queue).limit(1))
+            if queue is None:
+                break
+            pairs.append((status, queue))
+            last = queue
+    return pairs
+
+
+def outcome_event(job_id: str, meta: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The ok / fail / cancel event a stored result stands for."""
+    status = meta.get("status")
+    if status == states.SUCCESS:
+        return ev.succeeded(job_id, None, None, None, ev.bounded_result(meta.get("result"), settings.max_result_chars))
+    if status == states.REVOKED:
+        return ev.cancelled(job_id, reason="revoked")
+    return outcome_failure_event(job_id, meta)
+
+
+def lost_reason(row: JobExecution) -> str:
+    if row.status == _PROCESSING:
+        return "its worker's report of it was lost and its message is in no queue"
+    return "its message is in no queue, unacknowledged set or worker (Redis lost it, or a worker died taking it)"

@@ -1,0 +1,127 @@
+"""The one writer of job rows (R1): every status a job row takes goes through this module.
+
+- `pending_row`: a dispatch's row, inserted and committed before its message is published.
+- `EventApplier` (app.recording.apply), used by the recorder for workers' events and by
+  the reconciler for what it finds: it folds events into rows and, in the same
+  transaction, keeps the per-minute aggregates and the failure groups.
+- `end_job`: the web process ends a live job (a cancel, a job the broker refused) with an
+  event applied here in its own transaction, then announces the same event on the stream:
+  the recorder finds the row already ended (so nothing is counted twice) and runs the
+  follow-ups (batch, chain, dependants, unique lock) as it does for a worker's event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
+
+from app import redis_keys
+from app.models import ExecutionStatus, JobExecution
+from app.recording import events as ev
+from app.recording.apply import EventApplier
+from app.recording.buffer import encode_event
+from app.recording.events import payload_from_args
+from app.recording.message import shape_of_job
+from app.services.dispatching import ResolvedJob
+
+logger = logging.getLogger(__name__)
+
+#: `exception_type` of a job that was accepted but could not be queued.
+NOT_QUEUED = "NotQueued"
+
+
+def pending_row(job: ResolvedJob, lock: str | None) -> JobExecution:
+    """The row of an accepted job, whose message goes out right after the commit unless it
+    waits for dependencies (a chain's later steps too): those get a publish time when
+    they are released (from the publish event)."""
+    now = datetime.fromtimestamp(time.time(), UTC)
+    return JobExecution(
+        id=job.job_id,
+        tenant_id=job.tenant_id,
+        job_definition_id=job.job_definition_id,
+        job_class=job.job_class,
+        queue=job.queue,
+        priority=job.priority,
+        payload=payload_from_args(job.args, job.wire_payload()),
+        status=ExecutionStatus.PENDING.value,
+        # 0: any worker event replaces "pending", even from a host whose clock is behind.
+        status_ts=0.0,
+        attempts=0,
+        max_attempts=job.max_attempts,
+        eta=job.eta,
+        tags=job.tags or None,
+        retry_of=job.retry_of,
+        encrypted=job.encrypted,
+        depends_on=job.depends_on,
+        unique_key=lock,
+        batch_id=job.batch_id,
+        chain_id=job.chain_id,
+        chain_step=job.chain_step,
+        schedule_id=job.schedule_id,
+        message=shape_of_job(job),
+        # Before the publish, so never later than the message: if this process dies
+        # between the commit and the publish, the reconciler publishes the job.
+        published_at=None if job.depends_on else now,
+        created_at=now,
+    )
+
+
+def begin_write(session: Session, sqlite: bool) -> None:
+    """Take SQLite's write lock before reading, so nothing changes between read and write.
+
+    Only when no transaction is open yet (pysqlite opens one at the first write); on
+    PostgreSQL the applier locks the rows it reads instead.
+    """
+    if not sqlite:
+        return
+    connection: Connection = session.connection()
+    raw: Any = connection.connection.dbapi_connection
+    if raw is not None and not raw.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def end_job(session: Session, event: dict[str, Any], redis: Any | None) -> bool:
+    """Apply a terminal `event` (cancel, fail) to a live job now; commit; announce it.
+
+    Returns whether the job was live (and so was ended by this call). The announcement is
+    best effort: if Redis is down the row is right and only the follow-ups wait.
+    """
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    begin_write(session, sqlite)
+    if session.scalar(select(JobExecution.id).where(JobExecution.id == event["id"])) is None:
+        session.commit()
+        return False  # never a new row from here: the job is gone (purged) or never was
+    applier = EventApplier()
+    applier.apply(session, [event], lock=not sqlite)
+    session.commit()
+    ended = event["id"] in applier.changed
+    if ended and redis is not None:
+        announce(redis, [event])
+    return ended
+
+
+def announce(redis: Any, events: list[dict[str, Any]]) -> None:
+    """Put events on the recorder's stream (it applies them again: a no-op on the row)."""
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(redis_keys.EVENTS_STREAM, {"e": encode_event(event)})
+        pipe.execute()
+    except Exception as exc:  # Redis boundary: the rows are right; follow-ups wait
+        logger.warning("Could not announce %d job events to the recorder: %s", len(events), exc)
+
+
+def cancel_event(job_id: str, reason: str) -> dict[str, Any]:
+    return ev.cancelled(job_id, reason=reason)
+
+
+def not_queued_event(job_id: str, reason: str) -> dict[str, Any]:
+    """A job accepted but not queued: failed with the reason, never silently gone."""
+    event = ev.failed(job_id, None, None, None, None, None)
+    event.update(err=reason, exc=NOT_QUEUED)
+    return event

@@ -1,0 +1,217 @@
+"""History stays true when processes die and messages vanish (R1), with real workers and Redis.
+
+Each test is the fast, deterministic version of a `make faults` scenario: a pool process
+killed right after its job succeeded, a job whose worker process dies under it, a whole
+worker SIGKILLed, a message taken off its list by a worker that died before registering it,
+a job whose outcome only the result backend knows, and a dispatch that answered an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery.result import AsyncResult
+
+from app.config import get_settings
+from app.db import session_scope
+from app.errors import BackendUnavailable
+from app.recorder import Recorder
+from app.recording.reconcile import Broker, ReconcileReport, Reconciler
+from app.redis_client import get_redis
+from app.services.queue_stats import broker_depth, broker_queue_keys
+from tests.conftest import wait_for
+from tests.integration.conftest import WorkerProcess
+from tests.integration.test_execution import attempts, row, wait_status
+
+pytestmark = [pytest.mark.redis, pytest.mark.worker]
+
+#: A worker whose processes keep their events for ten minutes: whatever they run, SQL hears
+#: of it only if something else reports it (the worst case a SIGKILL leaves behind).
+SILENT = {"CELERIAC_EVENT_FLUSH_MS": "600000", "CELERIAC_EVENT_BUFFER_SIZE": "100000"}
+
+
+def quick_settings() -> Any:
+    """Settings whose reconciler judges after a second and calls a worker offline after three."""
+    base = get_settings()
+    return dataclasses.replace(
+        base,
+        reliability=dataclasses.replace(base.reliability, reconcile_grace_s=1, clock_skew_s=0),
+        monitoring=dataclasses.replace(base.monitoring, offline_after_s=3),
+    )
+
+
+@pytest.fixture()
+def reconciler() -> Iterator[Reconciler]:
+    from app.celery_app import celery_app
+
+    settings = quick_settings()
+    client = get_redis(settings.redis_url)
+    # A recorder of its own writes what the reconciler finds (the session recorder runs in
+    # another thread).
+    writer = Recorder(settings, client, name="test-reconciler")
+    connection = celery_app.connection_for_write()
+    yield Reconciler(
+        settings,
+        client,
+        lambda: session_scope(),
+        writer.write_and_follow_up,
+        backend=celery_app.backend,
+        broker=Broker(connection.default_channel),
+    )
+    connection.release()
+
+
+def reconcile_until(reconciler: Reconciler, done: Any, what: str) -> ReconcileReport:
+    """Run the reconciler until `done(report)` (each run sees the world as it is now)."""
+    return wait_for(lambda: (report := reconciler.run_once()) and done(report) and report, timeout=30, what=what)
+
+
+def notes(job_id: str) -> str:
+    found = row(job_id)
+    assert found is not None
+    return " | ".join(note["text"] for note in found.notes or [])
+
+
+def runs(redis_client: Any, key: str) -> int:
+    return int(redis_client.get(key) or 0)
+
+
+def test_pool_process_killed_right_after_success_is_recorded_completed_and_not_run_again(
+    stack: Any, unique: str, redis_client: Any, tmp_path: Path
+) -> None:
+    from app.jobs.celery_backend import CeleryPublisher  # noqa: F401  (the real broker)
+    from tests.sample_jobs import dies_after_success
+
+    queue = f"silent-{unique}"
+    silent = WorkerProcess(tmp_path / "silent.log", queues=queue, concurrency=1, hostname=f"silent-{unique}@%h", env=SILENT)
+    try:
+        job_id = dies_after_success.apply_async(kwargs={"key": unique}, queue=queue).id
+        done = wait_status(job_id, "completed", timeout=60)
+    finally:
+        silent.stop()
+    assert done.result == f"done {unique}"
+    assert "recovered from the result backend" in notes(job_id)
+    assert runs(redis_client, f"tests:dies-after-success:{unique}") == 1
+
+
+def test_job_whose_process_is_killed_runs_again_whatever_its_retry_budget(stack: Any, unique: str) -> None:
+    from tests.sample_jobs import DiesOnce
+
+    job_id = DiesOnce.dispatch(key=unique)  # max_tries = 1
+    done = wait_status(job_id, "completed", "failed", timeout=60)
+    assert done.status == "completed" and done.result == "run 2"
+    assert "Worker lost" in notes(job_id)
+
+
+def test_message_taken_by_a_worker_that_died_before_registering_it_is_published_again_once(
+    stack: Any, reconciler: Reconciler, unique: str, redis_client: Any, tmp_path: Path
+) -> None:
+    from app.jobs.dispatch import PendingDispatch
+
+    queue = f"gap-{unique}"
+    job_id = PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
+    # A worker BRPOPs the message and dies before kombu writes it to `unacked`.
+    taken = [redis_client.rpop(key) for key in broker_queue_keys(queue)]
+    assert sum(1 for message in taken if message) == 1
+    report = reconcile_until(reconciler, lambda r: r.republished >= 1, "the lost message to be published again")
+    assert report.recovered == 0
+    assert broker_depth(redis_client, queue) == 1
+    assert reconciler.run_once().republished == 0, "published again once per loss, not once per run"
+    assert "Published again by the reconciler" in notes(job_id)
+    late = WorkerProcess(tmp_path / "late.log", queues=queue, concurrency=1, hostname=f"late-{unique}@%h")
+    try:
+        done = wait_status(job_id, "completed", timeout=60)
+    finally:
+        late.stop()
+    assert done.result == "run 1"
+
+
+def test_outcome_known_only_to_the_result_backend_is_recovered_not_rerun(
+    stack: Any, reconciler: Reconciler, unique: str, redis_client: Any, tmp_path: Path
+) -> None:
+    from app.jobs.dispatch import PendingDispatch
+
+    queue = f"silent-{unique}"
+    silent = WorkerProcess(tmp_path / "silent.log", queues=queue, concurrency=1, hostname=f"silent-{unique}@%h", env=SILENT)
+    job_id = PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
+    wait_for(lambda: AsyncResult(job_id).state == "SUCCESS", what="the job to succeed")
+    wait_for(lambda: not any(job_id.encode() in v for v in redis_client.hvals("unacked")), what="its message acked")
+    silent.kill()  # its events never left it
+    assert row(job_id).status == "pending"  # type: ignore[union-attr]
+    reconcile_until(reconciler, lambda r: r.recovered >= 1, "the outcome to be recovered")
+    done = wait_status(job_id, "completed")
+    assert done.result == "run 1"
+    assert "recovered from the result backend" in notes(job_id)
+    assert runs(redis_client, f"tests:counted:{unique}") == 1
+
+
+def test_running_job_of_a_worker_killed_outright_is_requeued_from_heartbeats(
+    stack: Any, reconciler: Reconciler, unique: str, redis_client: Any, tmp_path: Path
+) -> None:
+    from app.jobs.dispatch import PendingDispatch
+
+    queue = f"doomed-{unique}"
+    doomed = WorkerProcess(tmp_path / "doomed.log", queues=queue, concurrency=1, hostname=f"doomed-{unique}@%h")
+    # tests.marker sleeps on its first run only.
+    job_id = PendingDispatch("tests.marker", {"queue": queue}).dispatch(key=unique, seconds=60)
+    wait_status(job_id, "processing")
+    doomed.kill()
+    # Not after the visibility timeout (an hour): once its heartbeats stop.
+    reconcile_until(reconciler, lambda r: r.orphans_requeued >= 1, "the orphaned message to go back")
+    assert broker_depth(redis_client, queue) == 1
+    assert "Worker lost" in notes(job_id)
+    late = WorkerProcess(tmp_path / "late.log", queues=queue, concurrency=1, hostname=f"late-{unique}@%h")
+    try:
+        done = wait_status(job_id, "completed", timeout=60)
+    finally:
+        late.stop()
+    assert done.result == "run 2"
+    assert [a.status for a in attempts(job_id)] == ["lost", "completed"]
+
+
+def test_dispatch_that_answered_an_error_never_runs_even_if_its_message_got_through(
+    stack: Any, unique: str, redis_client: Any, tmp_path: Path
+) -> None:
+    from app.jobs.celery_backend import CeleryPublisher
+    from app.jobs.dispatch import PendingDispatch, set_publisher
+
+    class SentThenTimedOut(CeleryPublisher):
+        """The broker got the message, but its answer never came back."""
+
+        def publish(self, job: Any, producer: Any = None) -> None:
+            super().publish(job, producer)
+            raise TimeoutError("no answer from the broker")
+
+    queue = f"ghost-{unique}"
+    previous = set_publisher(SentThenTimedOut())
+    try:
+        with pytest.raises(BackendUnavailable):
+            PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
+    finally:
+        set_publisher(previous)
+    (message,) = [m for key in broker_queue_keys(queue) for m in redis_client.lrange(key, 0, -1)]
+    job_id = json.loads(message)["headers"]["id"]
+    assert broker_depth(redis_client, queue) == 1
+    late = WorkerProcess(tmp_path / "late.log", queues=queue, concurrency=1, hostname=f"late-{unique}@%h")
+    try:
+        wait_for(lambda: broker_depth(redis_client, queue) == 0, what="the message to be taken")
+        # Taken and acknowledged: the worker has dealt with it, so "never ran" is a result.
+        wait_for(
+            lambda: not any(job_id.encode() in v for v in redis_client.hvals("unacked")),
+            what="the message acknowledged",
+        )
+    finally:
+        late.stop()
+    assert runs(redis_client, f"tests:counted:{unique}") == 0
+    with session_scope() as session:
+        from sqlalchemy import select
+
+        from app.models import JobExecution
+
+        failed = session.scalar(select(JobExecution).where(JobExecution.queue == queue))
+        assert failed is not None and failed.status == "failed" and failed.exception_type == "NotQueued"
