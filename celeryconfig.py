@@ -30,13 +30,18 @@ task_serializer = "json"
 result_serializer = "json"
 event_serializer = "json"
 
-# Crash safety: a job is acknowledged only after it ran; a job whose worker process dies
-# is retried (bounded by its max_retries: a message that keeps killing its worker ends up
-# failed instead of looping), and re-queued if even that retry cannot be sent.
+# Crash safety: a job is acknowledged only after it ran. A job whose worker process dies is
+# put back in its queue by TrackedTask's request (app.recording.worker_loss: up to
+# CELERIAC_WORKER_LOSS_LIMIT times, whatever its own retry budget); Celery's own handling
+# below is the fallback if that cannot run.
 task_acks_late = True
 task_reject_on_worker_lost = True
 task_retry_on_worker_lost = True
 worker_prefetch_multiplier = 1
+# A message delivered again after its job succeeded (its acknowledgement was lost; the
+# reconciler or the visibility timeout put it back) is skipped, not run twice: the worker
+# asks the result backend, for redelivered messages only.
+worker_deduplicate_successful_tasks = True
 
 #: See Settings.visibility_timeout_s: longer than any allowed delay plus runtime.
 _visibility = _settings.visibility_timeout_s
@@ -74,10 +79,8 @@ timezone = "UTC"
 enable_utc = True
 
 #: Static beat entries (RedBeat stores them under redbeat_key_prefix; schedule reconcile
-#: leaves them alone). Retention (E3) hourly: each run deletes in short batches. Stuck-job
-#: reaper (M3) every minute: an orphan waits at most CELERIAC_REAP_AFTER_S plus a minute,
-#: and a run reads only processing rows, so it is cheap.
+#: leaves them alone). Retention (E3) hourly: each run deletes in short batches. (Orphaned
+#: and lost jobs are the recorder's reconciler's business, not beat's: it needs no worker.)
 beat_schedule = {
     "celeriac-purge-history": {"task": "celeriac.maintenance.purge_history", "schedule": 3600.0},
-    "celeriac-reap-stuck": {"task": "celeriac.maintenance.reap_stuck", "schedule": 60.0},
 }

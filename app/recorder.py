@@ -277,6 +277,15 @@ class Recorder:
         self.stats.batches += 1
         return len(events)
 
+    def publish_stats_quietly(self) -> None:
+        """Read the stream's backlog (for the reconciler's check) without failing on a missing group."""
+        try:
+            for group in self.redis.xinfo_groups(redis_keys.EVENTS_STREAM):
+                if group.get("name") in (redis_keys.RECORDER_GROUP, redis_keys.RECORDER_GROUP.encode()):
+                    self.backlog = int(group.get("lag") or 0) + int(group.get("pending") or 0)
+        except redis.ResponseError:
+            self.backlog = 0  # no stream yet: nothing waits to be written
+
     def publish_stats(self) -> None:
         backlog = 0
         for group in self.redis.xinfo_groups(redis_keys.EVENTS_STREAM):
@@ -396,6 +405,13 @@ class Recorder:
                 broker=Broker(connection.default_channel),
             )
         return self._reconciler
+
+
+def reconcile_once(settings: Settings, client: redis.Redis, name: str) -> Any:
+    """One reconciliation pass now (CLI, maintenance task); None if a recorder is running one."""
+    recorder = Recorder(settings, client, name=name)
+    recorder.publish_stats_quietly()
+    return recorder.maybe_reconcile(force=True)
 
 
 def _sync_definitions() -> None:

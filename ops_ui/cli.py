@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 
@@ -125,26 +126,26 @@ def purge_history_command() -> None:
     click.echo(f"Purged {report.executions} executions ({report.failed} failed) and {report.groups} failure groups")
 
 
-@celeriac.command("reap-stuck")
-def reap_stuck_command() -> None:
-    """Fail (or re-queue, CELERIAC_REAP_POLICY) jobs whose worker is offline past CELERIAC_REAP_AFTER_S."""
-    from app.jobs.dispatch import get_publisher, get_registry
-    from app.monitoring.reaper import reap_orphans
+@celeriac.command("reconcile")
+def reconcile_command() -> None:
+    """Run the reconciler now: orphaned messages back to their queue, lost jobs published
+    again, outcomes recovered from the result backend (the recorder runs it every
+    CELERIAC_RECONCILE_INTERVAL_S anyway; see docs/reliability.md)."""
+    from app.recorder import reconcile_once
     from app.redis_client import get_redis
 
     settings = current_app.extensions["celeriac_settings"]
-    report = reap_orphans(
-        sql(),
-        get_redis(settings.redis_url),
-        settings,
-        actor="cli",
-        registry=get_registry(),
-        publisher=get_publisher(),
-    )
-    click.echo(f"Reaped {len(report.failed)} orphaned jobs ({len(report.requeued)} re-queued)")
-    for job_id in report.failed:
-        requeued = report.requeued.get(job_id)
-        click.echo(f"{job_id} failed" + (f", re-queued as {requeued}" if requeued else ""))
+    report = reconcile_once(settings, get_redis(settings.redis_url), name=f"cli-{os.getpid()}")
+    if report is None:
+        raise click.ClickException("a recorder is reconciling right now (or the recorder has events to write first)")
+    audit.record(sql(), actor="cli", action="jobs.reconcile", tenant_id=None, after=report.as_dict())
+    sql().commit()
+    for name, value in report.as_dict().items():
+        click.echo(f"{name}: {value}")
+
+
+#: The name this command had before the reconciler replaced the reaper.
+celeriac.add_command(reconcile_command, name="reap-stuck")
 
 
 def register_cli(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""Maintenance tasks beat runs (celeryconfig's beat_schedule): history retention (E3), stuck-job reaper (M3)."""
+"""Maintenance tasks: history retention (E3, run by beat) and one reconciler pass (R1, on demand)."""
 
 from __future__ import annotations
 
@@ -18,20 +18,12 @@ def purge_history_task() -> dict[str, int]:
 
 
 @celery_app.task(name="celeriac.maintenance.reap_stuck")
-def reap_stuck_task() -> dict[str, Any]:
-    """Fail (or re-queue, by policy) jobs whose worker went offline; jobs on live workers are left alone."""
-    from app.jobs.dispatch import get_publisher, get_registry
-    from app.monitoring.reaper import reap_orphans
+def reap_stuck_task() -> dict[str, Any] | None:
+    """One reconciler pass (the recorder runs it on its own; this name stays for messages
+    queued by an older beat schedule, and for running it from a worker on purpose)."""
+    from app.recorder import reconcile_once
     from app.redis_client import get_redis
 
     settings = get_settings()
-    with session_scope() as session:
-        report = reap_orphans(
-            session,
-            get_redis(settings.redis_url),
-            settings,
-            actor="maintenance",
-            registry=get_registry(),
-            publisher=get_publisher(),
-        )
-        return report.as_dict()
+    report = reconcile_once(settings, get_redis(settings.redis_url), name="maintenance-task")
+    return report.as_dict() if report is not None else None

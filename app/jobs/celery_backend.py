@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
+
+from kombu.pools import producers
 
 from app.celery_app import celery_app
 from app.config import get_settings
@@ -64,13 +68,47 @@ def _repr_options(job: ResolvedJob) -> dict[str, Any]:
     return {"argsrepr": REDACTED, "kwargsrepr": REDACTED}
 
 
+#: One reconnect on a broken connection (Redis restarted since it was pooled), no more:
+#: a dispatch answers within about twice CELERIAC_PUBLISH_TIMEOUT_S when Redis is down.
+PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+@lru_cache(maxsize=2)
+def _dispatch_producers(pid: int) -> Any:
+    """Producers over broker connections that give up after CELERIAC_PUBLISH_TIMEOUT_S.
+
+    Only dispatch uses them: a frozen or unreachable Redis answers the caller in seconds
+    (503) instead of hanging it, while workers keep their own, patient connections.
+    """
+    timeout = get_settings().reliability.publish_timeout_s
+    connection = celery_app.connection_for_write(
+        connect_timeout=timeout,
+        transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+    )
+    return producers[connection]
+
+
+def dispatch_producer() -> Any:
+    """A producer from this process's dispatch pool (a context manager)."""
+    return _dispatch_producers(os.getpid()).acquire(block=True, timeout=get_settings().reliability.publish_timeout_s)
+
+
 class CeleryPublisher:
     def publish(self, job: ResolvedJob, producer: Any = None) -> None:
+        if producer is None:
+            with dispatch_producer() as pooled:
+                self._send(job, pooled)
+        else:
+            self._send(job, producer)
+
+    @staticmethod
+    def _send(job: ResolvedJob, producer: Any) -> None:
         celery_app.send_task(
             job.job_class,
             args=job.args,
             kwargs=job.wire_payload(),
             producer=producer,
+            retry_policy=PUBLISH_RETRY_POLICY,
             **_repr_options(job),
             **job.celery_options(),
         )
@@ -83,9 +121,9 @@ class CeleryPublisher:
         """
         sent = 0
         try:
-            with celery_app.producer_or_acquire() as producer:
+            with dispatch_producer() as producer:
                 for job in jobs:
-                    self.publish(job, producer)
+                    self._send(job, producer)
                     sent += 1
         except Exception as exc:  # broker boundary: the caller records the rest as unqueued
             raise PublishError(sent, exc) from exc

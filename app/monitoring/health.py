@@ -129,7 +129,8 @@ def assess(
             WARNING,
             "jobs",
             f"{stuck} job(s) stuck: running past their timeout, or on a worker that is gone",
-            "see GET /api/monitoring/stuck; the reaper (`flask celeriac reap-stuck`) fails or re-queues orphans",
+            "see GET /api/monitoring/stuck; the recorder's reconciler puts a dead worker's jobs back in their "
+            "queue within a minute or two (`flask celeriac reconcile` runs it now)",
         )
     return report
 

@@ -59,7 +59,7 @@ from app.recording.worker_loss import (
     loss_failure_message,
     outcome_failure_event,
 )
-from app.recording.writer import NOT_QUEUED
+from app.recording.writer import NOT_QUEUED, add_announcement, not_queued_event
 
 logger = logging.getLogger(__name__)
 
@@ -368,11 +368,15 @@ class Reconciler:
             pipe.zscore(redis_keys.CANCELLED_RECENT, job_id)
         missing = [job_id for job_id, score in zip(ids, pipe.execute(), strict=True) if score is None]
         if missing:
-            from app.services.jobs import CeleryCanceller
+            from app.services.jobs import add_cancel_mark
 
-            canceller = CeleryCanceller(self.redis, None)
+            # Redis was down when their dispatch failed: mark them now, and announce the
+            # failure so batches, chains and unique locks hear of it.
+            pipe = self.redis.pipeline(transaction=True)
             for job_id in missing:
-                canceller.mark_cancelled(job_id)
+                add_cancel_mark(pipe, job_id)
+                add_announcement(pipe, not_queued_event(job_id, "not queued (announced late: Redis was down)"))
+            pipe.execute()
         return len(missing)
 
 

@@ -105,12 +105,17 @@ def end_job(session: Session, event: dict[str, Any], redis: Any | None) -> bool:
     return ended
 
 
+def add_announcement(pipe: Any, event: dict[str, Any]) -> None:
+    """Queue `event` for the recorder's stream on a Redis pipeline."""
+    pipe.xadd(redis_keys.EVENTS_STREAM, {"e": encode_event(event)})
+
+
 def announce(redis: Any, events: list[dict[str, Any]]) -> None:
     """Put events on the recorder's stream (it applies them again: a no-op on the row)."""
     try:
         pipe = redis.pipeline(transaction=False)
         for event in events:
-            pipe.xadd(redis_keys.EVENTS_STREAM, {"e": encode_event(event)})
+            add_announcement(pipe, event)
         pipe.execute()
     except Exception as exc:  # Redis boundary: the rows are right; follow-ups wait
         logger.warning("Could not announce %d job events to the recorder: %s", len(events), exc)

@@ -180,25 +180,29 @@ def mark_unqueued(session: Session, job_id: str, reason: str, settings: Settings
     Whether the broker got the message is unknown (a timeout after sending it), so the job
     is also marked cancelled for workers: if its message did arrive, a worker skips it
     instead of running a job whose dispatch answered an error. If Redis is down now, the
-    reconciler sets that mark once it is back (app.recording.reconcile).
+    reconciler sets that mark, and announces the failure, once it is back.
     """
-    redis = _redis_or_none(settings or get_settings())
-    writer.end_job(session, writer.not_queued_event(job_id, reason), redis)
+    from app.redis_client import get_quick_redis
+
+    event = writer.not_queued_event(job_id, reason)
+    writer.end_job(session, event, None)
     session.expire_all()
-    if redis is not None:
-        try:
-            CeleryCanceller(redis, None).mark_cancelled(job_id)
-        except Exception as exc:  # Redis is down: the reconciler marks it later
-            logger.warning("Job %s: not marked for workers to skip yet (%s)", job_id, exc)
-
-
-def _redis_or_none(settings: Settings) -> Any:
-    from app.redis_client import get_redis
-
     try:
-        return get_redis(settings.redis_url)
-    except Exception:  # an unusable URL: nothing to announce to
-        return None
+        pipe = get_quick_redis((settings or get_settings()).redis_url).pipeline(transaction=True)
+        add_cancel_mark(pipe, job_id)
+        writer.add_announcement(pipe, event)
+        pipe.execute()
+    except Exception as exc:  # Redis boundary: the reconciler marks and announces it later
+        logger.warning("Job %s: not marked for workers to skip yet (%s)", job_id, exc)
+
+
+def add_cancel_mark(pipe: Any, job_id: str) -> None:
+    """Queue the commands that mark `job_id` cancelled for every worker (see CancelCache)."""
+    now = time.time()
+    pipe.set(redis_keys.cancelled(job_id), "1", ex=redis_keys.CANCEL_MARK_TTL_S)
+    pipe.zadd(redis_keys.CANCELLED_RECENT, {job_id: now})
+    pipe.zremrangebyscore(redis_keys.CANCELLED_RECENT, "-inf", now - redis_keys.CANCEL_MARK_TTL_S)
+    pipe.incr(redis_keys.CANCELLED_VERSION)
 
 
 def get_job(session: Session, job_id: str, tenant_id: str | None) -> JobExecution:
@@ -346,12 +350,8 @@ class CeleryCanceller:
         self.control = control
 
     def mark_cancelled(self, job_id: str) -> None:
-        now = time.time()
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(redis_keys.cancelled(job_id), "1", ex=redis_keys.CANCEL_MARK_TTL_S)
-        pipe.zadd(redis_keys.CANCELLED_RECENT, {job_id: now})
-        pipe.zremrangebyscore(redis_keys.CANCELLED_RECENT, "-inf", now - redis_keys.CANCEL_MARK_TTL_S)
-        pipe.incr(redis_keys.CANCELLED_VERSION)
+        add_cancel_mark(pipe, job_id)
         pipe.execute()
 
     def clear_mark(self, job_id: str) -> None:

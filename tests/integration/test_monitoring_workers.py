@@ -1,4 +1,4 @@
-"""Worker registry, stuck detection and the reaper against real prefork workers (M2, M3)."""
+"""Worker registry, stuck detection and orphan recovery against real prefork workers (M2, M3, R1)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import pytest
 from app.config import MonitoringConfig
 from app.db import db
 from app.models import JobExecution
-from app.monitoring.reaper import reap_orphans
 from app.monitoring.workers import list_workers
 from tests.conftest import wait_for
 from tests.integration.conftest import WorkerProcess
@@ -87,7 +86,7 @@ def status(job_id: str) -> str:
     return row.status if row is not None else "missing"
 
 
-def test_killed_worker_job_is_stuck_and_reaped_live_worker_job_untouched(
+def test_killed_worker_job_is_stuck_then_requeued_live_worker_job_untouched(
     fast_env: Any, recorder: Any, client: Any, auth: Any, redis_client: Any, tmp_path: Path, unique: str
 ) -> None:
     headers = auth("operator")
@@ -111,16 +110,21 @@ def test_killed_worker_job_is_stuck_and_reaped_live_worker_job_untouched(
         other_tenant = client.get("/api/monitoring/stuck", headers=auth("viewer", f"x-{unique}")).get_json()
         assert orphan not in {i["id"] for i in other_tenant["items"]}
 
+        from app.recorder import reconcile_once
+
         settings = fast_env.extensions["celeriac_settings"]
-
-        def reap() -> list[str]:
-            return reap_orphans(db.session, redis_client, settings, actor="test").failed
-
-        wait_for(lambda: orphan in reap(), timeout=10, what="orphan reaped")
-        assert status(orphan) == "failed"
+        quick = dataclasses.replace(
+            settings, reliability=dataclasses.replace(settings.reliability, reconcile_grace_s=1, clock_skew_s=0)
+        )
+        # The orphan goes back to its queue (no worker consumes it now); the live one stays.
+        wait_for(
+            lambda: (reconcile_once(quick, redis_client, f"test-{unique}") or None) and status(orphan) == "retrying",
+            timeout=20,
+            what="orphan put back in its queue",
+        )
         assert status(running) == "processing"
         assert entry(redis_client, alive_host).status == "online"
-        assert orphan not in reap()  # idempotent
+        assert orphan not in stuck_ids()
     finally:
         if doomed.process.poll() is None:
             kill_whole(doomed)

@@ -215,3 +215,52 @@ def test_dispatch_that_answered_an_error_never_runs_even_if_its_message_got_thro
 
         failed = session.scalar(select(JobExecution).where(JobExecution.queue == queue))
         assert failed is not None and failed.status == "failed" and failed.exception_type == "NotQueued"
+
+
+def test_dispatch_answers_an_error_promptly_and_leaves_a_skip_mark_when_redis_is_frozen(
+    stack: Any, unique: str, redis_client: Any, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import threading
+
+    from app.celery_app import celery_app
+    from app.embedded_redis import PIDFILE_NAME, start_embedded
+    from app.jobs import celery_backend
+    from app.jobs.dispatch import PendingDispatch
+
+    frozen = start_embedded(tmp_path / "frozen", persist=False)
+    pid = int((frozen.data_dir / PIDFILE_NAME).read_text())
+    saved = celery_app.conf.broker_url, celery_app.conf.broker_write_url
+    os.kill(pid, signal.SIGSTOP)  # accepts connections, answers nothing: the worst outage
+    outcome: list[BaseException | str] = []
+
+    def dispatch() -> None:
+        try:
+            outcome.append(PendingDispatch("demo.echo", {"queue": f"frozen-{unique}"}).dispatch(value=unique))
+        except BaseException as exc:  # what the caller would see
+            outcome.append(exc)
+
+    try:
+        celery_app.conf.broker_url = celery_app.conf.broker_write_url = frozen.url
+        celery_backend._dispatch_producers.cache_clear()
+        caller = threading.Thread(target=dispatch)
+        caller.start()
+        caller.join(timeout=15)
+        assert not caller.is_alive(), "dispatch hung on a frozen Redis"
+    finally:
+        celery_app.conf.broker_url, celery_app.conf.broker_write_url = saved
+        celery_backend._dispatch_producers.cache_clear()
+        os.kill(pid, signal.SIGCONT)
+        frozen.stop()
+    (error,) = outcome
+    assert isinstance(error, BackendUnavailable), error
+    with session_scope() as session:
+        from sqlalchemy import select
+
+        from app.models import JobExecution
+
+        failed = session.scalar(select(JobExecution).where(JobExecution.queue == f"frozen-{unique}"))
+        assert failed is not None and failed.status == "failed" and failed.exception_type == "NotQueued"
+        # Redis may have taken the message before it froze: workers will skip it.
+        assert redis_client.zscore("celeriac:cancelled:recent", failed.id) is not None

@@ -56,7 +56,7 @@ def test_waits_failures_backlog_and_stuck_jobs_are_warnings_with_configurable_th
     assert assess([queue("default", failed=6)], online, ALIVE, True, 0, limits).status == WARNING
     assert assess([], online, {b"backlog": b"20000"}, True, 0, limits).status == WARNING
     stuck = assess([], online, ALIVE, True, 2, limits)
-    assert stuck.status == WARNING and "reap-stuck" in stuck.recommendations[0]
+    assert stuck.status == WARNING and "flask celeriac reconcile" in stuck.recommendations[0]
 
 
 def recent(waits_ms: list[int], completed: int = 0, retried: int = 0) -> WindowStats:

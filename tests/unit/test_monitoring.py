@@ -15,7 +15,6 @@ from app.config import MonitoringConfig
 from app.db import db
 from app.models import AuditLog, JobDefinition, JobExecution
 from app.monitoring.aggregates import Aggregator
-from app.monitoring.reaper import reap_orphans
 from app.monitoring.workers import Heartbeat, list_workers, write_heartbeat
 
 FAST = MonitoringConfig(offline_after_s=2, forget_after_s=60, p95_min_samples=5, reap_after_s=5)
@@ -126,47 +125,16 @@ def test_slow_past_class_p95_or_near_timeout(client: Any, auth: Any, fast_app: A
     assert len([i for i in items.values() if i["job_class"] == job_class]) == 2
 
 
-def test_reaper_requeue_policy_audits_and_is_idempotent(
-    app: Any, redis_client: Any, unique: str, recording_publisher: list[Any]
-) -> None:
-    from app.jobs.dispatch import get_publisher, get_registry
-
-    settings = dataclasses.replace(
-        app.extensions["celeriac_settings"], monitoring=dataclasses.replace(FAST, reap_policy="requeue")
-    )
-    write_heartbeat(redis_client, beat(f"gone-{unique}", 30), FAST)
-    write_heartbeat(redis_client, beat(f"here-{unique}", 0.1), FAST)
-    orphan = add_job("demo.sleep", "processing", worker=f"gone-{unique}", age_s=40)
-    alive = add_job("demo.sleep", "processing", worker=f"here-{unique}", age_s=40)
-
-    def reap() -> Any:
-        return reap_orphans(
-            db.session, redis_client, settings, actor="test", registry=get_registry(), publisher=get_publisher()
-        )
-
-    report = reap()
-    assert orphan in report.failed and alive not in report.failed
-    new_id = report.requeued[orphan]
-    db.session.expire_all()
-    assert db.session.get(JobExecution, orphan).status == "failed"
-    assert "went offline" in db.session.get(JobExecution, orphan).error_message
-    assert db.session.get(JobExecution, alive).status == "processing"
-    assert db.session.get(JobExecution, new_id).retry_of == orphan
-    # Orphans other tests left behind are reaped too: one publish per re-queued job.
-    assert new_id in [job.job_id for job in recording_publisher]
-    assert len(recording_publisher) == len(report.requeued)
-    assert redis_client.exists(f"celeriac:cancelled:{orphan}")
-    audits = db.session.scalars(select(AuditLog).where(AuditLog.target_id == orphan)).all()
-    assert [(a.action, a.after["requeued_as"]) for a in audits] == [("job.reap", new_id)]
-    assert orphan not in reap().failed
-
-
-def test_reap_stuck_cli_and_beat_task_run(app: Any) -> None:
+def test_reconcile_cli_runs_one_pass_audited_and_the_old_name_still_works(app: Any) -> None:
     from celeryconfig import beat_schedule
     from tasks.maintenance import reap_stuck_task
 
-    result = app.test_cli_runner().invoke(args=["celeriac", "reap-stuck"])
-    assert result.exit_code == 0, result.output
-    assert "Reaped" in result.output
-    assert set(reap_stuck_task()) == {"failed", "requeued", "job_ids"}
-    assert beat_schedule["celeriac-reap-stuck"]["task"] == reap_stuck_task.name
+    for command in ("reconcile", "reap-stuck"):
+        result = app.test_cli_runner().invoke(args=["celeriac", command])
+        assert result.exit_code == 0, result.output
+        assert "republished:" in result.output and "orphans_requeued:" in result.output
+    audits = db.session.scalars(select(AuditLog).where(AuditLog.action == "jobs.reconcile")).all()
+    assert len(audits) >= 2
+    assert set(reap_stuck_task() or {}) >= {"republished", "recovered", "orphans_requeued"}
+    # The recorder reconciles; beat no longer needs to (nor a worker to run it).
+    assert "celeriac-reap-stuck" not in beat_schedule
