@@ -32,6 +32,7 @@ from app.failures.escalation import Escalator
 from app.failures.groups import NewFailure
 from app.models import JobDefinition
 from app.recording.apply import EventApplier, Finished
+from app.recording.storable import storable
 from app.redis_client import get_redis
 
 logger = logging.getLogger("app.recorder")
@@ -234,16 +235,30 @@ class Recorder:
         last = {event["_sid"]: index for index, event in enumerate(events)}
         for index, event in enumerate(events):
             try:
-                self._write([event])
+                self._write_storable(event)
             except OperationalError:
                 raise  # an outage after all: keep the events and retry later
-            except Exception as exc:  # refused on its own (bad data, a malformed event)
+            except Exception as exc:  # refused on its own (a malformed event)
                 logger.error("Recorder: event %s of job %s moved to %s: %s", event["t"], event["id"], DEAD_STREAM, exc)
                 clean = {k: v for k, v in event.items() if k != "_sid"}
                 self.redis.xadd(DEAD_STREAM, {"e": json.dumps(clean, default=str), "error": str(exc)[:1000]})
                 self.stats.dead += 1
             if last[event["_sid"]] == index:
                 self._ack([event["_sid"]])
+
+    def _write_storable(self, event: dict[str, Any]) -> None:
+        """Write one event; if SQL refuses a value in it (a NUL, an infinity), write it again
+        with such values in a safe form, so the job still reaches its state."""
+        try:
+            self._write([event])
+        except OperationalError:
+            raise
+        except Exception as exc:
+            safe = {**storable({k: v for k, v in event.items() if k != "_sid"}), "_sid": event.get("_sid")}
+            if {**safe, "_sid": None} == {**event, "_sid": None}:
+                raise
+            logger.warning("Recorder: event %s of job %s stored in a safe form (%s)", event["t"], event["id"], exc)
+            self._write([safe])
 
     def process(self, entries: list[Entry]) -> int:
         """Write `entries` to SQL and acknowledge them. Returns events written."""

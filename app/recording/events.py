@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from app.crypto import REDACTED, is_sealed
+from app.recording.storable import is_storable_number, storable
 
 #: Longest error message and traceback kept, in characters.
 MAX_ERROR_CHARS = 2_000
@@ -78,13 +79,14 @@ def payload_from_body(body: Any) -> Any:
 
 
 def bounded_result(result: Any, limit: int) -> Any:
-    """`result` if its JSON fits in `limit` characters, else a truncated preview."""
-    if result is None or isinstance(result, (bool, int, float)):
+    """`result` if its JSON fits in `limit` characters, else a truncated preview; in a form
+    SQL can store (an infinity becomes "inf", see app.recording.storable)."""
+    if result is None or isinstance(result, (bool, int)) or (isinstance(result, float) and is_storable_number(result)):
         return result  # the common case: nothing to measure
     try:
-        encoded = json.dumps(result, default=repr)
+        encoded = json.dumps(storable(result), default=repr)
     except (TypeError, ValueError):
-        encoded = json.dumps(repr(result))
+        encoded = json.dumps(storable(repr(result)))
     if len(encoded) <= limit:
         return json.loads(encoded)
     return {"truncated": True, "preview": encoded[:limit]}

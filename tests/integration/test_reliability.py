@@ -264,3 +264,16 @@ def test_dispatch_answers_an_error_promptly_and_leaves_a_skip_mark_when_redis_is
         assert failed is not None and failed.status == "failed" and failed.exception_type == "NotQueued"
         # Redis may have taken the message before it froze: workers will skip it.
         assert redis_client.zscore("celeriac:cancelled:recent", failed.id) is not None
+
+
+def test_result_and_error_sql_cannot_store_are_stored_in_a_safe_form_and_the_job_ends(stack: Any) -> None:
+    from app.celery_app import celery_app
+
+    # 1e308 + 1e308 is infinity, which PostgreSQL's JSON refuses.
+    infinite = celery_app.send_task("demo.add", kwargs={"x": 1e308, "y": 1e308}).id
+    done = wait_status(infinite, "completed")
+    assert done.result == "inf"
+    # A NUL character, which PostgreSQL's text refuses, in the payload and in the error.
+    nul = celery_app.send_task("demo.fail", kwargs={"message": "before\x00after"}).id
+    failed = wait_status(nul, "failed")
+    assert "before" in (failed.error_message or "") and "after" in (failed.error_message or "")
