@@ -17,7 +17,8 @@ redbeat_redis_url = _settings.redis_url
 redbeat_key_prefix = redis_keys.REDBEAT_PREFIX
 redbeat_lock_key = redis_keys.REDBEAT_PREFIX + "lock"
 redbeat_lock_timeout = 25
-beat_scheduler = "redbeat.RedBeatScheduler"
+#: RedBeat, healing after Redis outages and data loss instead of exiting (R1).
+beat_scheduler = "app.schedules.scheduler:HealingRedBeatScheduler"
 beat_max_loop_interval = 5
 
 #: Task modules every worker loads. Users add theirs with CELERIAC_TASK_MODULES.

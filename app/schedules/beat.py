@@ -80,6 +80,12 @@ def fire_schedule(schedule_id: str, tick: int | None = None) -> str | None:
 def reconcile_at_start(sender: Any = None, **_: Any) -> None:
     """Repair drift before the first tick; only the beat holding RedBeat's lock does it."""
     scheduler = getattr(sender, "scheduler", None)
+    if type(scheduler) is redbeat.schedulers.RedBeatScheduler:
+        # Started as API.md says (`-S redbeat.RedBeatScheduler`): give it the healing ticks
+        # of the subclass (methods only, same state) so an outage does not stop beat.
+        from app.schedules.scheduler import HealingRedBeatScheduler
+
+        scheduler.__class__ = HealingRedBeatScheduler
     if scheduler is None or (getattr(scheduler, "lock_key", None) and getattr(scheduler, "lock", None) is None):
         return
     settings = get_settings()

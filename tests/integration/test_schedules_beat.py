@@ -33,13 +33,13 @@ pytestmark = pytest.mark.redis
 class BeatProcess:
     """`celery -A <app> beat -S redbeat.RedBeatScheduler`, as the Procfile runs it."""
 
-    def __init__(self, log_path: Path, app: str = "app.celery_app") -> None:
+    def __init__(self, log_path: Path, app: str = "app.celery_app", env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app, "beat", "-S", "redbeat.RedBeatScheduler", "-l", "debug"],
             cwd=ROOT,
-            env=os.environ.copy(),
+            env={**os.environ, **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
