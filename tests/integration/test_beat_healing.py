@@ -7,7 +7,6 @@ Redis error; Celeriac's scheduler waits, takes its lock again and restores its e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -18,13 +17,13 @@ from app.schedules.entries import entry_key
 from tests.conftest import wait_for
 from tests.integration.test_schedules_beat import BeatProcess, _schedule, clean_schedules  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("clean_schedules")]
 
 STATIC_ENTRY = redis_keys.REDBEAT_PREFIX + "celeriac-purge-history"
 
 
 def test_beat_survives_an_outage_and_restores_its_entries_after_redis_lost_them(
-    tmp_path: Path, clean_schedules: None
+    tmp_path: Path,
 ) -> None:
     server = start_embedded(tmp_path / "redis", persist=True)
     port = server.port
@@ -53,7 +52,7 @@ def test_beat_survives_an_outage_and_restores_its_entries_after_redis_lost_them(
         server.stop()
 
 
-def test_a_second_beat_stands_by_while_the_first_holds_the_lock(tmp_path: Path, clean_schedules: Any) -> None:
+def test_a_second_beat_stands_by_while_the_first_holds_the_lock(tmp_path: Path) -> None:
     server = start_embedded(tmp_path / "redis", persist=False)
     client = redis.Redis(port=server.port)
     first = BeatProcess(tmp_path / "first.log", env={"REDIS_URL": server.url})

@@ -21,7 +21,7 @@ from app.config import get_settings
 from app.db import session_scope
 from app.errors import BackendUnavailable
 from app.recorder import Recorder
-from app.recording.reconcile import Broker, ReconcileReport, Reconciler
+from app.recording.reconcile import Broker, Reconciler, ReconcileReport
 from app.redis_client import get_redis
 from app.services.queue_stats import broker_depth, broker_queue_keys
 from tests.conftest import wait_for
@@ -88,7 +88,9 @@ def test_pool_process_killed_right_after_success_is_recorded_completed_and_not_r
     from tests.sample_jobs import dies_after_success
 
     queue = f"silent-{unique}"
-    silent = WorkerProcess(tmp_path / "silent.log", queues=queue, concurrency=1, hostname=f"silent-{unique}@%h", env=SILENT)
+    silent = WorkerProcess(
+        tmp_path / "silent.log", queues=queue, concurrency=1, hostname=f"silent-{unique}@%h", env=SILENT
+    )
     try:
         job_id = dies_after_success.apply_async(kwargs={"key": unique}, queue=queue).id
         done = wait_status(job_id, "completed", timeout=60)
@@ -137,7 +139,9 @@ def test_outcome_known_only_to_the_result_backend_is_recovered_not_rerun(
     from app.jobs.dispatch import PendingDispatch
 
     queue = f"silent-{unique}"
-    silent = WorkerProcess(tmp_path / "silent.log", queues=queue, concurrency=1, hostname=f"silent-{unique}@%h", env=SILENT)
+    silent = WorkerProcess(
+        tmp_path / "silent.log", queues=queue, concurrency=1, hostname=f"silent-{unique}@%h", env=SILENT
+    )
     job_id = PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
     wait_for(lambda: AsyncResult(job_id).state == "SUCCESS", what="the job to succeed")
     wait_for(lambda: not any(job_id.encode() in v for v in redis_client.hvals("unacked")), what="its message acked")
