@@ -1,8 +1,9 @@
-"""`make run`: Celeriac on this machine (web, worker, beat, recorder, Flower) under honcho.
+"""`make run`: Celeriac on this machine (web, worker, beat, recorder, Flower) from the Procfile.
 
 Creates var/ and a private .env on first run, uses REDIS_URL when it answers and an
 embedded server otherwise, migrates the database, creates the first admin, then runs the
-Procfile until Ctrl-C or SIGTERM and stops everything in order.
+Procfile (scripts/procfile_runner.py: honcho's runner, restarting a process that exits)
+until Ctrl-C or SIGTERM and stops everything in order.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ PROCFILE = ROOT / "Procfile"
 REDIS_DATA_DIR = VAR_DIR / "redis"
 #: Seconds to wait for /healthz after starting the processes.
 HEALTH_TIMEOUT_S = 120.0
-#: Seconds the worker gets to finish running jobs on Ctrl-C before honcho stops all.
+#: Seconds the worker gets to finish running jobs on Ctrl-C before the runner stops all.
 WORKER_GRACE_S = 60.0
-#: Seconds honcho gets to stop the processes (it SIGKILLs stragglers after 5 s).
-HONCHO_STOP_S = 20.0
+#: Seconds the runner gets to stop the processes (it SIGKILLs stragglers after 5 s).
+RUNNER_STOP_S = 20.0
 #: Seconds between two checks while waiting.
 POLL_S = 0.25
 
@@ -119,7 +120,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="scripts/run.py",
         description=(
             "Start Celeriac locally: web console, worker, beat, recorder and Flower (via "
-            "honcho and the Procfile), with an embedded Redis when REDIS_URL does not answer. "
+            "the Procfile), with an embedded Redis when REDIS_URL does not answer. "
             "PORT (default 8000) and FLOWER_PORT (default 5555) come from the environment "
             "or .env."
         ),
@@ -193,7 +194,7 @@ def dry_run() -> int:
         redis = f"embedded (data in {rel(REDIS_DATA_DIR)}): {mask_url(configured)} does not answer"
     for argv in (["flask", "db", "upgrade"], ["flask", "celeriac", "bootstrap"]):
         say(f"would run: {venv_command(argv)}")
-    say(f"would run: {' '.join(honcho_command(plan.settings.port))}")
+    say(f"would run: {' '.join(runner_command(plan.settings.port))}")
     for problem in port_problems(plan.settings):
         say(f"warning: {problem}")
     print_banner(plan, redis, running=False)
@@ -279,14 +280,14 @@ def run_step(argv: list[str], environ: Mapping[str, str]) -> None:
         raise LaunchError(f"`{' '.join(argv)}` failed (exit code {result.returncode})")
 
 
-def honcho_command(port: int) -> list[str]:
-    # `-e /dev/null`: honcho's own .env loading would override our REDIS_URL with the
-    # unreachable one when .env names it; the children get .env through our environment.
-    command = [str(VENV_BIN / "honcho"), "-f", str(PROCFILE), "-e", "/dev/null"]
+def runner_command(port: int) -> list[str]:
+    """The Procfile runner: honcho's parsing and output, restarting a process that exits
+    (scripts/procfile_runner.py). The children get .env through our environment."""
+    command = [str(VENV_BIN / "python"), str(ROOT / "scripts" / "procfile_runner.py"), "-f", str(PROCFILE)]
     if not sys.stdout.isatty():
         command.append("--no-colour")
-    # -p: honcho gives the first Procfile process (web) PORT=<port>, the others +100 each.
-    return [*command, "start", "-p", str(port)]
+    # -p: the first Procfile process (web) gets PORT=<port>, the others +100 each.
+    return [*command, "-p", str(port)]
 
 
 def run_processes(
@@ -297,32 +298,32 @@ def run_processes(
     health_timeout_s: float,
     worker_grace_s: float,
 ) -> int:
-    """Run the Procfile under honcho until a signal or until honcho exits."""
+    """Run the Procfile under the runner until a signal or until the runner exits."""
     # From here a signal only counts: the loops below notice it and stop in order.
     signals.raise_on_signal = False
     # A session of its own: a Ctrl-C in the terminal reaches only this script, which
-    # stops the worker gently before honcho stops the rest (see stop_processes).
-    honcho = subprocess.Popen(honcho_command(plan.settings.port), cwd=ROOT, env=dict(environ), start_new_session=True)
+    # stops the worker gently before the runner stops the rest (see stop_processes).
+    runner = subprocess.Popen(runner_command(plan.settings.port), cwd=ROOT, env=dict(environ), start_new_session=True)
     try:
-        healthy = wait_until_healthy(plan.console_url, honcho, signals, health_timeout_s)
-        if signals.count == 0 and honcho.poll() is None:
+        healthy = wait_until_healthy(plan.console_url, runner, signals, health_timeout_s)
+        if signals.count == 0 and runner.poll() is None:
             if not healthy:
                 say(f"error: {plan.console_url}/healthz did not answer 200 in {health_timeout_s:g} s")
                 return 1
             print_banner(plan, redis)
-            while signals.count == 0 and honcho.poll() is None:
+            while signals.count == 0 and runner.poll() is None:
                 time.sleep(POLL_S)
         if signals.count == 0:
-            say(f"honcho exited (code {honcho.returncode}): one process stopped, so all did")
-            return honcho.returncode or 1
+            say(f"the process runner exited (code {runner.returncode}); everything stopped")
+            return runner.returncode or 1
         return 0
     finally:
-        stop_processes(honcho, signals, worker_grace_s)
+        stop_processes(runner, signals, worker_grace_s)
 
 
-def wait_until_healthy(console_url: str, honcho: subprocess.Popen[bytes], signals: Signals, timeout_s: float) -> bool:
+def wait_until_healthy(console_url: str, runner: subprocess.Popen[bytes], signals: Signals, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and signals.count == 0 and honcho.poll() is None:
+    while time.monotonic() < deadline and signals.count == 0 and runner.poll() is None:
         try:
             with urllib.request.urlopen(f"{console_url}/healthz", timeout=2) as response:
                 if response.status == 200:
@@ -333,16 +334,18 @@ def wait_until_healthy(console_url: str, honcho: subprocess.Popen[bytes], signal
     return False
 
 
-def stop_processes(honcho: subprocess.Popen[bytes], signals: Signals, worker_grace_s: float) -> None:
-    """Worker first (warm shutdown), then everything else through honcho.
+def stop_processes(runner: subprocess.Popen[bytes], signals: Signals, worker_grace_s: float) -> None:
+    """Worker first (warm shutdown), then everything else through the runner.
 
-    honcho stops a process by sending SIGTERM to its whole process group: for the worker
+    The runner stops a process by sending SIGTERM to its whole process group: for the worker
     that kills the prefork children mid-task (CELERY-NOTES.md, supervisor section). So
     the worker's main process alone gets SIGTERM first and may finish running jobs.
     """
-    if honcho.poll() is not None:
+    if runner.poll() is not None:
         return
-    workers = worker_main_processes(honcho.pid)
+    # From now on a process that exits is stopping, not crashing: no restarts.
+    send(runner.pid, signal.SIGUSR1)
+    workers = worker_main_processes(runner.pid)
     if workers and worker_grace_s > 0:
         say(
             f"Stopping: the worker finishes its running jobs (up to {worker_grace_s:g} s; Ctrl-C again to stop at once)"
@@ -354,18 +357,18 @@ def stop_processes(honcho: subprocess.Popen[bytes], signals: Signals, worker_gra
         while any(is_alive(pid) for pid in workers) and time.monotonic() < deadline and signals.count == seen:
             time.sleep(POLL_S)
     say("Stopping the other processes")
-    if honcho.poll() is None:
-        honcho.send_signal(signal.SIGTERM)
+    if runner.poll() is None:
+        runner.send_signal(signal.SIGTERM)
     try:
-        honcho.wait(HONCHO_STOP_S)
+        runner.wait(RUNNER_STOP_S)
     except subprocess.TimeoutExpired:
-        say("honcho did not stop in time: killing it")
-        honcho.kill()
-        honcho.wait()
+        say("the process runner did not stop in time: killing it")
+        runner.kill()
+        runner.wait()
 
 
 def worker_main_processes(root_pid: int) -> list[int]:
-    """PIDs of the Celery worker main processes under honcho (not their pool children)."""
+    """PIDs of the Celery worker main processes under the runner (not their pool children)."""
     import psutil  # type: ignore[import-untyped, unused-ignore]
 
     try:
