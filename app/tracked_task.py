@@ -2,9 +2,10 @@
 
 The recording itself happens in signal handlers (app.recording.signals), so tasks with
 another base class are tracked as well. This class adds the cancel check's effect and
-the worker side of encrypted jobs (J9): it opens a sealed payload just before the body
-and seals the return value, so Celery's request, result backend and logs only ever hold
-ciphertext.
+the worker side of encrypted jobs (J9): it opens a sealed payload just before the body,
+seals the return value, and replaces any exception the body raised by a `SealedError`
+(a Retry or Reject by one carrying it), so Celery's request, result backend, task events
+and logs, and the recorded history, only ever hold ciphertext.
 """
 
 from __future__ import annotations
@@ -13,11 +14,21 @@ import json
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject, Retry
 from cryptography.fernet import InvalidToken
 
 from app.config import get_settings
-from app.crypto import EncryptionError, is_sealed, open_payload, seal
+from app.crypto import (
+    REDACTED,
+    EncryptionError,
+    SealedError,
+    is_sealed,
+    open_payload,
+    seal,
+    seal_exception,
+    seal_text,
+)
+from app.recording import header
 
 
 class EncryptedJobError(EncryptionError):
@@ -29,16 +40,27 @@ class EncryptedJobError(EncryptionError):
 
 
 class TrackedTask(Task):  # type: ignore[type-arg]
+    #: The worker's request: a pool process dying under the job puts it back in its queue
+    #: (up to the worker-loss limit) instead of failing it (R1, app.recording.worker_loss).
+    Request = "app.recording.worker_loss:LossAwareRequest"
     #: Wait before re-running a job whose worker process died (task_retry_on_worker_lost).
     default_retry_delay = get_settings().worker_lost_retry_delay_s
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if getattr(self.request, "celeriac_skip", False):
             raise Ignore()
-        if not (is_sealed(kwargs) or _header_says_encrypted(self.request)):
+        if not (is_sealed(kwargs) or header.is_encrypted(self.request)):
             return super().__call__(*args, **kwargs)
         payload = _open(kwargs)
-        return _seal_result(self._run_body(args, payload))
+        try:
+            result = self._run_body(args, payload)
+        except Exception as exc:
+            stand_in = sealed_exception(exc)
+        else:
+            return _seal_result(result)
+        # Raised outside the handler, so the stand-in has no context: no chained traceback
+        # can print the original.
+        raise stand_in from None
 
     def _run_body(self, args: tuple[Any, ...], payload: dict[str, Any]) -> Any:
         request = self.request_stack.top
@@ -50,11 +72,49 @@ class TrackedTask(Task):  # type: ignore[type-arg]
         return super().__call__(*args, **payload)
 
 
-def _header_says_encrypted(request: Any) -> bool:
-    header = getattr(request, "celeriac", None)
-    if header is None and isinstance(getattr(request, "headers", None), dict):
-        header = request.headers.get("celeriac")
-    return isinstance(header, dict) and bool(header.get("encrypted"))
+def sealed_exception(exc: Exception) -> Exception:
+    """What Celery may see of `exc`, raised by an encrypted job's body.
+
+    Control flow keeps its meaning: a Retry or Reject is rebuilt around a stand-in for its
+    reason (an autoretry's Retry carries the original exception); Ignore says nothing.
+    Everything else becomes a `SealedError`.
+    """
+    if isinstance(exc, Retry):
+        return _sealed_retry(exc)
+    if isinstance(exc, Reject):
+        # (getattr: celery-types does not declare Reject's or Retry's attributes.)
+        return Reject(_sealed_reason("Reject", getattr(exc, "reason", None)), requeue=getattr(exc, "requeue", False))
+    if isinstance(exc, Ignore):
+        return exc
+    return stand_in_for(exc)
+
+
+def stand_in_for(reason: BaseException | str, kind: str = "Exception") -> SealedError:
+    """A stand-in for an exception, or for a reason known only as text (a `kind`'s)."""
+    name = type(reason).__name__ if isinstance(reason, BaseException) else kind
+    try:
+        return seal_exception(reason) if isinstance(reason, BaseException) else seal_text(name, reason)
+    except EncryptionError:  # keys gone mid-run: say nothing rather than something in clear
+        return SealedError(f"{REDACTED} (no key could encrypt this error)", name)
+
+
+def _sealed_reason(kind: str, reason: Any) -> SealedError | None:
+    if reason is None or reason == "":
+        return None
+    return stand_in_for(reason if isinstance(reason, BaseException) else str(reason), kind)
+
+
+def _sealed_retry(retry: Retry) -> Retry:
+    """An equivalent Retry whose exception (and so its message) is a stand-in."""
+    if isinstance(retry.exc, SealedError) and not retry.message:
+        return retry
+    reason = retry.exc if retry.exc is not None else (retry.message or getattr(retry, "excs", None))
+    return Retry(
+        exc=_sealed_reason("Retry", reason),
+        when=retry.when,
+        is_eager=getattr(retry, "is_eager", False),
+        sig=getattr(retry, "sig", None),
+    )
 
 
 def _open(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,11 @@ Exception type + the message with its variable parts (numbers, ids, quoted value
 replaced + the innermost frames as `file:function` (no line numbers, so an unrelated
 edit above the failing line keeps the group). Pure functions: the recorder and the API
 compute the same fingerprint for the same failure.
+
+An encrypted job's failure is recorded as "<Type>: <Fernet token>" (app.crypto.SealedError):
+the token differs on every failure and says nothing readable, and the traceback is the
+stand-in's. Such a failure is fingerprinted by exception type and job class alone, and its
+group's message is "[encrypted]".
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+
+from app.crypto import REDACTED, TOKEN_PATTERN
 
 #: Innermost frames that take part in the fingerprint.
 TOP_FRAMES = 3
@@ -24,6 +31,8 @@ _NUMBER = re.compile(r"(?<![A-Za-z_])\d+(?:[.,:]\d+)*")
 _SPACES = re.compile(r"\s+")
 _FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line \d+, in (?P<func>\S+)', re.MULTILINE)
 _TRACE_START = "Traceback (most recent call last):"
+#: The whole message of a sealed failure: "<Type>: <token>".
+_SEALED_MESSAGE = re.compile(rf"[\w.]+: {TOKEN_PATTERN}")
 
 
 def normalise_message(message: str | None) -> str:
@@ -62,11 +71,27 @@ class Fingerprint:
     exception_type: str
     message: str
     frames: tuple[str, ...]
+    #: An encrypted job's failure: `message` is "[encrypted]", and no message of it is shown.
+    sealed: bool = False
 
 
-def fingerprint(exception_type: str | None, message: str | None, trace: str | None) -> Fingerprint:
-    """The fingerprint of one failure (the same inputs always give the same key)."""
+def is_sealed_message(message: str | None) -> bool:
+    """Whether `message` is an encrypted job's sealed error (nothing else, so a message that
+    merely quotes a token is grouped as usual)."""
+    return bool(message) and _SEALED_MESSAGE.fullmatch(message or "") is not None
+
+
+def fingerprint(
+    exception_type: str | None, message: str | None, trace: str | None, job_class: str | None = None
+) -> Fingerprint:
+    """The fingerprint of one failure (the same inputs always give the same key).
+
+    `job_class` counts only for a sealed failure, which has no readable message or frames.
+    """
     exc = exception_type or "Unknown"
+    if is_sealed_message(message):
+        digest = hashlib.sha256("\n".join((exc, REDACTED, job_class or "")).encode()).hexdigest()[:32]
+        return Fingerprint(digest, exc, REDACTED, (), sealed=True)
     normalised = normalise_message(message)
     frames = tuple(top_frames(trace))
     digest = hashlib.sha256("\n".join((exc, normalised, *frames)).encode()).hexdigest()[:32]

@@ -3,6 +3,7 @@
 Called by the applier in the transaction that marks jobs failed, with only the rows a
 batch made failed (a row becomes failed once), so a replayed batch changes nothing. The
 skeleton insert ignores conflicts, so two recorders creating one group do not collide.
+An encrypted job's failure never becomes a group's sample text: its message is "[encrypted]".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, bindparam, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.crypto import REDACTED
 from app.failures.fingerprint import Fingerprint
 from app.models import FailureGroup
 from app.models.failure_group import MAX_GROUP_CLASSES, MAX_GROUP_SAMPLES
@@ -35,6 +37,12 @@ class NewFailure:
     failed_at: datetime
     #: The group's count after this batch (filled in by `record_failures`).
     group_count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.fingerprint.sealed:
+            # An encrypted job's message is a token: groups, reports and notifications
+            # (escalation) show "[encrypted]" instead.
+            object.__setattr__(self, "message", REDACTED)
 
 
 def _insert_missing(conn: Connection, skeletons: list[dict[str, Any]]) -> None:

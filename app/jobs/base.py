@@ -22,12 +22,15 @@ from celery.exceptions import Ignore, Reject, Retry
 
 from app.celery_app import celery_app
 from app.config import get_settings
+from app.crypto import is_sealed
 from app.jobs.dispatch import JobCall, PendingDispatch
 from app.jobs.middleware import PermanentJobError, RetryPolicy, run_stack
 from app.priority import DEFAULT_PRIORITY
 from app.ratelimit.limits import REFUSAL_ATTR
+from app.recording import header as message_header
 from app.services.dispatching import HARD_LIMIT_GRACE_S
 from app.services.retry_policy import Backoff
+from app.tracked_task import stand_in_for
 
 logger = logging.getLogger(__name__)
 
@@ -154,17 +157,9 @@ class Job:
         return cls.pending().expires(seconds)
 
 
-def _header(task: Any) -> dict[str, Any]:
-    request = task.request
-    value = getattr(request, "celeriac", None)
-    if value is None and isinstance(getattr(request, "headers", None), dict):
-        value = request.headers.get("celeriac")
-    return value if isinstance(value, dict) else {}
-
-
 def _run_job(job_cls: type[Job], task: Any, payload: dict[str, Any]) -> Any:
     """One attempt: `handle` inside the class's middleware, then the retry decision."""
-    header = _header(task)
+    header = message_header.read_or_empty(task.request)
     instance = job_cls()
     instance.job_id = task.request.id
     instance.attempt = int(task.request.retries or 0) + 1
@@ -178,24 +173,35 @@ def _run_job(job_cls: type[Job], task: Any, payload: dict[str, Any]) -> Any:
     except _CONTROL_FLOW:
         raise
     except Exception as exc:
+        # Encrypted (J9): Celery must only ever see a stand-in for the exception.
+        sealed = bool(header.get("encrypted")) or is_sealed(getattr(task.request, "kwargs", None))
         max_attempts = int(header.get("max_attempts") or job_cls.max_tries)
         cap_s = get_settings().max_delay_s
         delay = RetryPolicy.of_job(job_cls).delay(instance, exc, max_attempts, header.get("backoff"), cap_s)
-        if delay is not None:
-            logger.info(
-                "Job %s: attempt %d/%d failed, retry in %ss",
-                instance.job_id,
-                instance.attempt,
-                max_attempts,
-                delay,
-            )
+        if delay is None:
+            _call_failed_hook(instance, exc, sealed)  # the original: the job may see its own data
+            raise
+        logger.info(
+            "Job %s: attempt %d/%d failed, retry in %ss",
+            instance.job_id,
+            instance.attempt,
+            max_attempts,
+            delay,
+        )
+        if not sealed:
             raise task.retry(exc=exc, countdown=delay, max_retries=max_attempts - 1) from exc
-        _call_failed_hook(instance, exc)
-        raise
+        retry = task.retry(exc=stand_in_for(exc), countdown=delay, max_retries=max_attempts - 1, throw=False)
+    # Raised outside the handler, so no chained traceback (Celery's RETRY state, its log line,
+    # the task-retried event) can print the original.
+    raise retry from None
 
 
-def _call_failed_hook(instance: Job, exc: BaseException) -> None:
-    """The job's `failed`, then each middleware's `failed` hook; their errors are only logged."""
+def _call_failed_hook(instance: Job, exc: BaseException, sealed: bool = False) -> None:
+    """The job's `failed`, then each middleware's `failed` hook; their errors are only logged.
+
+    An encrypted job's hook error is logged by type only: its message and its traceback
+    (which chains `exc`) may quote the payload.
+    """
     hooks: list[Callable[..., Any]] = [instance.failed]
     for middleware in type(instance).middleware:
         hook = getattr(middleware, "failed", None)
@@ -204,8 +210,11 @@ def _call_failed_hook(instance: Job, exc: BaseException) -> None:
     for hook in hooks:
         try:
             hook(exc)
-        except Exception:  # the job's own failure stands; the hook's error is logged
-            logger.exception("Job %s: failed() hook raised", instance.job_id)
+        except Exception as hook_error:  # the job's own failure stands; the hook's error is logged
+            if sealed:
+                logger.error("Job %s: failed() hook raised %s", instance.job_id, type(hook_error).__name__)
+            else:
+                logger.exception("Job %s: failed() hook raised", instance.job_id)
 
 
 def _register(job_cls: type[Job]) -> Any:

@@ -11,7 +11,7 @@ from kombu.pools import producers
 
 from app.celery_app import celery_app
 from app.config import get_settings
-from app.crypto import REDACTED, unseal
+from app.crypto import REDACTED, SealedError, unseal
 from app.priority import DEFAULT_PRIORITY
 from app.services.dispatching import ResolvedJob, TaskInfo
 
@@ -166,7 +166,14 @@ def run_in_process(job: ResolvedJob) -> Any:
             task_id=job.job_id,
             headers={"celeriac": job.celeriac_header()},  # type: ignore[dict-item]
         )
-        value = result.get(propagate=True, disable_sync_subtasks=False)
+        try:
+            value = result.get(propagate=True, disable_sync_subtasks=False)
+        except SealedError as exc:
+            # An encrypted job's error is sealed for everything downstream; the caller of
+            # dispatch_now ran it here and gets its own exception back.
+            if exc.original is None:
+                raise
+            raise exc.original from None
         # The task sealed its result like on a worker; the caller here wants it in clear.
         return unseal(value) if job.encrypted and isinstance(value, str) else value
     finally:

@@ -211,7 +211,7 @@ class Finished:
 
 def _fingerprint(state: BatchState, row: ExecutionRow) -> None:
     """Called once per row (when it becomes failed), so its group counts it once."""
-    found = fingerprint(row.exception_type, row.error_message, row.exception_trace)
+    found = fingerprint(row.exception_type, row.error_message, row.exception_trace, row.job_class)
     row.fingerprint = found.key
     failed_at = row.failed_at or row.updated_at or datetime.now(UTC)
     state.failures.append(

@@ -73,7 +73,7 @@ def failure_report(session: Session, job_id: str, tenant_id: str | None) -> dict
         raise Conflict(f"job {job_id} is {row.status} and has no failure to report")
     key = row.fingerprint
     if key is None and failed:  # failed outside the recorder (never queued) or before fingerprints
-        key = fingerprint(row.exception_type, row.error_message, row.exception_trace).key
+        key = fingerprint(row.exception_type, row.error_message, row.exception_trace, row.job_class).key
     group = session.get(FailureGroup, (row.tenant_id, key)) if key else None
     # The group counts this job only once it failed for good through the recorder.
     similar = (group.count - (1 if row.fingerprint else 0)) if group is not None else 0

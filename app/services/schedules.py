@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.crypto import REDACTED
 from app.errors import NotFound, ValidationError
 from app.models import JobExecution, JobSchedule, ScheduleEvent
 from app.models.schedule_event import MISSED, REFUSED
@@ -375,7 +376,8 @@ def _run_view(run: JobExecution) -> dict[str, Any]:
         "id": run.id,
         "status": run.status,
         "attempts": run.attempts,
-        "error_message": run.error_message,
+        # An encrypted job's error is a sealed token: never shown as such (J9).
+        "error_message": REDACTED if run.encrypted and run.error_message else run.error_message,
         "created_at": _iso(run.created_at),
         "started_at": _iso(run.started_at),
         "completed_at": _iso(run.completed_at),

@@ -1,9 +1,10 @@
 """Encrypted jobs (J9) on a real worker: a canary secret never appears in clear anywhere.
 
-The worker of this module has its own queue and the keys; the test process holds the same
-keys to dispatch. After the jobs ran, every Redis key of the test database (broker message
-bodies decoded), every SQL table, the worker's log and the API's answers are searched.
-Control jobs sent in clear prove the search finds a canary where there is one.
+The worker of this module has its own queue and the keys, and sends task events as it does
+while Flower runs; the test process holds the same keys to dispatch. After the jobs ran,
+every Redis key of the test database (broker message bodies decoded), every SQL table, the
+worker's log, the task events and the API's and console's answers are searched. Control
+jobs sent in clear prove the search finds a canary where there is one.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import base64
 import binascii
 import json
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,11 +24,12 @@ import redis
 from cryptography.fernet import Fernet
 from sqlalchemy import MetaData, select
 
-from app.crypto import open_payload, seal_payload, unseal
+from app.crypto import REDACTED, open_payload, seal_payload, unseal
 from tests.conftest import wait_for
 from tests.crypto_keys import use_keys
 from tests.integration.conftest import RecorderThread, WorkerProcess
 from tests.sample_jobs_crypto import CRYPTO_QUEUE, SecretEcho
+from tests.sample_jobs_sealed import HOOK_KEY, SealedFailure
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
 
@@ -37,11 +41,18 @@ FINAL = ("completed", "failed", "cancelled")
 TENANT = "default"
 
 
+#: `celery worker -E` through Celery's click environment prefix: task events on, as Flower
+#: turns them on (WorkerProcess takes no extra arguments).
+TASK_EVENTS = "CELERY_WORKER_TASK_EVENTS"
+
+
 @pytest.fixture(scope="module")
 def crypto_worker(tmp_path_factory: pytest.TempPathFactory, recorder: RecorderThread) -> Iterator[WorkerProcess]:
-    """A worker on CRYPTO_QUEUE that has the keys (new first, old still accepted)."""
+    """A worker on CRYPTO_QUEUE that has the keys (new first, old still accepted) and sends
+    task events."""
     modules = os.environ["CELERIAC_TASK_MODULES"]
-    os.environ["CELERIAC_TASK_MODULES"] = f"{modules},tests.sample_jobs_crypto"
+    os.environ["CELERIAC_TASK_MODULES"] = f"{modules},tests.sample_jobs_crypto,tests.sample_jobs_sealed"
+    os.environ[TASK_EVENTS] = "1"
     try:
         with use_keys(NEW_KEY, OLD_KEY):
             proc = WorkerProcess(
@@ -56,6 +67,7 @@ def crypto_worker(tmp_path_factory: pytest.TempPathFactory, recorder: RecorderTh
                 proc.stop()
     finally:
         os.environ["CELERIAC_TASK_MODULES"] = modules
+        os.environ.pop(TASK_EVENTS, None)
 
 
 @pytest.fixture()
@@ -175,6 +187,48 @@ def api_text(client: Any, headers: dict[str, str], job_id: str) -> str:
     return one + listed
 
 
+class TaskEvents:
+    """Celery task events as Flower receives them (Redis pub/sub), captured in a thread."""
+
+    def __init__(self) -> None:
+        from app.celery_app import celery_app
+
+        self.events: list[dict[str, Any]] = []
+        self.connection = celery_app.connection_for_read()
+        self.receiver = celery_app.events.Receiver(self.connection, handlers={"*": self.events.append})
+        self.thread = threading.Thread(target=self.receiver.capture, kwargs={"wakeup": False}, daemon=True)
+
+    def of(self, kind: str, job_id: str) -> list[dict[str, Any]]:
+        return [e for e in list(self.events) if e.get("type") == kind and e.get("uuid") == job_id]
+
+    def text(self) -> str:
+        return json.dumps(list(self.events), default=str)
+
+
+@contextmanager
+def task_events(worker: WorkerProcess) -> Iterator[TaskEvents]:
+    """Listen to task events until the block ends, from the first probe job the listener saw."""
+    assert "task events: ON" in log_text(worker)
+    listener = TaskEvents()
+    listener.thread.start()
+
+    def probe_seen() -> bool:
+        job_id = SecretEcho.dispatch(secret="probe")
+        try:
+            wait_for(lambda: listener.of("task-succeeded", job_id), timeout=5, what="the probe's event")
+        except AssertionError:
+            return False  # sent before the listener subscribed: send another
+        return True
+
+    try:
+        wait_for(probe_seen, timeout=40, what="the event listener to receive task events")
+        yield listener
+    finally:
+        listener.receiver.should_stop = True
+        listener.thread.join(timeout=10)
+        listener.connection.release()
+
+
 # -- tests -----------------------------------------------------------------------------
 
 
@@ -252,8 +306,10 @@ def test_message_sealed_with_an_unknown_key_fails_cleanly_and_the_worker_goes_on
 
     failed = finished(client, headers, stranger)
     assert failed["status"] == "failed" and failed["attempts"] == 1  # SecretEcho allows 3: no retry
-    assert failed["error_message"].startswith("EncryptedJobError: encrypted job cannot run")
-    assert "unknown key" in failed["error_message"]
+    # The answer hides an encrypted job's error; the row keeps Celeriac's own words in clear.
+    assert failed["exception_type"] == "EncryptedJobError" and failed["error_message"] == REDACTED
+    assert sql_row(stranger).error_message.startswith("EncryptedJobError: encrypted job cannot run")
+    assert "unknown key" in sql_row(stranger).error_message
     assert finished(client, headers, after)["status"] == "completed"
     assert unseal(sql_row(after).result) == {"echo": "next", "double": 4, "attempt": 1}
     assert crypto_worker.process.poll() is None
@@ -272,3 +328,92 @@ def test_sealed_envelope_in_a_hand_made_message_is_opened_by_a_plain_task(
     job = finished(client, auth("operator", TENANT), job_id)
     assert job["status"] == "completed" and job["payload"] == "[encrypted]"
     assert unseal(sql_row(job_id).result) == {"echo": "hand"}
+
+
+def test_canary_is_found_where_a_clear_failure_leaves_it(
+    keys: None, stack: Any, crypto_worker: WorkerProcess, client: Any, auth: Any, redis_client: Any
+) -> None:
+    """The control for errors: the same searches find a canary a job without encryption raised."""
+    canary = f"clear-error-canary-{uuid.uuid4().hex}"
+    headers = auth("operator", TENANT)
+    with task_events(crypto_worker) as events:
+        job_id = dispatch(client, headers, "demo.fail", {"message": f"card {canary} declined"})
+        assert finished(client, headers, job_id)["status"] == "failed"
+        wait_for(lambda: events.of("task-failed", job_id), timeout=20, what="the task-failed event")
+
+    assert f"celery-task-meta-{job_id}".encode() in redis_hits(redis_client, canary)
+    assert "job_executions" in sql_hits(canary) and "job_attempts" in sql_hits(canary)
+    assert canary in log_text(crypto_worker) and canary in events.text()
+    assert canary in api_text(client, headers, job_id)
+    assert canary in client.get(f"/api/jobs/{job_id}/failure-report", headers=headers).get_data(as_text=True)
+
+
+def test_encrypted_failures_leave_no_clear_error_anywhere(
+    keys: None,
+    stack: Any,
+    crypto_worker: WorkerProcess,
+    client: Any,
+    auth: Any,
+    console: Any,
+    redis_client: Any,
+) -> None:
+    """Exception messages quoting the payload: sealed at the source, readable only by an admin's reveal."""
+    canary = f"error-canary-{uuid.uuid4().hex}"
+    headers = auth("operator", TENANT)
+    with task_events(crypto_worker) as events:
+        # Given: encrypted jobs whose exceptions quote their payload: demo.fail through the API,
+        # a Job class retried once (Job.dispatch), and a plain task with Celery's autoretry.
+        demo_fail = dispatch(client, headers, "demo.fail", {"message": f"card {canary} declined"}, encrypted=True)
+        retried = SealedFailure.dispatch(secret=canary)
+        autoretry = dispatch(client, headers, "tests.sealed.autoretry", {"secret": canary}, encrypted=True)
+
+        # When: they failed for good.
+        jobs = {job_id: finished(client, headers, job_id) for job_id in (demo_fail, retried, autoretry)}
+        wait_for(
+            lambda: all(events.of("task-failed", job_id) for job_id in jobs), timeout=20, what="task-failed events"
+        )
+
+    # Then: the history says what failed and how often, with the exception type readable.
+    assert {job["status"] for job in jobs.values()} == {"failed"}, jobs
+    assert [jobs[i]["attempts"] for i in (demo_fail, retried, autoretry)] == [1, 2, 2]
+    assert [jobs[i]["exception_type"] for i in (demo_fail, retried, autoretry)] == [
+        "RuntimeError",
+        "ValueError",
+        "ValueError",
+    ]
+    for job in jobs.values():
+        assert job["error_message"] == REDACTED and job["exception_trace"] == REDACTED
+    # The job's own failed() hook was given the original exception (it stored it sealed).
+    hook_saw = unseal(redis_client.get(HOOK_KEY.format(job_id=retried)).decode())
+    assert hook_saw == {"type": "ValueError", "message": f"card {canary} declined"}
+    # Celery's result backend, log and events did see these failures and retries...
+    assert all(redis_client.exists(f"celery-task-meta-{job_id}") for job_id in jobs)
+    log = log_text(crypto_worker)
+    assert all(f"[{job_id}] raised unexpected: SealedError(" in log for job_id in jobs)
+    assert all(f"[{job_id}] retry: Retry in 0s: SealedError(" in log for job_id in (retried, autoretry))
+    assert all(events.of("task-retried", job_id) for job_id in (retried, autoretry))
+
+    # ... and the canary is nowhere: Redis, SQL, worker log, task events (Flower), API, console.
+    assert redis_hits(redis_client, canary) == []
+    assert sql_hits(canary) == []
+    assert canary not in log
+    assert canary not in events.text()
+    for job_id in jobs:
+        assert canary not in api_text(client, headers, job_id)
+        report = client.get(f"/api/jobs/{job_id}/failure-report", headers=headers)
+        assert report.status_code == 200 and canary not in report.get_data(as_text=True)
+    groups = client.get("/api/monitoring/failures?limit=200", headers=headers).get_json()["items"]
+    ours = [g for g in groups if set(g["sample_job_ids"]) & set(jobs)]
+    assert ours and all(g["message"] == REDACTED and g["last_message"] == REDACTED for g in ours)
+    assert canary not in json.dumps(groups)
+    viewer = console(role="viewer", tenant=TENANT)
+    for path in [f"/jobs/{job_id}" for job_id in jobs] + ["/failed", "/jobs?status=failed"]:
+        page = viewer.get(path)
+        assert page.status_code == 200 and canary not in page.get_data(as_text=True)
+
+    # An admin may reveal one: it shows the clear error, and leaves no clear trace behind.
+    admin = console(role="admin", tenant=TENANT)
+    revealed = admin.post(f"/jobs/{retried}/reveal-error", data={"reason": "canary test"})
+    assert revealed.status_code == 200 and revealed.headers["Cache-Control"] == "no-store"
+    assert f"card {canary} declined" in revealed.get_data(as_text=True)
+    assert redis_hits(redis_client, canary) == [] and sql_hits(canary) == []

@@ -11,10 +11,12 @@ from app.errors import ValidationError
 from app.jobs.dispatch import get_publisher, get_registry
 from app.services import dead_letter
 from app.services import failures as failures_service
+from app.services import jobs as jobs_service
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.schemas import json_body
 from ops_ui.extensions import sql
+from ops_ui.presenters import failure_report_to_dict
 from ops_ui.trail import record_action
 
 
@@ -37,7 +39,8 @@ def _queue_body(allowed: set[str]) -> dict[str, Any]:
 @bp.get("/jobs/<job_id>/failure-report")
 @api_auth("viewer")
 def failure_report(job_id: str) -> Any:
-    return jsonify(failures_service.failure_report(sql(), job_id, _tenant()))
+    report = failures_service.failure_report(sql(), job_id, _tenant())
+    return jsonify(failure_report_to_dict(report, jobs_service.get_job(sql(), job_id, _tenant())))
 
 
 @bp.get("/monitoring/failures")

@@ -21,6 +21,7 @@ from ops_ui.auth import console_role
 from ops_ui.blueprints.console import bp
 from ops_ui.blueprints.console.common import redis, render_page, settings, tenant
 from ops_ui.extensions import sql
+from ops_ui.presenters import shown_job
 from ops_ui.trail import record_action
 
 #: Seconds between refreshes of a page that shows a running batch or chain.
@@ -70,7 +71,7 @@ def batch_detail(batch_id: str) -> Any:
         batch=summary,
         tenant_id=row.tenant_id,
         callbacks=callbacks,
-        jobs=jobs,
+        jobs=[shown_job(job) for job in jobs],
         next_cursor=next_cursor,
         refresh_s=LIVE_REFRESH_S,
     )
@@ -119,7 +120,7 @@ def chain_detail(chain_id: str) -> Any:
         "console/chain.html",
         "console/chain_live.html",
         chain=summary,
-        steps=batch_pages.chain_steps(sql(), row.id),
+        steps=[shown_job(step) for step in batch_pages.chain_steps(sql(), row.id)],
         catch=catch,
         catch_row=catch_row,
         refresh_s=LIVE_REFRESH_S,

@@ -17,6 +17,7 @@ from ops_ui.auth import console_role
 from ops_ui.blueprints.console import bp
 from ops_ui.blueprints.console.common import render_page, settings, tenant
 from ops_ui.extensions import sql
+from ops_ui.presenters import shown_job
 from ops_ui.trail import record_action
 
 #: Failure groups per page, and recent failed jobs shown.
@@ -51,7 +52,7 @@ def _page(purge_errors: dict[str, str] | None = None, status: int = 200) -> Any:
         next_cursor=next_cursor,
         cursor=cursor,
         queues=_failed_by_queue(),
-        recent=recent.rows,
+        recent=[shown_job(row) for row in recent.rows],
         purge_errors=purge_errors or {},
         form=request.form,
         all_tenants=tenant() is None,

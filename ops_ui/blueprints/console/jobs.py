@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.errors import AppError, BackendUnavailable, Conflict, ValidationError
@@ -19,8 +19,8 @@ from ops_ui.auth import console_role
 from ops_ui.blueprints.console import bp
 from ops_ui.blueprints.console.common import redis, render_page, settings, tenant
 from ops_ui.extensions import sql
-from ops_ui.presenters import is_encrypted
-from ops_ui.trail import record_action
+from ops_ui.presenters import is_encrypted, reveal_errors, shown_attempts, shown_job
+from ops_ui.trail import record_action, request_reason
 
 #: Rows per page of the list.
 PAGE_SIZE = 50
@@ -203,12 +203,15 @@ def _detail_context(job_id: str) -> dict[str, Any]:
     row = jobs_service.get_job(session, job_id, tenant())
     runs = job_history.attempts(session, row.id)
     family = job_history.lineage(session, row)
+    # An encrypted job's error texts read "[encrypted]" everywhere on the page (J9).
+    job, shown_runs = shown_job(row), shown_attempts(row, runs)
     return {
-        "job": row,
+        "job": job,
         "encrypted": is_encrypted(row),
-        "runs": runs,
+        "has_error": row.error_message is not None or any(r.error_message is not None for r in runs),
+        "runs": shown_runs,
         "lineage": family,
-        "timeline": job_history.timeline(row, runs, family.descendants),
+        "timeline": job_history.timeline(job, shown_runs, family.descendants),
         "dependencies": job_history.dependencies(session, row),
         "wait_ms": job_history.wait_ms(row),
         "finished_at": job_history.finished_at(row),
@@ -279,3 +282,34 @@ def job_retry_edited(job_id: str) -> Any:
     record_action("job.retry_edited", "job", job_id, after={"retry_id": row.id})
     flash(f"Retried with the edited payload as job {row.id}.", "success")
     return redirect(url_for("console.job_detail", job_id=row.id))
+
+
+@bp.post("/jobs/<job_id>/reveal-error")
+@console_role("admin")
+def job_reveal_error(job_id: str) -> Any:
+    """An encrypted job's error in clear, for this answer only: audited, never stored or cached.
+
+    The decrypted text is neither logged nor put in the audit entry, the session or a flash.
+    """
+    row = jobs_service.get_job(sql(), job_id, tenant())
+    if not is_encrypted(row):
+        flash("This job is not encrypted: its error is shown as it is.", "error")
+        return redirect(url_for("console.job_detail", job_id=job_id))
+    reason = request_reason()
+    if reason is None:
+        context = _detail_context(job_id)
+        context.update(edit_text=None, edit_error=None, reveal_error="Say why you need to see this error.")
+        return render_template("console/job.html", **context), 422
+    revealed = reveal_errors(row, job_history.attempts(sql(), row.id))
+    unopened = sum(1 for r in revealed if r.problem is not None)
+    record_action(
+        "job.reveal_error",
+        "job",
+        job_id,
+        after={"errors_shown": len(revealed) - unopened, "errors_not_decryptable": unopened},
+        outcome="ok" if not unopened else "partial",
+        reason=reason,
+    )
+    response = make_response(render_template("console/job_error_revealed.html", job=row, revealed=revealed))
+    response.headers["Cache-Control"] = "no-store"
+    return response
