@@ -24,6 +24,7 @@ Key map (key -> type -> writer -> TTL):
     celeriac:worker-losses:<job id>  string  worker main process / reconciler (a counter)  WORKER_LOSSES_TTL_S
     celeriac:reconcile:lock         string  app.recording.reconcile (SET NX EX)  RECONCILE_LOCK_TTL_S
     celeriac:epoch                  string  app.recording.reconcile (gone: Redis lost its data)  none
+    celeriac:recovery:stats         hash    reconciler and worker_loss (counters)  none
     celeriac:login:failures:<address>  string  app.services.login_throttle (a counter)  LoginLimits.window_s
     celeriac:login:account-failures:<e-mail digest>  string  same  same
     celeriac:login:pair-failures:<e-mail digest>:<address>  string  same  same
@@ -78,6 +79,8 @@ RECONCILE_LOCK = PREFIX + "reconcile:lock"
 RECONCILE_LOCK_TTL_S = 120
 #: Written once by the reconciler; missing later means Redis restarted without its data.
 EPOCH = PREFIX + "epoch"
+#: Counters of what the reconciler and workers' main processes recovered (for /metrics).
+RECOVERY_STATS = PREFIX + "recovery:stats"
 
 
 def login_failures(client: str) -> str:

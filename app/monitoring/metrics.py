@@ -22,6 +22,19 @@ from app.models.job_stats import BUCKETS, RUNTIME_BOUNDS_MS
 from app.monitoring.planner import dialect_of, rare
 from app.services.queue_stats import broker_depths
 
+#: Kinds of recovery counted (app.recording.reconcile, app.recording.worker_loss; R1).
+RECOVERIES = (
+    "orphans_requeued",
+    "orphans_failed",
+    "recovered_from_result_backend",
+    "republished",
+    "skip_marks_set",
+    "redis_data_losses",
+    "recovered_in_worker",
+    "worker_losses_requeued",
+    "worker_losses_failed",
+)
+
 #: Queues always reported, besides those that ran jobs in the last day.
 DEFAULT_QUEUES = ("high", "default", "low")
 _SUMMED = (
@@ -50,6 +63,8 @@ class Snapshot:
     depth: dict[str, int] = field(default_factory=dict)
     oldest_pending_s: dict[str, float] = field(default_factory=dict)
     recorder: dict[str, float] = field(default_factory=dict)
+    #: What the reconciler and workers' main processes recovered, by kind (R1).
+    recoveries: dict[str, float] = field(default_factory=dict)
     workers_online: int | None = None
 
 
@@ -136,6 +151,10 @@ def take(session: Session, redis_client: Any, tenant_id: str | None, now: dateti
         if raw is not None:
             snap.recorder[key] = float(raw)
     snap.recorder["alive"] = 1.0 if redis_client.exists(redis_keys.RECORDER_HEARTBEAT) else 0.0
+    for key, raw in (redis_client.hgetall(redis_keys.RECOVERY_STATS) or {}).items():
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if name in RECOVERIES:
+            snap.recoveries[name] = float(raw)
     return snap
 
 
@@ -202,6 +221,12 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     ):
         if key in snap.recorder:
             yield GaugeMetricFamily(f"celeriac_recorder_{key}", help_text, value=snap.recorder[key])
+    recovered = CounterMetricFamily(
+        "celeriac_recoveries", "Jobs the reconciler or a worker's main process recovered, by kind", labels=["kind"]
+    )
+    for kind in RECOVERIES:
+        recovered.add_metric([kind], snap.recoveries.get(kind, 0.0))
+    yield recovered
 
 
 def as_json(snap: Snapshot) -> dict[str, Any]:
@@ -220,6 +245,7 @@ def as_json(snap: Snapshot) -> dict[str, Any]:
                 {"queue": q, "value": round(v, 3)} for q, v in sorted(snap.oldest_pending_s.items())
             ],
             "recorder": snap.recorder,
+            "recoveries": {kind: snap.recoveries.get(kind, 0.0) for kind in RECOVERIES},
             "workers_online": snap.workers_online,
         },
     }

@@ -85,6 +85,18 @@ class ReconcileReport:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def counters(self) -> dict[str, int]:
+        """What this run did, as counters for /metrics (zero ones left out)."""
+        counts = {
+            "orphans_requeued": self.orphans_requeued,
+            "orphans_failed": self.orphans_failed,
+            "recovered_from_result_backend": self.recovered,
+            "republished": self.republished,
+            "skip_marks_set": self.marks_set,
+            "redis_data_losses": int(self.redis_data_lost),
+        }
+        return {name: value for name, value in counts.items() if value}
+
     @property
     def changed_anything(self) -> bool:
         return any(
@@ -205,6 +217,7 @@ class Reconciler:
             report.marks_set = self._mark_unqueued(session, now)
         if report.changed_anything:
             logger.warning("Reconciler: %s", report.as_dict())
+        count_recoveries(self.redis, report.counters(), last_run=now)
         return report
 
     def _check_epoch(self) -> bool:
@@ -378,6 +391,19 @@ class Reconciler:
                 add_announcement(pipe, not_queued_event(job_id, "not queued (announced late: Redis was down)"))
             pipe.execute()
         return len(missing)
+
+
+def count_recoveries(redis: Any, counts: dict[str, int], last_run: float | None = None) -> None:
+    """Add to the recovery counters (best effort: a lost count is no reason to fail)."""
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for name, value in counts.items():
+            pipe.hincrby(redis_keys.RECOVERY_STATS, name, value)
+        if last_run is not None:
+            pipe.hset(redis_keys.RECOVERY_STATS, "reconciled_at", last_run)
+        pipe.execute()
+    except Exception as exc:  # Redis boundary
+        logger.warning("Recovery counters not updated (%s)", exc)
 
 
 def live_queues(session: Session, statuses: Iterable[str]) -> list[tuple[str, str]]:

@@ -68,6 +68,7 @@ def handle_worker_lost(request: Any, exc: BaseException) -> None:
     if meta is not None:
         _record_stored_outcome(request, meta)
         request.acknowledge()
+        _count("recovered_in_worker")
         return
     settings = get_settings()
     limit = settings.reliability.worker_loss_limit
@@ -81,6 +82,7 @@ def handle_worker_lost(request: Any, exc: BaseException) -> None:
         fail_lost_job(request.task.backend, request.id, message)
         request.acknowledge()
         request.send_event("task-failed", exception=message, traceback="")
+        _count("worker_losses_failed")
         return
     logger.warning(
         "Job %s[%s]: its worker process died (%s); back in its queue (loss %d of %d)",
@@ -92,6 +94,13 @@ def handle_worker_lost(request: Any, exc: BaseException) -> None:
     )
     emit_now(ev.lost(request.id, reason=reason, losses=losses, worker=request.hostname))
     request.reject(requeue=True)
+    _count("worker_losses_requeued")
+
+
+def _count(name: str) -> None:
+    from app.recording.reconcile import count_recoveries
+
+    count_recoveries(get_redis(get_settings().redis_url), {name: 1})
 
 
 def emit_now(event: dict[str, Any]) -> None:

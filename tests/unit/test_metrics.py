@@ -84,3 +84,18 @@ def test_metrics_carry_the_wait_histogram_and_retries(client: Any, auth: Any) ->
     assert [(s.labels["queue"], s.value) for s in retried] == [(queue, 1.0)]
     body = client.get("/api/admin/queue/metrics", headers=headers).get_json()
     assert body["counters"]["jobs_retried"] == [{"queue": queue, "job_class": "demo.echo", "value": 1}]
+
+
+def test_metrics_count_what_the_reconciler_and_workers_recovered(client: Any, auth: Any, redis_client: Any) -> None:
+    from app.recording.reconcile import count_recoveries
+
+    def recovered() -> dict[str, float]:
+        samples = _samples(client.get("/metrics", headers=auth("viewer")).get_data(as_text=True))
+        return {s.labels["kind"]: s.value for s in samples["celeriac_recoveries"] if s.name.endswith("_total")}
+
+    before = recovered()
+    count_recoveries(redis_client, {"republished": 2, "worker_losses_requeued": 1})
+    after = recovered()
+    assert after["republished"] == before.get("republished", 0) + 2
+    assert after["worker_losses_requeued"] == before.get("worker_losses_requeued", 0) + 1
+    assert after["orphans_failed"] == before.get("orphans_failed", 0)  # every kind is listed, zero or not
