@@ -69,6 +69,10 @@ def job_to_dict(row: JobExecution) -> dict[str, Any]:
         "failed_at": iso(row.failed_at),
         "cancelled_at": iso(row.cancelled_at),
         "updated_at": iso(row.updated_at),
+        "published_at": iso(row.published_at),
+        # What the recorder and the reconciler found: lost workers, recovered outcomes,
+        # messages published again (docs/reliability.md).
+        "notes": [{"at": note.get("at"), "text": note.get("text")} for note in row.notes or []],
     }
 
 

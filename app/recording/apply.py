@@ -63,11 +63,14 @@ def _later(current: datetime | None, ts: float) -> datetime | None:
     return current
 
 
-def add_note(row: Any, ts: float, text: str) -> None:
-    """Append a line to the row's timeline notes (kept bounded)."""
-    at = _dt(ts)
+def add_note(row: Any, e: dict[str, Any], text: str) -> None:
+    """Append a line for event `e` to the row's timeline notes: once per event (a replay
+    adds nothing), at most MAX_NOTES kept."""
     notes = list(row.notes or [])
-    notes.append({"at": at.isoformat() if at else None, "text": text[:1000]})
+    if any(note.get("eid") == e.get("eid") for note in notes):
+        return
+    at = _dt(e["ts"])
+    notes.append({"at": at.isoformat() if at else None, "text": text[:1000], "eid": e.get("eid")})
     row.notes = notes[-MAX_NOTES:]
 
 
@@ -518,7 +521,7 @@ class EventApplier:
     @staticmethod
     def _note_recovery(row: ExecutionRow, e: dict[str, Any]) -> None:
         if e.get("via"):
-            add_note(row, e["ts"], f"Outcome recovered from {e['via']}: its worker's own report of it was lost")
+            add_note(row, e, f"Outcome recovered from {e['via']}: its worker's own report of it was lost")
 
     def _back_in_queue(self, state: BatchState, row: ExecutionRow, ts: float, why: str) -> None:
         """The job will run again from a fresh message: close what ran, count from now."""
@@ -533,7 +536,7 @@ class EventApplier:
             return  # finished after all (its outcome reached us first)
         reason = str(e.get("reason") or "worker process lost")
         self._back_in_queue(state, row, e["ts"], f"worker lost: {reason}")
-        add_note(row, e["ts"], f"Worker lost ({reason}); put back in its queue (loss {e.get('n') or 1})")
+        add_note(row, e, f"Worker lost ({reason}); put back in its queue (loss {e.get('n') or 1})")
 
     def _on_republish(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         """The reconciler published the job again: its message was in no queue (R1)."""
@@ -541,14 +544,14 @@ class EventApplier:
             return
         reason = str(e.get("reason") or "its message was lost")
         self._back_in_queue(state, row, e["ts"], f"lost: {reason}")
-        add_note(row, e["ts"], f"Published again by the reconciler: {reason}")
+        add_note(row, e, f"Published again by the reconciler: {reason}")
 
     def _on_recheck(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         if ExecutionStatus(row.status).is_terminal:
             return
         row.published_at = _later(row.published_at, e["ts"])
         if e.get("reason"):
-            add_note(row, e["ts"], str(e["reason"]))
+            add_note(row, e, str(e["reason"]))
 
     def _on_note(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
-        add_note(row, e["ts"], str(e.get("text") or ""))
+        add_note(row, e, str(e.get("text") or ""))

@@ -102,6 +102,18 @@ def finished_at(row: JobExecution) -> datetime | None:
     return row.completed_at or row.failed_at or row.cancelled_at
 
 
+#: Timeline labels of the notes the recorder and the reconciler leave (app.recording.apply).
+_NOTE_LABELS = ("Worker lost", "Published again", "Outcome recovered")
+
+
+def _note_time(note: dict[str, object], row: JobExecution) -> datetime:
+    raw = note.get("at")
+    try:
+        return datetime.fromisoformat(raw) if isinstance(raw, str) else row.updated_at
+    except ValueError:
+        return row.updated_at
+
+
 def timeline(row: JobExecution, runs: list[JobAttempt], retries: list[JobExecution]) -> list[Event]:
     """created → queued / waiting → each attempt's start and end → outcome → retried as."""
     events = [Event(row.created_at, "Created", ExecutionStatus.PENDING.value)]
@@ -122,6 +134,11 @@ def timeline(row: JobExecution, runs: list[JobAttempt], retries: list[JobExecuti
         if runs and detail == runs[-1].error_message:
             detail = None  # the last attempt's line already says it
         events.append(Event(end, row.status.capitalize(), row.status, detail))
+    for note in row.notes or []:
+        at = _note_time(note, row)
+        text = str(note.get("text") or "")
+        label = next((name for name in _NOTE_LABELS if text.startswith(name)), "Note")
+        events.append(Event(at, label, "warning", text))
     for retry in retries:
         if retry.retry_of == row.id:
             events.append(Event(retry.created_at, "Retried as a new job", retry.status, job_id=retry.id))

@@ -63,3 +63,14 @@ def test_lineage_follows_retries_up_and_down_within_the_tenant(app: Any, unique:
     assert [r.id for r in family.ancestors] == [first] and [r.id for r in family.descendants] == [third]
     top = job_history.lineage(db.session, db.session.get(JobExecution, first))
     assert top.ancestors == [] and [r.id for r in top.descendants] == [second, third]
+
+
+def test_timeline_shows_what_the_reconciler_and_lost_workers_left_as_notes(app: Any, unique: str) -> None:
+    notes = [
+        {"at": (T0 + timedelta(seconds=5)).isoformat(), "text": "Worker lost (WorkerLostError); put back in its queue"},
+        {"at": (T0 + timedelta(seconds=9)).isoformat(), "text": "Outcome recovered from the result backend: ..."},
+    ]
+    row = db.session.get(JobExecution, add_job(unique, "completed", notes=notes))
+    lines = [(e.label, e.detail) for e in job_history.timeline(row, [], []) if e.status == "warning"]
+    assert [label for label, _ in lines] == ["Worker lost", "Outcome recovered"]
+    assert lines[0][1] is not None and "put back in its queue" in lines[0][1]

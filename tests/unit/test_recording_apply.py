@@ -310,3 +310,51 @@ def test_a_job_re_published_from_its_own_run_is_not_its_own_parent() -> None:
     apply([pub, again, start, ok])
     row, attempts = load(job_id)
     assert row.parent_id == parent and row.status == "completed" and len(attempts) == 1
+
+
+def test_a_lost_worker_closes_the_attempt_as_lost_and_the_job_waits_again_from_that_moment() -> None:
+    job_id = str(uuid.uuid4())
+    pub, start, ok = lifecycle(job_id)
+    lost = ev.lost(job_id, reason="WorkerLostError: signal 9", losses=1)
+    lost["ts"] = 1_005.0
+    second = ev.started(
+        job_id=job_id, attempt_key="second", task="demo.echo", worker="w2", retries=0, queue="emails", payload=None
+    )
+    second["ts"] = 1_006.0
+    ok.update(ak="second", ts=1_007.0)
+    apply([pub, start, lost])
+    row, attempts = load(job_id)
+    assert row.status == "retrying" and row.published_at is not None and row.published_at.timestamp() == 1_005.0
+    assert [a.status for a in attempts] == ["lost"]
+    assert "Worker lost (WorkerLostError: signal 9)" in row.notes[0]["text"]
+    apply([second, ok, lost])  # a replay of the loss changes nothing more
+    row, attempts = load(job_id)
+    assert row.status == "completed" and row.attempts == 2
+    assert sorted(a.status for a in attempts) == ["completed", "lost"]
+    assert len(row.notes) == 1
+
+
+def test_a_recovered_outcome_and_a_republish_say_so_on_the_timeline() -> None:
+    recovered_id, republished_id = str(uuid.uuid4()), str(uuid.uuid4())
+    pub = lifecycle(recovered_id)[0]
+    outcome = ev.recovered(ev.succeeded(recovered_id, None, None, None, "done"), "the result backend")
+    outcome["ts"] = 2_000.0
+    again_pub = lifecycle(republished_id)[0]
+    again = ev.republished(republished_id, reason="its message is in no queue", ts=2_000.0)
+    apply([pub, outcome, again_pub, again])
+    row, _ = load(recovered_id)
+    assert row.status == "completed" and row.result == "done"
+    assert row.notes[0]["text"].startswith("Outcome recovered from the result backend")
+    row, _ = load(republished_id)
+    assert row.status == "pending" and row.published_at.timestamp() == 2_000.0
+    assert row.notes[0]["text"] == "Published again by the reconciler: its message is in no queue"
+
+
+def test_a_job_that_could_not_be_queued_fails_without_an_invented_attempt() -> None:
+    from app.recording.writer import not_queued_event
+
+    job_id = str(uuid.uuid4())
+    pub = lifecycle(job_id)[0]
+    apply([pub, {**not_queued_event(job_id, "could not be queued: broker down"), "ts": 1_001.0}])
+    row, attempts = load(job_id)
+    assert row.status == "failed" and row.exception_type == "NotQueued" and attempts == []
