@@ -8,9 +8,11 @@ from typing import Any
 from flask import Flask, Response, request
 from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import ROOT_DIR, Settings, get_settings
 from app.db import db, engine_options, get_engine
+from ops_ui.bodies import discard_unread_body
 from ops_ui.errors import problem, register_error_handlers
 from ops_ui.extensions import csrf, login_manager, migrate
 
@@ -43,6 +45,11 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     if test_config:
         app.config.update(test_config)
     app.extensions["celeriac_settings"] = settings
+    if settings.trusted_proxies:
+        # The client address, scheme and host as the proxies in front of us saw them
+        # (login throttling and the audit log key on the address).
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(ROOT_DIR / "migrations"))
@@ -76,6 +83,10 @@ def _install_request_hooks(app: Flask) -> None:
         if request.content_length is not None and request.content_length > limit:
             return problem(413, "Payload too large", f"the body is over the {limit}-byte limit")
         return None
+
+    # Any answer given before the body was read (413, 401, ...) reaches the client only
+    # if the rest of the body is read first (ops_ui/bodies.py says why).
+    app.after_request(discard_unread_body)
 
     @app.after_request
     def security_headers(response: Response) -> Response:

@@ -57,7 +57,7 @@ def parse_zone(name: object) -> ZoneInfo:
         raise ValidationError("timezone must be an IANA time zone name such as UTC or Europe/Berlin")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: "America" is a folder
         raise ValidationError(
             f"timezone {name!r} is not an IANA time zone name (for example UTC, Europe/Berlin, America/New_York)"
         ) from exc

@@ -38,6 +38,8 @@ class BatchRequest:
     then: DispatchSpec | None = None
     catch: DispatchSpec | None = None
     finally_: DispatchSpec | None = None
+    #: The batch's id, when the caller chose it up front (an idempotent request); else new.
+    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ def create_batch(
         raise ValidationError("allow_failures must be an integer")
     if request.allow_failures < 0:
         raise ValidationError("allow_failures must be 0 or more")
-    batch_id = str(uuid.uuid4())
+    batch_id = request.id or str(uuid.uuid4())
     resolver = _Resolver(session, registry, settings)
     jobs = [
         resolver(replace(spec, tenant_id=request.tenant_id, batch_id=batch_id), f"jobs[{i}]")
@@ -288,15 +290,18 @@ def create_chain(
     publisher: Publisher,
     settings: Settings,
     hub: Hub,
+    chain_id: str | None = None,
 ) -> Created:
     """Queue the first step; each later step waits for the one before and gets its result (J6).
+
+    `chain_id` is the chain's id when the caller chose it up front (an idempotent request).
 
     Raises:
         ValidationError: empty or oversized chain, or a bad step or catch job.
         BackendUnavailable: the broker failed; the first step is recorded failed.
     """
     _check_size(len(steps), settings, "a chain")
-    chain_id = str(uuid.uuid4())
+    chain_id = chain_id or str(uuid.uuid4())
     ids = [str(uuid.uuid4()) for _ in steps]
     resolver = _Resolver(session, registry, settings)
     jobs = [

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.errors import ValidationError
 from app.models import JobDefinition
 from app.priority import DEFAULT_PRIORITY, is_valid_priority, to_broker_priority
+from app.validation import check_json
 
 #: Seconds between a job's soft time limit (exception in the job) and the hard kill.
 HARD_LIMIT_GRACE_S = 10
@@ -214,6 +215,11 @@ def resolve(
     """
     if info is None:
         raise ValidationError(f"unknown job class {spec.job_class!r}: no such task is registered")
+    # What SQL, JSON or Redis cannot keep as given (NaN, NUL, deep nesting) is refused here,
+    # for code as for the API (app.validation).
+    check_json(spec.payload, "payload", settings.max_payload_depth)
+    if spec.args:
+        check_json(spec.args, "args", settings.max_payload_depth)
     if definition is not None and not definition.is_active:
         raise ValidationError(f"job class {spec.job_class!r} is inactive and cannot be dispatched")
     _validate(spec, settings)

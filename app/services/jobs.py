@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app import redis_keys
 from app.composition.hub import Hub, payload_identity, unique_key
@@ -338,7 +339,9 @@ def cancel_job(session: Session, job_id: str, tenant_id: str | None, *, cancelle
     # a revoke with terminate does nothing to a job that has not started.
     canceller.revoke(job_id, terminate=True)
     canceller.announce(job_id, "cancelled by request")
-    session.refresh(row)
+    # The answer is what was committed, not a read after it (which an outage would fail).
+    set_committed_value(row, "status", ExecutionStatus.CANCELLED.value)
+    set_committed_value(row, "error_message", "cancelled by request")
     return row
 
 

@@ -3,6 +3,7 @@
 Age is counted from the last change (`updated_at`, the finish time of a finished job),
 through the (status, updated_at) index. Failed jobs are kept longer than the others,
 and failure groups not seen for that long go with them. Live jobs are never purged.
+Idempotency keys go after 24 hours (they are only promised for that long).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.config import Settings
 from app.models import ExecutionStatus, FailureGroup, JobExecution
 from app.services.dead_letter import delete_executions
+from app.services.idempotency import purge_expired as purge_expired_keys
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,8 @@ def _purge_status(session: Session, status: str, cutoff: datetime, batch_size: i
 
 def purge_history(session: Session, settings: Settings, now: datetime | None = None) -> PurgeReport:
     """Delete executions (and attempts) past CELERIAC_RETENTION_DAYS, failed ones past
-    CELERIAC_FAILED_RETENTION_DAYS, and failure groups last seen before that."""
+    CELERIAC_FAILED_RETENTION_DAYS, failure groups last seen before that, and idempotency
+    keys past their 24 hours."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=settings.retention_days)
     failed_cutoff = now - timedelta(days=settings.failed_retention_days)
@@ -64,7 +67,9 @@ def purge_history(session: Session, settings: Settings, now: datetime | None = N
         .where(FailureGroup.last_seen_at < failed_cutoff)
         .execution_options(synchronize_session=False)
     )
+    keys = purge_expired_keys(session, now)
     session.commit()
     report = PurgeReport(others + failed, failed, int(groups.rowcount))  # type: ignore[attr-defined]
     logger.info("Retention: purged %d executions (%d failed) and %d failure groups", *report.as_dict().values())
+    logger.info("Retention: purged %d idempotency keys older than 24 h", keys)
     return report

@@ -10,4 +10,6 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
+    # Touches no backend: it says the web process is up, also while SQL or Redis is down
+    # (those answer 503 on the routes that need them; /api/admin/queue/health checks them).
     return jsonify(status="ok")

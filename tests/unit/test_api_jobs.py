@@ -269,6 +269,14 @@ def test_openapi_document_lists_the_jobs_endpoints(client: Any, auth: Any) -> No
         "/api/chains/{id}",
     ):
         assert path in doc["paths"]
+    # Idempotency-Key and the 503 that says when to try again (R2).
+    key = doc["components"]["parameters"]["IdempotencyKey"]
+    assert key["name"] == "Idempotency-Key" and key["in"] == "header"
+    for path in ("/api/jobs/dispatch", "/api/batches", "/api/chains"):
+        post = doc["paths"][path]["post"]
+        assert {"$ref": "#/components/parameters/IdempotencyKey"} in post["parameters"]
+        assert post["responses"]["503"] == {"$ref": "#/components/responses/Unavailable"}
+    assert "Retry-After" in doc["components"]["responses"]["Unavailable"]["headers"]
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import current_app, g, jsonify, request
+from sqlalchemy.exc import IntegrityError
 
-from app.errors import ValidationError
+from app.errors import NotFound, ValidationError
 from app.jobs.dispatch import get_publisher, get_registry
+from app.models.base import new_id
 from app.redis_client import get_redis
 from app.services import jobs as jobs_service
 from app.services.queue_stats import queue_stats
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
+from ops_ui.blueprints.api.idempotent import Answer, answer_once
 from ops_ui.blueprints.api.schemas import json_body, parse_dispatch
 from ops_ui.extensions import sql
 from ops_ui.presenters import job_to_dict
@@ -37,14 +41,53 @@ def _canceller() -> jobs_service.CeleryCanceller:
 @bp.post("/jobs/dispatch")
 @api_auth("operator")
 def dispatch() -> Any:
-    spec = parse_dispatch(json_body(), tenant_id=_tenant() or _settings().default_tenant)
-    done = jobs_service.submit(sql(), spec, registry=get_registry(), publisher=get_publisher(), settings=_settings())
-    row = done.row
-    if not done.created:
-        # A unique job's twin is pending or running (J8): its id, nothing queued.
-        return jsonify(id=row.id, status=row.status, job_class=row.job_class, queue=row.queue), 200
-    # Literal "pending": a fast worker may already have moved the row on.
-    return jsonify(id=row.id, status="pending", job_class=row.job_class, queue=row.queue), 201
+    body = json_body()
+    tenant = _tenant() or _settings().default_tenant
+    spec = parse_dispatch(body, tenant_id=tenant)
+
+    def perform(ids: dict[str, Any], resumed: bool) -> Answer:
+        job_id = ids["job_id"]
+        if resumed:
+            earlier = _find_job(job_id)
+            if earlier is not None:
+                return earlier
+        try:
+            done = jobs_service.submit(
+                sql(),
+                replace(spec, job_id=job_id),
+                registry=get_registry(),
+                publisher=get_publisher(),
+                settings=_settings(),
+            )
+        except IntegrityError:
+            # The request that held the key is still alive after all and created the job.
+            earlier = _find_job(job_id) if resumed else None
+            if earlier is None:
+                raise
+            return earlier
+        row = done.row
+        if not done.created:
+            # A unique job's twin is pending or running (J8): its id, nothing queued.
+            return Answer(200, _dispatched(row.id, row.status, row.job_class, row.queue))
+        # Literal "pending": a fast worker may already have moved the row on. Built from
+        # values in memory: reading the row back could fail a dispatch that happened.
+        return Answer(201, _dispatched(row.id, "pending", row.job_class, row.queue))
+
+    return answer_once("POST /api/jobs/dispatch", tenant, body, {"job_id": new_id()}, perform)
+
+
+def _dispatched(job_id: str, status: str, job_class: str, queue: str) -> dict[str, Any]:
+    return {"id": job_id, "status": status, "job_class": job_class, "queue": queue}
+
+
+def _find_job(job_id: str) -> Answer | None:
+    """The answer for a job an earlier request with the same Idempotency-Key created."""
+    sql().rollback()  # after a failed insert, the session is usable only once rolled back
+    try:
+        row = jobs_service.get_job(sql(), job_id, _tenant())
+    except NotFound:
+        return None
+    return Answer(201, _dispatched(row.id, row.status, row.job_class, row.queue))
 
 
 @bp.get("/jobs/<job_id>")

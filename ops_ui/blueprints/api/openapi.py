@@ -12,10 +12,20 @@ from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.workers import openapi_paths as control_paths  # queues and workers (W2)
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
+#: A 503 also says when to try again (R2).
+_UNAVAILABLE = {"$ref": "#/components/responses/Unavailable"}
+#: Idempotency-Key on dispatch, batches and chains (R2; docs/api.md).
+_IDEMPOTENCY_KEY = {"$ref": "#/components/parameters/IdempotencyKey"}
+_REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "true when this is the stored answer to an earlier request with the same key",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
+}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _PROBLEM for code in codes}
+    return {str(code): _UNAVAILABLE if code == 503 else _PROBLEM for code in codes}
 
 
 _JOB = {
@@ -133,8 +143,13 @@ def _group_paths() -> dict[str, Any]:
         item["post"]["parameters"] = [group_id]
         return item
 
+    batches = post("Dispatch a batch (all or nothing)", "201", _BATCH_BODY, 400, 409, 413, 422, 503)
+    chains = post("Dispatch a chain", "201", _CHAIN_BODY, 400, 409, 413, 422, 503)
+    for created in (batches, chains):
+        created["post"]["parameters"] = [_IDEMPOTENCY_KEY]
+        created["post"]["responses"]["201"]["headers"] = _REPLAYED
     return {
-        "/api/batches": post("Dispatch a batch (all or nothing)", "201", _BATCH_BODY, 400, 413, 422, 503),
+        "/api/batches": batches,
         "/api/batches/{id}": get("Batch status, counts and progress"),
         "/api/batches/{id}/jobs": with_id(
             post(
@@ -147,7 +162,7 @@ def _group_paths() -> dict[str, Any]:
             )
         ),
         "/api/batches/{id}/cancel": with_id(post("Cancel a batch and its pending jobs", "200", None, 409)),
-        "/api/chains": post("Dispatch a chain", "201", _CHAIN_BODY, 400, 413, 422, 503),
+        "/api/chains": chains,
         "/api/chains/{id}": get("Chain status, current step and progress"),
         "/api/chains/{id}/cancel": with_id(post("Cancel a chain's running and waiting steps", "200", None, 409)),
     }
@@ -498,9 +513,10 @@ def document() -> dict[str, Any]:
             "/api/jobs/dispatch": {
                 "post": {
                     "summary": "Dispatch a job",
+                    "parameters": [_IDEMPOTENCY_KEY],
                     "requestBody": {"content": {"application/json": {"schema": _DISPATCH}}},
                     "responses": {
-                        "201": {"description": "queued"},
+                        "201": {"description": "queued", "headers": _REPLAYED},
                         "200": {"description": "a unique job's live twin (nothing queued)"},
                         **_errors(400, 401, 403, 409, 413, 422, 503),
                     },
@@ -581,7 +597,24 @@ def document() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "parameters": {
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": (
+                        "A repeat with the same key and body within 24 h returns the first answer and queues "
+                        "nothing; another body answers 422; a repeat while the first runs answers 409"
+                    ),
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$"},
+                }
+            },
             "responses": {
+                "Unavailable": {
+                    "description": "SQL or Redis is unreachable (application/problem+json); try again later",
+                    "headers": {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}},
+                    "content": {"application/problem+json": {"schema": {"type": "object"}}},
+                },
                 "Problem": {
                     "description": "application/problem+json",
                     "content": {

@@ -16,7 +16,7 @@ from app.services.schedules import EDITABLE, default_service, preview, schedule_
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api import bp
 from ops_ui.blueprints.api.jobs import _settings, _tenant
-from ops_ui.blueprints.api.schemas import json_body
+from ops_ui.blueprints.api.schemas import check_payload, json_body
 from ops_ui.extensions import sql
 from ops_ui.trail import record_action
 
@@ -33,7 +33,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 def _shape(body: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Raises: BadRequest for a missing field or a value of the wrong JSON type."""
+    """Raises: BadRequest for a missing field or a value of the wrong JSON type;
+    ValidationError for a payload nested deeper than Settings.max_payload_depth."""
     for key in required:
         if key not in body:
             raise BadRequest(f"{key} is required")
@@ -42,6 +43,8 @@ def _shape(body: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, An
         kinds = _TYPES.get(key)
         if kinds is not None and not isinstance(value, kinds):
             raise BadRequest(f"{key} must be a JSON {_kind(kinds[0])}")
+    if isinstance(fields.get("payload"), dict):
+        check_payload(fields["payload"], "payload")
     return fields
 
 

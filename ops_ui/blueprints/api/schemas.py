@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import current_app, g, request
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
-from werkzeug.wsgi import get_input_stream
+from flask import current_app, g
+from werkzeug.exceptions import BadRequest
 
 from app.errors import ValidationError
 from app.services.dispatching import DispatchSpec
+from app.validation import check_json
+from ops_ui.bodies import read_limited
 
 #: Options of API.md's dispatch body, plus `expires` and `unique_id` (extensions).
 KNOWN_OPTIONS = {
@@ -29,27 +30,47 @@ KNOWN_OPTIONS = {
 }
 
 
+#: Levels of a body around a payload: body -> jobs[] -> job -> payload (a batch); the body's
+#: depth limit is the payload's (Settings.max_payload_depth) plus these.
+ENVELOPE_DEPTH = 3
+
+
+def _settings() -> Any:
+    return current_app.extensions["celeriac_settings"]
+
+
 def json_body() -> dict[str, Any]:
-    """The request's JSON object.
+    """The request's JSON object, checked for what no field may hold (app/validation.py).
 
     Raises:
         BadRequest: not JSON, or not an object.
         RequestEntityTooLarge: over the size limit (also for chunked bodies).
+        ValidationError: a number that is not finite, a string with NUL, nested too deep.
     """
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    # Read one byte past the limit: a chunked body has no Content-Length to check first.
-    # (request.stream would silently cut a chunked body at the limit.)
-    raw = get_input_stream(request.environ, max_content_length=limit + 1).read(limit + 1)
-    if len(raw) > limit:
-        raise RequestEntityTooLarge(f"the body is over the {limit}-byte limit")
+    max_depth = _settings().max_payload_depth
+    raw = read_limited(current_app.config["MAX_CONTENT_LENGTH"])
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except RecursionError as exc:  # deeper than Python's stack: far past any limit
+        raise ValidationError(f"body: nested deeper than {max_depth} levels") from exc
+    except ValueError as exc:  # UnicodeDecodeError is one
+        if "integer string conversion" in str(exc):
+            raise ValidationError("body: a number has too many digits") from exc
         raise BadRequest("the body must be valid JSON") from exc
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    check_json(body, "", max_depth + ENVELOPE_DEPTH)
     g.json_body = body  # the stream is read now: the audit trail takes its "reason" from here
     return body
+
+
+def check_payload(payload: dict[str, Any], where: str) -> None:
+    """A payload nests at most Settings.max_payload_depth levels, as in Job.dispatch.
+
+    Raises:
+        ValidationError: nested too deep (or anything else check_json refuses).
+    """
+    check_json(payload, where, _settings().max_payload_depth)
 
 
 def _int_or_none(options: dict[str, Any], key: str) -> Any:
@@ -88,12 +109,13 @@ def _composition_options(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def parse_dispatch(body: dict[str, Any], tenant_id: str) -> DispatchSpec:
-    """Turn a dispatch body into a `DispatchSpec`.
+def parse_dispatch(body: dict[str, Any], tenant_id: str, where: str = "") -> DispatchSpec:
+    """Turn a dispatch body into a `DispatchSpec`; `where` prefixes field names ("jobs[2].").
 
     Raises:
         BadRequest: wrong shape (job_class missing, payload or options not objects).
-        ValidationError: an option with an invalid value or an unknown option.
+        ValidationError: an option with an invalid value or an unknown option, or a
+            payload nested deeper than Settings.max_payload_depth.
     """
     job_class = body.get("job_class")
     if not isinstance(job_class, str) or not job_class:
@@ -103,6 +125,7 @@ def parse_dispatch(body: dict[str, Any], tenant_id: str) -> DispatchSpec:
         payload = {}
     if not isinstance(payload, dict):
         raise BadRequest("payload must be a JSON object")
+    check_payload(payload, f"{where}payload")
     options = body.get("options") or {}
     if not isinstance(options, dict):
         raise BadRequest("options must be a JSON object")
