@@ -33,14 +33,40 @@ def _fail_or_skip(message: str) -> None:
     sys.exit(0)
 
 
+_CLAIM = "celeriac:tests:claim"
+#: Take over a claim whose test process is gone (it left only the claim behind).
+_TAKE_STALE_CLAIM = """
+if redis.call('DBSIZE') == 1 and redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[2])
+end
+return false
+"""
+
+
+def _pid_alive(raw: bytes | None) -> bool:
+    try:
+        os.kill(int(raw or b"0"), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return int(raw or b"0") > 0
+
+
 def _pick_redis_db(base_url: str) -> str:
-    """The first empty database number from 15 down, so tests never touch others' data."""
+    """The first free database number from 15 down, so tests never touch others' data.
+
+    Free: empty, or holding only the claim of a test run whose process is gone.
+    """
     for db_number in range(15, 7, -1):
         client = redis.Redis.from_url(f"{base_url}/{db_number}")
-        if client.dbsize() == 0:
-            client.set("celeriac:tests:claim", str(os.getpid()))
+        mine = str(os.getpid())
+        if client.dbsize() == 0 and client.set(_CLAIM, mine, nx=True):
             return f"{base_url}/{db_number}"
-    raise RuntimeError("no empty Redis database between 8 and 15")
+        stale = client.get(_CLAIM)
+        if stale is not None and not _pid_alive(stale) and client.eval(_TAKE_STALE_CLAIM, 1, _CLAIM, stale, mine):
+            return f"{base_url}/{db_number}"
+    raise RuntimeError("no free Redis database between 8 and 15")
 
 
 def _resolve_redis() -> str:

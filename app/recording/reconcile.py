@@ -241,12 +241,26 @@ class Reconciler:
         grace = self.settings.reliability.reconcile_grace_s
         # Delivered before every live worker's latest heartbeat: each has reported it since.
         cutoff = min(now - grace, newest_beat - 1)
-        kept = []
+        kept, orphans = [], []
         for entry in unacked:
             if entry.job_id in held or entry.delivered_at > cutoff or entry.job_id is None:
                 kept.append(entry)
-                continue
-            self._recover_orphan(entry, report)
+            else:
+                orphans.append(entry)
+        if not orphans:
+            return kept
+        # A job may have finished before its worker died, unacknowledged: its outcome is the
+        # truth, and it must not run again (nor be failed for the loss).
+        outcomes = self._stored_outcomes([entry.job_id for entry in orphans if entry.job_id])
+        for entry in orphans:
+            meta = outcomes.get(entry.job_id or "")
+            if meta and meta.get("status") in (states.SUCCESS, states.FAILURE, states.REVOKED):
+                assert entry.job_id is not None
+                self.write([ev.recovered(outcome_event(entry.job_id, meta, self.settings), RESULT_BACKEND)])
+                self.broker.drop(entry.tag)
+                report.recovered += 1
+            else:
+                self._recover_orphan(entry, report)
         return kept
 
     def _recover_orphan(self, entry: Unacked, report: ReconcileReport) -> None:

@@ -281,3 +281,28 @@ def test_result_and_error_sql_cannot_store_are_stored_in_a_safe_form_and_the_job
     nul = celery_app.send_task("demo.fail", kwargs={"message": "before\x00after"}).id
     failed = wait_status(nul, "failed")
     assert "before" in (failed.error_message or "") and "after" in (failed.error_message or "")
+
+
+def test_orphaned_message_of_a_job_that_had_finished_is_recorded_not_run_again(
+    reconciler: Reconciler, unique: str, redis_client: Any
+) -> None:
+    from app.celery_app import celery_app
+    from app.jobs.dispatch import PendingDispatch
+
+    queue = f"finished-{unique}"
+    job_id = PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
+    # A worker took the message (it is in kombu's unacked set), ran the job, stored its
+    # result, and died before acknowledging it.
+    connection = celery_app.connection_for_write()
+    try:
+        taken = connection.default_channel.basic_get(queue, no_ack=False)
+        assert taken is not None and taken.headers["id"] == job_id
+        assert any(job_id.encode() in value for value in redis_client.hvals("unacked"))
+        celery_app.backend.mark_as_done(job_id, "stored result")
+        reconcile_until(reconciler, lambda r: r.recovered >= 1, "the stored outcome to be recorded")
+        done = wait_status(job_id, "completed")
+        assert done.result == "stored result"
+        assert not any(job_id.encode() in value for value in redis_client.hvals("unacked"))
+        assert broker_depth(redis_client, queue) == 0, "not put back to run again"
+    finally:
+        connection.release()
