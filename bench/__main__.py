@@ -2,7 +2,7 @@
 
 Usage: python -m bench [--n 20000] [--repeat 1] [--database sqlite|postgresql]
        [--concurrency 2] [--dispatch-requests 2000] [--batch-n 10000] [--no-ratelimit]
-       [--monitoring-rows 1000000] [--keep-logs]
+       [--monitoring-rows 1000000] [--reconcile-rows 1000000] [--keep-logs]
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--no-ratelimit", action="store_true", help="skip the rate-limited throughput run")
     parser.add_argument(
         "--monitoring-rows", type=int, default=1_000_000, help="executions seeded for the monitoring run; 0 skips it"
+    )
+    parser.add_argument(
+        "--reconcile-rows", type=int, default=1_000_000, help="live jobs seeded for the reconciler run; 0 skips it"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs (path printed)")
     return parser.parse_args()
@@ -84,6 +87,11 @@ def main() -> int:
 
             print(f"monitoring endpoints at {args.monitoring_rows:,} executions", flush=True)
             extras["monitoring"] = run_monitoring_bench(args.monitoring_rows)
+        if args.reconcile_rows > 0:
+            from bench.reconcile import run_reconcile_bench
+
+            print(f"reconciler at {args.reconcile_rows:,} live jobs", flush=True)
+            extras["reconcile"] = run_reconcile_bench(args.reconcile_rows, 20_000)
         summary = summarise(args.n, args.database, args.concurrency, plain, tracked, dispatch)
         summary.update(extras)
         print()

@@ -29,6 +29,7 @@ RECOVERIES = (
     "recovered_from_result_backend",
     "republished",
     "skip_marks_set",
+    "unrebuildable",
     "redis_data_losses",
     "recovered_in_worker",
     "worker_losses_requeued",

@@ -63,8 +63,14 @@ from app.recording.writer import NOT_QUEUED, add_announcement, not_queued_event
 
 logger = logging.getLogger(__name__)
 
-#: Most suspects judged in one run (the rest wait for the next run).
+#: Suspects judged per round; a run goes on with more rounds while it finds a full one.
 MAX_SUSPECTS = 1000
+#: Longest a run keeps starting new rounds, in seconds (the rest waits for the next run).
+RUN_BUDGET_S = 20.0
+UNREBUILDABLE = (
+    "its message was lost (Redis lost it, or a worker died taking it) and it was published without "
+    "Celeriac, so it cannot be published again; dispatch it again"
+)
 _LIVE_WAITING = (ExecutionStatus.PENDING.value, ExecutionStatus.RETRYING.value)
 _PROCESSING = ExecutionStatus.PROCESSING.value
 
@@ -79,11 +85,18 @@ class ReconcileReport:
     republished: int = 0
     rechecked: int = 0
     marks_set: int = 0
+    #: Lost jobs whose message cannot be rebuilt (published without Celeriac): failed, saying so.
+    unrebuildable: int = 0
     redis_data_lost: bool = False
     skipped: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    @property
+    def judged(self) -> int:
+        """Suspects dealt with so far (their rows changed)."""
+        return self.recovered + self.republished + self.rechecked + self.unrebuildable
 
     def counters(self) -> dict[str, int]:
         """What this run did, as counters for /metrics (zero ones left out)."""
@@ -93,6 +106,7 @@ class ReconcileReport:
             "recovered_from_result_backend": self.recovered,
             "republished": self.republished,
             "skip_marks_set": self.marks_set,
+            "unrebuildable": self.unrebuildable,
             "redis_data_losses": int(self.redis_data_lost),
         }
         return {name: value for name, value in counts.items() if value}
@@ -107,6 +121,7 @@ class ReconcileReport:
                 self.republished,
                 self.rechecked,
                 self.marks_set,
+                self.unrebuildable,
                 self.redis_data_lost,
             )
         )
@@ -211,9 +226,18 @@ class Reconciler:
             newest_beat = min((beat.last_heartbeat for beat in workers), default=now)
             unacked = self._recover_orphans(unacked, held, newest_beat, now, report)
         in_flight = held | {entry.job_id for entry in unacked if entry.job_id}
+        deadline = time.monotonic() + RUN_BUDGET_S
         with self.session_factory() as session:
-            suspects = self._suspects(session, in_flight, now)
-            self._judge(suspects, now, report)
+            # In rounds of MAX_SUSPECTS, so that after a Redis data loss a million queued jobs
+            # go back at the broker's pace, not a thousand per interval.
+            while True:
+                suspects = self._suspects(session, in_flight, now)
+                judged = report.judged
+                self._judge(suspects, now, report)
+                session.expire_all()
+                stalled = report.judged == judged  # the broker refused every publish: try later
+                if len(suspects) < MAX_SUSPECTS or stalled or time.monotonic() > deadline:
+                    break
             report.marks_set = self._mark_unqueued(session, now)
         if report.changed_anything:
             logger.warning("Reconciler: %s", report.as_dict())
@@ -347,7 +371,11 @@ class Reconciler:
             elif message.can_rebuild(row):
                 lost.append(row)
             else:
-                logger.error("Job %s: its message is lost and cannot be rebuilt (published without Celeriac)", row.id)
+                # Never silently gone: it says what happened and how to run it.
+                fail = ev.failed(row.id, None, None, None, None, None)
+                fail.update(err=UNREBUILDABLE, exc="MessageLost")
+                events.append(fail)
+                report.unrebuildable += 1
         ts = self.clock()
         events.extend(ev.republished(row.id, reason=lost_reason(row), ts=ts) for row in lost)
         if events:
@@ -382,9 +410,10 @@ class Reconciler:
         ids = list(
             session.scalars(
                 select(JobExecution.id).where(
+                    # (status, updated_at) is indexed: only the last day's failures are read.
                     JobExecution.status == ExecutionStatus.FAILED.value,
+                    JobExecution.updated_at > since,
                     JobExecution.exception_type == NOT_QUEUED,
-                    JobExecution.failed_at > since,
                 )
             )
         )
