@@ -136,8 +136,8 @@ class MonitoringConfig:
     p95_cache_s: int = 300
     #: Finished jobs are checked for slowness over this window.
     slow_window_s: int = 3600
-    #: The jobs of a worker whose heartbeat is this old are recovered: put back in their
-    #: queue (or failed, see `reap_policy`), without waiting for the visibility timeout.
+    #: A worker silent this long is dead: the reconciler puts the jobs it held back in their
+    #: queue (or fails them, see `reap_policy`), not waiting for the visibility timeout.
     reap_after_s: int = 60
     #: What happens to the running job of a worker that died: "requeue" (run it again, up
     #: to the worker-loss limit) or "fail". A Job class may say otherwise (`on_worker_lost`).

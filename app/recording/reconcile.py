@@ -50,7 +50,7 @@ from sqlalchemy.orm import Session
 from app import redis_keys
 from app.config import Settings
 from app.models import ExecutionStatus, JobExecution
-from app.monitoring.workers import ONLINE, list_workers
+from app.monitoring.workers import list_workers
 from app.recording import events as ev
 from app.recording import header, message
 from app.recording.worker_loss import (
@@ -219,7 +219,13 @@ class Reconciler:
         report = ReconcileReport()
         now = self.clock()
         report.redis_data_lost = self._check_epoch()
-        workers = [w.heartbeat for w in list_workers(self.redis, self.settings.monitoring, now) if w.status == ONLINE]
+        # A worker silent for CELERIAC_REAP_AFTER_S is dead for this purpose: its jobs go back.
+        silent_after = self.settings.monitoring.reap_after_s
+        workers = [
+            w.heartbeat
+            for w in list_workers(self.redis, self.settings.monitoring, now)
+            if w.heartbeat.stopped_at is None and now - w.heartbeat.last_heartbeat <= silent_after
+        ]
         held = {job_id for beat in workers for job_id in beat.held}
         unacked = self.broker.unacked()
         if self.settings.monitoring.heartbeat_interval_s > 0:

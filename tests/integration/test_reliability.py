@@ -36,12 +36,12 @@ SILENT = {"CELERIAC_EVENT_FLUSH_MS": "600000", "CELERIAC_EVENT_BUFFER_SIZE": "10
 
 
 def quick_settings() -> Any:
-    """Settings whose reconciler judges after a second and calls a worker offline after three."""
+    """Settings whose reconciler judges after a second and calls a worker dead after three."""
     base = get_settings()
     return dataclasses.replace(
         base,
         reliability=dataclasses.replace(base.reliability, reconcile_grace_s=1, clock_skew_s=0),
-        monitoring=dataclasses.replace(base.monitoring, offline_after_s=3),
+        monitoring=dataclasses.replace(base.monitoring, offline_after_s=3, reap_after_s=3),
     )
 
 
