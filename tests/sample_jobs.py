@@ -120,3 +120,17 @@ def counted(key: str, seconds: float = 0) -> str:
     runs = int(_redis().incr(f"tests:counted:{key}"))
     time.sleep(float(seconds))
     return f"run {runs}"
+
+
+class DiesNeverAgain(Job):
+    """SIGKILLs its own process; must never run twice (`on_worker_lost = "fail"`)."""
+
+    name = "tests.dies_never_again"
+    max_tries = 3
+    on_worker_lost = "fail"
+
+    def handle(self, key: str, **_: Any) -> None:
+        import signal
+
+        _redis().incr(f"tests:dies-never-again:{key}")
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -71,6 +71,10 @@ class Job:
     unique_for: ClassVar[int | None] = None
     #: Payload keys that make two dispatches the same job (J8); empty: the whole payload.
     unique_by: ClassVar[Sequence[str]] = ()
+    #: When the worker process running it dies (SIGKILL, OOM): "requeue" runs it again, whatever
+    #: `max_tries`, up to CELERIAC_WORKER_LOSS_LIMIT losses; "fail" fails it at once (a job that
+    #: must never run twice). None: CELERIAC_REAP_POLICY (default "requeue"). See docs/reliability.md.
+    on_worker_lost: ClassVar[str | None] = None
     #: The Celery task this class registered.
     task: ClassVar[Any]
 
@@ -85,6 +89,8 @@ class Job:
             return
         if cls.handle is Job.handle:
             raise TypeError(f"{cls.__name__} must define handle()")
+        if cls.on_worker_lost not in (None, "requeue", "fail"):
+            raise ValueError(f"{cls.__name__}.on_worker_lost must be 'requeue', 'fail' or None")
         cls.task = _register(cls)
 
     def __init__(self, **payload: Any) -> None:

@@ -306,3 +306,14 @@ def test_orphaned_message_of_a_job_that_had_finished_is_recorded_not_run_again(
         assert broker_depth(redis_client, queue) == 0, "not put back to run again"
     finally:
         connection.release()
+
+
+def test_a_job_that_must_never_run_twice_fails_at_its_first_lost_worker(
+    stack: Any, unique: str, redis_client: Any
+) -> None:
+    from tests.sample_jobs import DiesNeverAgain
+
+    job_id = DiesNeverAgain.dispatch(key=unique)
+    failed = wait_status(job_id, "failed", timeout=60)
+    assert "on_worker_lost = fail" in (failed.error_message or "")
+    assert runs(redis_client, f"tests:dies-never-again:{unique}") == 1
