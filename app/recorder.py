@@ -39,8 +39,9 @@ logger = logging.getLogger("app.recorder")
 
 #: Stream of events SQL refused on their own, kept for an operator to inspect.
 DEAD_STREAM = redis_keys.PREFIX + "events:dead"
-#: Pending events of another (dead) recorder are claimed after this many idle ms.
-CLAIM_IDLE_MS = 60_000
+#: Pending events of another (dead) recorder are claimed after this many idle ms (a write
+#: takes well under a second; a recorder retrying through an SQL outage re-reads its own).
+CLAIM_IDLE_MS = 15_000
 #: Longest pause between attempts while SQL is unreachable, in seconds.
 MAX_BACKOFF_S = 5.0
 #: Lag samples kept for the percentiles.
