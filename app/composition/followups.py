@@ -45,15 +45,27 @@ def _reason(job: Finished) -> str:
     return f"dependency {job.id} {job.status}"
 
 
-def follow_up(hub: Hub, jobs: Iterable[tuple[Finished, bool]]) -> None:
-    """Apply the consequences of `jobs` having finished (idempotent); pairs of (job, awaited)."""
+def follow_up(
+    hub: Hub,
+    jobs: Iterable[tuple[Finished, bool]],
+    on_lost_batch: Callable[[str], Any] | None = None,
+    on_lost_catch: Callable[[str], Any] | None = None,
+) -> None:
+    """Apply the consequences of `jobs` having finished (idempotent); pairs of (job, awaited).
+
+    `on_lost_batch(batch_id)` / `on_lost_catch(chain_id)`: called when Redis no longer has a
+    batch's counters, or a failed chain step's catch (app.composition.resync rebuilds them).
+    """
     for job, awaited in jobs:
         if job.unique_key:
             hub.release_unique(job.unique_key, job.id)
         if job.batch_id:
-            hub.account_batch_job(job.batch_id, job.id, failed=job.status != ExecutionStatus.COMPLETED.value)
+            counted = hub.account_batch_job(job.batch_id, job.id, failed=job.status != ExecutionStatus.COMPLETED.value)
+            if counted is None and on_lost_batch is not None:
+                on_lost_batch(job.batch_id)
         if job.chain_id and job.status == ExecutionStatus.FAILED.value:
-            hub.release_chain_catch(job.chain_id)
+            if not hub.release_chain_catch(job.chain_id) and on_lost_catch is not None:
+                on_lost_catch(job.chain_id)
         if not awaited:
             continue
         released, cancelled = hub.resolve(job.id, job.status, _reason(job))

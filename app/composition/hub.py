@@ -128,9 +128,10 @@ return released
 _BATCH_ACCOUNT = """
 -- ARGV: prefix, batch id, job id, failed (0|1), ttl
 -- Counts one finished job once and claims the callbacks that are due, each at most once.
+-- Returns {'?'} when the batch's counters are gone (Redis lost them, or they expired).
 local p, batch, job, failed, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 local key = p .. 'batch:' .. batch
-if redis.call('EXISTS', key) == 0 then return {} end
+if redis.call('EXISTS', key) == 0 then return {'?'} end
 if redis.call('SADD', key .. ':done', job) == 0 then return {} end
 local processed = redis.call('HINCRBY', key, 'processed', 1)
 local nfailed = tonumber(redis.call('HGET', key, 'failed') or '0')
@@ -232,13 +233,37 @@ class Hub:
         counters = {"total": total, "processed": 0, "failed": 0, "allow": allow_failures}
         self.redis.hset(batch_key(batch_id), mapping=cast(Any, {**counters, **callbacks}))
 
-    def account_batch_job(self, batch_id: str, job_id: str, failed: bool) -> list[str]:
-        """Count a finished job of a batch; returns the callbacks this call released."""
+    def account_batch_job(self, batch_id: str, job_id: str, failed: bool) -> list[str] | None:
+        """Count a finished job of a batch; returns the callbacks this call released, or None
+        when the batch's counters are gone (see app.composition.resync)."""
         raw = cast(
             list[bytes],
             self._batch_account(args=[PREFIX, batch_id, job_id, "1" if failed else "0", FINISHED_TTL_S]),
         )
-        return [item.decode() for item in raw]
+        released = [item.decode() for item in raw]
+        return None if released == ["?"] else released
+
+    def has_batch(self, batch_id: str) -> bool:
+        return bool(self.redis.exists(batch_key(batch_id)))
+
+    def has_chain(self, chain_id: str) -> bool:
+        return bool(self.redis.exists(chain_key(chain_id)))
+
+    def held(self, job_ids: Sequence[str]) -> list[bool]:
+        """Whether each of `job_ids` is held (one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(held_key(job_id))
+        return [bool(found) for found in pipe.execute()]
+
+    def restore_batch(self, batch_id: str, counters: dict[str, Any], claimed: Iterable[str]) -> None:
+        """Counters of a batch whose hash Redis lost (processed counts start at 0: the caller
+        accounts its finished jobs again); `claimed`: callbacks that already ran."""
+        key = batch_key(batch_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(key, key + ":done")
+        pipe.hset(key, mapping=cast(Any, {**counters, **{f"{name}_claimed": "1" for name in claimed}}))
+        pipe.execute()
 
     def grow_batch(self, batch_id: str, n: int) -> int:
         """Add `n` to a running batch's total; -1 when it already finished or was cancelled."""

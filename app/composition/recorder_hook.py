@@ -48,12 +48,25 @@ class CompositionStep:
         if finished:
             jobs = involved(self.hub, finished)
             try:
-                follow_up(self.hub, jobs)
+                follow_up(self.hub, jobs, self._rebuild_batch, self._release_lost_catch)
             except (redis.RedisError, SQLAlchemyError):
                 raise  # an outage: the batch stays unacknowledged and is replayed
             except Exception:  # a bug must not stop recording; replaying would not help
                 logger.exception("Composition follow-up failed for %d jobs", len(jobs))
         self.safe_drain()
+
+    def _rebuild_batch(self, batch_id: str) -> None:
+        """Redis lost the batch's counters: rebuild them from SQL (app.composition.resync)."""
+        from app.composition.resync import rebuild_batch
+
+        with session_scope(self.settings.database_url) as session:
+            rebuild_batch(session, self.hub, batch_id)
+
+    def _release_lost_catch(self, chain_id: str) -> None:
+        from app.composition.resync import release_lost_catch
+
+        with session_scope(self.settings.database_url) as session:
+            release_lost_catch(session, self.hub, chain_id)
 
     def drain(self) -> int:
         """Publish released jobs waiting in the outbox (cheap when it is empty)."""

@@ -30,6 +30,7 @@ RECOVERIES = (
     "republished",
     "skip_marks_set",
     "unrebuildable",
+    "reheld",
     "redis_data_losses",
     "recovered_in_worker",
     "worker_losses_requeued",

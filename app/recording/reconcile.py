@@ -87,6 +87,8 @@ class ReconcileReport:
     marks_set: int = 0
     #: Lost jobs whose message cannot be rebuilt (published without Celeriac): failed, saying so.
     unrebuildable: int = 0
+    #: Jobs waiting for dependencies, held again after Redis lost them.
+    reheld: int = 0
     redis_data_lost: bool = False
     skipped: str | None = None
 
@@ -107,6 +109,7 @@ class ReconcileReport:
             "republished": self.republished,
             "skip_marks_set": self.marks_set,
             "unrebuildable": self.unrebuildable,
+            "reheld": self.reheld,
             "redis_data_losses": int(self.redis_data_lost),
         }
         return {name: value for name, value in counts.items() if value}
@@ -122,6 +125,7 @@ class ReconcileReport:
                 self.rechecked,
                 self.marks_set,
                 self.unrebuildable,
+                self.reheld,
                 self.redis_data_lost,
             )
         )
@@ -245,6 +249,7 @@ class Reconciler:
                 if len(suspects) < MAX_SUSPECTS or stalled or time.monotonic() > deadline:
                     break
             report.marks_set = self._mark_unqueued(session, now)
+            report.reheld = len(self._rehold_lost(session, now))
         if report.changed_anything:
             logger.warning("Reconciler: %s", report.as_dict())
         count_recoveries(self.redis, report.counters(), last_run=now)
@@ -408,6 +413,14 @@ class Reconciler:
             if isinstance(meta, dict):
                 found[job_id] = meta
         return found
+
+    def _rehold_lost(self, session: Session, now: float) -> list[str]:
+        """5. Jobs waiting for dependencies whose held copy Redis lost (app.composition.resync)."""
+        from app.composition.hub import Hub
+        from app.composition.resync import rehold_lost
+
+        grace = timedelta(seconds=self.settings.reliability.reconcile_grace_s)
+        return rehold_lost(session, Hub(self.redis), datetime.fromtimestamp(now, UTC), grace)
 
     # -- 4. jobs whose dispatch failed ---------------------------------------------------------
     def _mark_unqueued(self, session: Session, now: float) -> int:

@@ -144,7 +144,9 @@ def create_batch(
 
 
 def _callback_json(job: ResolvedJob | None) -> dict[str, Any] | None:
-    return None if job is None else {"id": job.job_id, "job_class": job.job_class}
+    """The callback as the batch row keeps it: with its spec, so it can be held again if
+    Redis loses the held copy (app.composition.resync)."""
+    return None if job is None else {"id": job.job_id, "job_class": job.job_class, "spec": to_spec(job)}
 
 
 def _get(session: Session, batch_id: str, tenant_id: str | None, kind: str) -> JobBatch:

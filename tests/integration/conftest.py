@@ -147,3 +147,47 @@ def recorder() -> Iterator[RecorderThread]:
 def stack(worker: WorkerProcess, recorder: RecorderThread) -> dict[str, Any]:
     """A running worker and recorder."""
     return {"worker": worker, "recorder": recorder}
+
+
+def quick_settings() -> Any:
+    """Settings whose reconciler judges after a second and calls a worker dead after three."""
+    import dataclasses
+
+    from app.config import get_settings
+
+    base = get_settings()
+    return dataclasses.replace(
+        base,
+        reliability=dataclasses.replace(base.reliability, reconcile_grace_s=1, clock_skew_s=0),
+        monitoring=dataclasses.replace(base.monitoring, offline_after_s=3, reap_after_s=3),
+    )
+
+
+@pytest.fixture()
+def reconciler() -> Iterator[Any]:
+    """The recorder's reconciler with quick settings; a recorder of its own writes what it
+    finds (the session recorder runs in another thread)."""
+    from app.celery_app import celery_app
+    from app.db import session_scope
+    from app.recorder import Recorder
+    from app.recording.reconcile import Broker, Reconciler
+    from app.redis_client import get_redis
+
+    settings = quick_settings()
+    client = get_redis(settings.redis_url)
+    writer = Recorder(settings, client, name="test-reconciler")
+    connection = celery_app.connection_for_write()
+    yield Reconciler(
+        settings,
+        client,
+        lambda: session_scope(),
+        writer.write_and_follow_up,
+        backend=celery_app.backend,
+        broker=Broker(connection.default_channel),
+    )
+    connection.release()
+
+
+def reconcile_until(reconciler: Any, done: Any, what: str) -> Any:
+    """Run the reconciler until `done(report)` (each run sees the world as it is now)."""
+    return wait_for(lambda: (report := reconciler.run_once()) and done(report) and report, timeout=30, what=what)

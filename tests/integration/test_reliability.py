@@ -8,24 +8,19 @@ a job whose outcome only the result backend knows, and a dispatch that answered 
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from celery.result import AsyncResult
 
-from app.config import get_settings
 from app.db import session_scope
 from app.errors import BackendUnavailable
-from app.recorder import Recorder
-from app.recording.reconcile import Broker, Reconciler, ReconcileReport
-from app.redis_client import get_redis
+from app.recording.reconcile import Reconciler
 from app.services.queue_stats import broker_depth, broker_queue_keys
 from tests.conftest import wait_for
-from tests.integration.conftest import WorkerProcess
+from tests.integration.conftest import WorkerProcess, reconcile_until
 from tests.integration.test_execution import attempts, row, wait_status
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -33,42 +28,6 @@ pytestmark = [pytest.mark.redis, pytest.mark.worker]
 #: A worker whose processes keep their events for ten minutes: whatever they run, SQL hears
 #: of it only if something else reports it (the worst case a SIGKILL leaves behind).
 SILENT = {"CELERIAC_EVENT_FLUSH_MS": "600000", "CELERIAC_EVENT_BUFFER_SIZE": "100000"}
-
-
-def quick_settings() -> Any:
-    """Settings whose reconciler judges after a second and calls a worker dead after three."""
-    base = get_settings()
-    return dataclasses.replace(
-        base,
-        reliability=dataclasses.replace(base.reliability, reconcile_grace_s=1, clock_skew_s=0),
-        monitoring=dataclasses.replace(base.monitoring, offline_after_s=3, reap_after_s=3),
-    )
-
-
-@pytest.fixture()
-def reconciler() -> Iterator[Reconciler]:
-    from app.celery_app import celery_app
-
-    settings = quick_settings()
-    client = get_redis(settings.redis_url)
-    # A recorder of its own writes what the reconciler finds (the session recorder runs in
-    # another thread).
-    writer = Recorder(settings, client, name="test-reconciler")
-    connection = celery_app.connection_for_write()
-    yield Reconciler(
-        settings,
-        client,
-        lambda: session_scope(),
-        writer.write_and_follow_up,
-        backend=celery_app.backend,
-        broker=Broker(connection.default_channel),
-    )
-    connection.release()
-
-
-def reconcile_until(reconciler: Reconciler, done: Any, what: str) -> ReconcileReport:
-    """Run the reconciler until `done(report)` (each run sees the world as it is now)."""
-    return wait_for(lambda: (report := reconciler.run_once()) and done(report) and report, timeout=30, what=what)
 
 
 def notes(job_id: str) -> str:
