@@ -191,3 +191,15 @@ def reconciler() -> Iterator[Any]:
 def reconcile_until(reconciler: Any, done: Any, what: str) -> Any:
     """Run the reconciler until `done(report)` (each run sees the world as it is now)."""
     return wait_for(lambda: (report := reconciler.run_once()) and done(report) and report, timeout=30, what=what)
+
+
+def wait_dealt_with(redis_client: Any, queue: str, job_id: str) -> None:
+    """Until a worker took `job_id`'s message from `queue` and acknowledged it (kombu's
+    `unacked` hash no longer holds it): after this, "did not run" is a real result."""
+    from app.services.queue_stats import broker_depth
+
+    wait_for(lambda: broker_depth(redis_client, queue) == 0, what="the message to be taken")
+    wait_for(
+        lambda: not any(job_id.encode() in value for value in redis_client.hvals("unacked")),
+        what="the message to be acknowledged",
+    )

@@ -15,7 +15,7 @@ from app.db import db
 from app.models import JobExecution
 from app.services.queue_stats import broker_depth
 from tests.conftest import REDIS_URL, wait_for
-from tests.integration.conftest import WorkerProcess
+from tests.integration.conftest import WorkerProcess, wait_dealt_with
 from tests.integration.test_execution import row, wait_status
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -34,13 +34,7 @@ def test_cancel_of_queued_job_survives_a_worker_restart(
     # No worker consumed the queue when the revoke was broadcast; one starts only now.
     late = WorkerProcess(tmp_path / "late.log", queues=queue, concurrency=1, hostname=f"late-{unique}@%h")
     try:
-        # Taken from the queue and acknowledged (kombu's "unacked" hash no longer holds it):
-        # the worker has dealt with the message, so "did not run" below is a real result.
-        wait_for(lambda: broker_depth(redis_client, queue) == 0, what="message taken")
-        wait_for(
-            lambda: not any(job_id.encode() in v for v in redis_client.hvals("unacked")),
-            what="message acknowledged",
-        )
+        wait_dealt_with(redis_client, queue, job_id)
     finally:
         late.stop()
     assert redis_client.get(f"tests:marker:{unique}:runs") is None

@@ -20,7 +20,7 @@ from app.errors import BackendUnavailable
 from app.recording.reconcile import Reconciler
 from app.services.queue_stats import broker_depth, broker_queue_keys
 from tests.conftest import wait_for
-from tests.integration.conftest import WorkerProcess, reconcile_until
+from tests.integration.conftest import WorkerProcess, reconcile_until, wait_dealt_with
 from tests.integration.test_execution import attempts, row, wait_status
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]
@@ -162,12 +162,7 @@ def test_dispatch_that_answered_an_error_never_runs_even_if_its_message_got_thro
     assert broker_depth(redis_client, queue) == 1
     late = WorkerProcess(tmp_path / "late.log", queues=queue, concurrency=1, hostname=f"late-{unique}@%h")
     try:
-        wait_for(lambda: broker_depth(redis_client, queue) == 0, what="the message to be taken")
-        # Taken and acknowledged: the worker has dealt with it, so "never ran" is a result.
-        wait_for(
-            lambda: not any(job_id.encode() in v for v in redis_client.hvals("unacked")),
-            what="the message acknowledged",
-        )
+        wait_dealt_with(redis_client, queue, job_id)
     finally:
         late.stop()
     assert runs(redis_client, f"tests:counted:{unique}") == 0
