@@ -22,6 +22,7 @@ from app.failures.fingerprint import fingerprint
 from app.failures.groups import NewFailure, record_failures
 from app.models import ExecutionStatus, JobAttempt, JobExecution, may_change_status
 from app.monitoring.aggregates import Aggregator, wait_ms
+from app.recording.message import with_header
 
 #: Largest IN (...) list per query; well under SQLite's and PostgreSQL's limits.
 _CHUNK = 500
@@ -373,7 +374,7 @@ class EventApplier:
             # Run in the dispatching process (dispatch_now): no message ever sat in a queue.
             row.published_at = _later(row.published_at, e["ts"])
             if isinstance(e.get("m"), dict):
-                row.message = e["m"]
+                row.message = with_header(e["m"], e.get("c"))
         if int(e.get("r") or 0) > 0 and not header.get("throttled"):
             # A re-publish of a running job: a retry, or a worker that died mid-task.
             self._close_open(state, row, e["ts"], "retrying", LOST_OR_RETRIED)

@@ -37,8 +37,9 @@ def shape_of_job(job: ResolvedJob) -> dict[str, Any]:
 
 
 def shape_of_message(headers: Mapping[str, Any], body: Any) -> dict[str, Any]:
-    """The shape of a message as `before_task_publish` sees it (any producer)."""
-    shape: dict[str, Any] = {"h": header.read(headers), "r": int(headers.get("retries") or 0)}
+    """The shape of a message as `before_task_publish` sees it (any producer), without its
+    `celeriac` header, which the publish event carries already (`with_header` adds it back)."""
+    shape: dict[str, Any] = {"r": int(headers.get("retries") or 0)}
     limits = headers.get("timelimit")
     if isinstance(limits, (list, tuple)) and any(limit is not None for limit in limits):
         shape["tl"] = list(limits)
@@ -48,6 +49,11 @@ def shape_of_message(headers: Mapping[str, Any], body: Any) -> dict[str, Any]:
         if links:
             shape["links"] = links
     return shape
+
+
+def with_header(shape: dict[str, Any], celeriac: dict[str, Any] | None) -> dict[str, Any]:
+    """A publish event's shape with its `celeriac` header (None: published without Celeriac)."""
+    return {**shape, "h": celeriac or None}
 
 
 def split_payload(payload: Any) -> tuple[list[Any] | None, dict[str, Any]]:
