@@ -117,9 +117,11 @@ def rate_limit_queue(queue: str, per_us: int) -> str:
     return f"{PREFIX}ratelimit:queue:{queue}:{per_us}"
 
 
-#: How long a schedule's claim on one of its ticks lives: longer than any retry of a
-#: failed fire (seconds) or a second beat's late view of the same tick.
-SCHEDULE_CLAIM_TTL_S = 2 * 24 * 3600
+#: How long a schedule's claim on one of its ticks lives: the claim only keeps two fires
+#: of the same tick apart while they run; the tick's job row (its id is derived from the
+#: tick) says for good that it fired. A claim of a beat that died mid-fire frees its tick
+#: after this.
+SCHEDULE_CLAIM_TTL_S = 120
 
 
 def schedule_claim(schedule_id: str, tick_epoch: int) -> str:

@@ -1,7 +1,9 @@
 """One fire of a schedule's entry: which ticks are due, who owns them, what runs (S4).
 
-A fire names the tick its entry was aligned to. Every tick from there up to now is
-claimed (app.schedules.claims); each won tick at most MISFIRE_GRACE_S old runs (late,
+A fire names the tick its entry was aligned to. Every tick from there up to now whose job
+was not dispatched yet (each tick's job has an id derived from the tick: its row is the
+proof) is claimed for the moment of the fire (app.schedules.claims); each won tick at most
+MISFIRE_GRACE_S old runs (late,
 not missed: beat restarting, a second beat taking over). Older won ticks were missed:
 recorded as one history event, and under the `run_once` policy one catch-up job runs if
 no on-time tick did. Then row and entry move to the next tick.
@@ -10,15 +12,18 @@ no on-time tick did. Then row and entry move to the next tick.
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.errors import ValidationError
-from app.models import JobSchedule, ScheduleEvent
+from app.models import JobExecution, JobSchedule, ScheduleEvent
 from app.models.schedule_event import MISSED, REFUSED
 from app.schedules.claims import claim_ticks, release_ticks
 from app.schedules.cron import CronSchedule
@@ -31,6 +36,8 @@ logger = logging.getLogger(__name__)
 MISFIRE_GRACE_S = 60
 #: Most ticks one fire looks at (the newest ones); a longer outage counts these.
 MAX_TICKS = 500
+#: Namespace of the ids of ticks' jobs (uuid5 of "<schedule id>:<tick epoch>").
+_TICK_NAMESPACE = uuid.UUID("5c0b9c1e-6f3a-4f7e-9d3a-2f1e8c7b6a50")
 SKIP = "skip"
 RUN_ONCE = "run_once"
 POLICIES = (SKIP, RUN_ONCE)
@@ -85,9 +92,17 @@ def fire(
         return FireResult()
     cron = schedule_of(row)
     due = due_ticks(cron, tick, now)
-    won = claim_ticks(client, schedule_id, due)
+    # A tick's job has an id derived from the tick: its row says the tick ran, whoever ran it
+    # and whatever happened to that process afterwards.
+    todo = [t for t in due if t not in fired_ticks(session, schedule_id, due)]
+    won = claim_ticks(client, schedule_id, todo)
     try:
-        result = _run_won(session, row, due, won, now, dispatcher)
+        result = _run_won(session, row, todo, won, now, dispatcher)
+        if len(won) < len(todo):
+            # Another fire holds some ticks right now (a second beat), or held them and died:
+            # the entry stays on this tick, so a later fire finds their rows or takes them.
+            session.commit()
+            return FireResult(result.job_id, result.missed, row.next_run_at)
         row.next_run_at = cron.next_after(now)
         session.commit()
     except Exception:
@@ -96,6 +111,20 @@ def fire(
         raise
     align(session, store, row)
     return FireResult(result.job_id, result.missed, row.next_run_at)
+
+
+def tick_job_id(schedule_id: str, tick: datetime) -> str:
+    """The id of the job a schedule's tick dispatches: the same for every fire of that tick."""
+    return str(uuid.uuid5(_TICK_NAMESPACE, f"{schedule_id}:{int(tick.timestamp())}"))
+
+
+def fired_ticks(session: Session, schedule_id: str, ticks: list[datetime]) -> set[datetime]:
+    """Which of `ticks` already dispatched their job (their row exists)."""
+    if not ticks:
+        return set()
+    by_id = {tick_job_id(schedule_id, tick): tick for tick in ticks}
+    found = session.scalars(select(JobExecution.id).where(JobExecution.id.in_(list(by_id))))
+    return {by_id[job_id] for job_id in found}
 
 
 def _run_won(
@@ -149,6 +178,7 @@ def dispatch(session: Session, row: JobSchedule, tick: datetime, dispatcher: Dis
         payload=dict(row.payload or {}),
         tenant_id=row.tenant_id,
         schedule_id=row.id,
+        job_id=tick_job_id(row.id, tick),
     )
     try:
         done = submit(
@@ -158,6 +188,9 @@ def dispatch(session: Session, row: JobSchedule, tick: datetime, dispatcher: Dis
             publisher=dispatcher.publisher,
             settings=dispatcher.settings,
         )
+    except IntegrityError:
+        session.rollback()  # another fire of this tick recorded its job first
+        return None
     except ValidationError as exc:
         logger.error("Schedule %s: dispatch refused: %s", row.id, exc)
         session.add(

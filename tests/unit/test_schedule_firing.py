@@ -210,3 +210,25 @@ def test_beat_applies_the_fire_task_in_process_and_reconciles_at_start(
     beat.reconcile_at_start(SimpleNamespace(scheduler=SimpleNamespace(lock_key=None, lock=None)))
     fixed = service.store.read(row.id)
     assert fixed is not None and fixed.tick is not None and fixed.score == int(fixed.tick.timestamp())
+
+
+def test_a_tick_claimed_by_a_beat_that_died_mid_fire_still_runs_once(
+    service: JobSchedulerService, published: Captured
+) -> None:
+    from app import redis_keys
+    from app.schedules.firing import tick_job_id
+
+    row = hourly(service)
+    tick = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)
+    claim = redis_keys.schedule_claim(row.id, int(tick.timestamp()))
+    service.redis.set(claim, "1", ex=redis_keys.SCHEDULE_CLAIM_TTL_S)  # claimed, then SIGKILLed
+    held_back = do_fire(service, row, tick)
+    assert held_back.job_id is None and published.jobs == []
+    assert service.redis.ttl(claim) <= redis_keys.SCHEDULE_CLAIM_TTL_S  # it frees the tick in minutes
+    service.redis.delete(claim)  # ... as it does once it expires
+    ran = do_fire(service, row, tick, now=NOW + timedelta(seconds=30))
+    assert ran.job_id == tick_job_id(row.id, tick)
+    # Claims gone, the job's row still says the tick fired: a third fire runs nothing.
+    service.redis.delete(claim)
+    assert do_fire(service, row, tick, now=NOW + timedelta(seconds=40)).job_id is None
+    assert [job.job_id for job in published.jobs] == [tick_job_id(row.id, tick)]
