@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # The interpreter that builds .venv: python3.11 when installed, else python3.
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench faults clean
 
 # `make .venv` (re)builds the virtualenv when a requirements file changed; the stamp
 # file records the last successful install. Browser tests drive Debian's chromium
@@ -54,6 +54,11 @@ lint: $(VENV)
 
 bench: $(VENV)
 	$(BIN)/python -m bench
+
+# The fault suite (docs/reliability.md): minutes, not part of `make test`. Options go in
+# FAULTS_ARGS, e.g. make faults FAULTS_ARGS="--only child-kills --jobs 500".
+faults: $(VENV)
+	$(BIN)/python -m faults $(FAULTS_ARGS)
 
 # Also deletes var/: the SQLite database and the embedded Redis data of `make run`.
 clean:
