@@ -12,7 +12,9 @@ from app.priority import DEFAULT_PRIORITY, to_broker_priority
 _settings = get_settings()
 
 broker_url = _settings.redis_url
-result_backend = _settings.redis_url
+#: Redis, through a backend that does not subscribe to every sent task's result (see
+#: app/jobs/result_backend.py): "<class>+<url>" is Celery's own way to name a backend class.
+result_backend = "app.jobs.result_backend:QuietRedisBackend+" + _settings.redis_url
 redbeat_redis_url = _settings.redis_url
 redbeat_key_prefix = redis_keys.REDBEAT_PREFIX
 redbeat_lock_key = redis_keys.REDBEAT_PREFIX + "lock"
@@ -54,7 +56,13 @@ broker_transport_options = {
     # A worker started with -Q critical,default,low drains them in that order.
     "queue_order_strategy": "priority",
 }
-result_backend_transport_options = {"visibility_timeout": _visibility}
+result_backend_transport_options = {
+    "visibility_timeout": _visibility,
+    # A job's outcome is stored before its message is acknowledged, and it is what the
+    # reconciler trusts: a worker keeps trying through a Redis outage of up to ten minutes
+    # (Celery's default gives up after 20 s and records the job failed although it ran).
+    "retry_policy": {"max_retries": 600, "interval_start": 0, "interval_step": 1, "interval_max": 1},
+}
 #: Unprioritised messages would otherwise land in Redis's top bucket.
 task_default_priority = to_broker_priority(DEFAULT_PRIORITY)
 task_default_queue = "default"

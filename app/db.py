@@ -32,9 +32,11 @@ db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 def engine_options(url: str) -> dict[str, Any]:
     """Engine keyword arguments suited to the database behind `url`."""
     if url.startswith("sqlite"):
-        # Several processes (web, recorder, CLI) share the file; wait for locks
-        # instead of failing at once.
-        return {"connect_args": {"timeout": 30}}
+        # Several processes (web, recorder, CLI) share the file; wait a little for locks
+        # instead of failing at once, but not so long that a request outlives its client
+        # (a dispatch that answers after the client gave up would be a ghost): past 5 s the
+        # API answers 503 and the recorder retries.
+        return {"connect_args": {"timeout": 5}}
     # A database that does not answer fails a request in seconds (503), not minutes.
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "connect_args": {"connect_timeout": 5}}
 
