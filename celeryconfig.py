@@ -56,13 +56,13 @@ broker_transport_options = {
     # A worker started with -Q critical,default,low drains them in that order.
     "queue_order_strategy": "priority",
 }
-result_backend_transport_options = {
-    "visibility_timeout": _visibility,
-    # A job's outcome is stored before its message is acknowledged, and it is what the
-    # reconciler trusts: a worker keeps trying through a Redis outage of up to ten minutes
-    # (Celery's default gives up after 20 s and records the job failed although it ran).
-    "retry_policy": {"max_retries": 600, "interval_start": 0, "interval_step": 1, "interval_max": 1},
-}
+result_backend_transport_options = {"visibility_timeout": _visibility}
+# A job's outcome is stored before its message is acknowledged, and it is what the
+# reconciler trusts: a worker keeps trying through a Redis outage of several minutes
+# (by default Celery gives up at once and records the job failed although it ran).
+result_backend_always_retry = True
+result_backend_max_retries = 60
+result_backend_max_sleep_between_retries_ms = 10_000
 #: Unprioritised messages would otherwise land in Redis's top bucket.
 task_default_priority = to_broker_priority(DEFAULT_PRIORITY)
 task_default_queue = "default"

@@ -15,6 +15,6 @@ from typing import Any
 from celery.backends.redis import RedisBackend
 
 
-class QuietRedisBackend(RedisBackend):  # type: ignore[misc]
+class QuietRedisBackend(RedisBackend):
     def on_task_call(self, producer: Any, task_id: str) -> None:
         """Nothing: subscribe when someone waits on the result, not for every send."""

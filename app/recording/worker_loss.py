@@ -112,7 +112,8 @@ def emit_now(event: dict[str, Any]) -> None:
 def stored_outcome(backend: Any, job_id: str) -> dict[str, Any] | None:
     """The outcome the job's own process stored before it died (SUCCESS or FAILURE), if any."""
     try:
-        meta: dict[str, Any] = backend.get_task_meta(job_id)
+        # One read, no retries: this runs in the worker's main process, which must not wait.
+        meta: dict[str, Any] = backend._get_task_meta_for(job_id)
     except Exception as exc:  # the backend is down: no outcome known, the job runs again
         logger.warning("Job %s: result backend not readable (%s)", job_id, exc)
         return None
