@@ -139,7 +139,8 @@ class PendingDispatch:
         Raises:
             ValidationError: unknown or inactive job class, an option out of range, or a
                 bad dependency.
-            BackendUnavailable: the broker refused the message; the job is recorded failed.
+            BackendUnavailable: the database or the broker is unavailable; nothing runs (a job
+                recorded before the broker failed is recorded failed, "could not be queued").
         """
         spec = self.spec(payload)
         publisher = get_publisher()
@@ -147,11 +148,18 @@ class PendingDispatch:
             job = prepare(spec)
             publisher.publish(job)
             return job.job_id
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from app.errors import BackendUnavailable
         from app.services.jobs import submit
 
-        with session_scope() as session:
-            done = submit(session, spec, registry=get_registry(), publisher=publisher, settings=get_settings())
-            return done.row.id
+        try:
+            with session_scope() as session:
+                done = submit(session, spec, registry=get_registry(), publisher=publisher, settings=get_settings())
+                return done.id
+        except SQLAlchemyError as exc:
+            reason = exc.__class__.__name__
+            raise BackendUnavailable(f"the database is unavailable; the job was not accepted ({reason})") from exc
 
     def dispatch_now(self, **payload: Any) -> Any:
         """Run in this process and return the result; recorded like a queued run.

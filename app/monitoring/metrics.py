@@ -31,6 +31,7 @@ RECOVERIES = (
     "skip_marks_set",
     "unrebuildable",
     "reheld",
+    "voided",
     "redis_data_losses",
     "recovered_in_worker",
     "worker_losses_requeued",

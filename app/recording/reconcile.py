@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 MAX_SUSPECTS = 1000
 #: Longest a run keeps starting new rounds, in seconds (the rest waits for the next run).
 RUN_BUDGET_S = 20.0
+VOIDED = "not run: it was cancelled, or its dispatch answered an error, before its message was lost"
 UNREBUILDABLE = (
     "its message was lost (Redis lost it, or a worker died taking it) and it was published without "
     "Celeriac, so it cannot be published again; dispatch it again"
@@ -89,6 +90,8 @@ class ReconcileReport:
     unrebuildable: int = 0
     #: Jobs waiting for dependencies, held again after Redis lost them.
     reheld: int = 0
+    #: Lost jobs marked cancelled (or whose dispatch failed): ended, not published again.
+    voided: int = 0
     redis_data_lost: bool = False
     skipped: str | None = None
 
@@ -98,7 +101,7 @@ class ReconcileReport:
     @property
     def judged(self) -> int:
         """Suspects dealt with so far (their rows changed)."""
-        return self.recovered + self.republished + self.rechecked + self.unrebuildable
+        return self.recovered + self.republished + self.rechecked + self.unrebuildable + self.voided
 
     def counters(self) -> dict[str, int]:
         """What this run did, as counters for /metrics (zero ones left out)."""
@@ -110,6 +113,7 @@ class ReconcileReport:
             "skip_marks_set": self.marks_set,
             "unrebuildable": self.unrebuildable,
             "reheld": self.reheld,
+            "voided": self.voided,
             "redis_data_losses": int(self.redis_data_lost),
         }
         return {name: value for name, value in counts.items() if value}
@@ -126,6 +130,7 @@ class ReconcileReport:
                 self.marks_set,
                 self.unrebuildable,
                 self.reheld,
+                self.voided,
                 self.redis_data_lost,
             )
         )
@@ -387,6 +392,12 @@ class Reconciler:
                 fail.update(err=UNREBUILDABLE, exc="MessageLost")
                 events.append(fail)
                 report.unrebuildable += 1
+        voided = self._marked_cancelled([row.id for row in lost])
+        for row in [row for row in lost if row.id in voided]:
+            # Cancelled, or its dispatch answered an error after its row was written: never run.
+            events.append(ev.cancelled(row.id, reason=VOIDED))
+            report.voided += 1
+        lost = [row for row in lost if row.id not in voided]
         ts = self.clock()
         events.extend(ev.republished(row.id, reason=lost_reason(row), ts=ts) for row in lost)
         if events:
@@ -398,6 +409,14 @@ class Reconciler:
                 logger.warning("Job %s: not published again yet (%s)", row.id, exc)
                 continue
             report.republished += 1
+
+    def _marked_cancelled(self, job_ids: Sequence[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.zscore(redis_keys.CANCELLED_RECENT, job_id)
+        return {job_id for job_id, score in zip(job_ids, pipe.execute(), strict=True) if score is not None}
 
     def _stored_outcomes(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         keys = [self.backend.get_key_for_task(job_id) for job_id in job_ids]

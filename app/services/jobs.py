@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select, tuple_
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -104,7 +105,14 @@ def submit(
     row = pending_row(job, lock)
     done = Submitted(row, True, job.job_id, job.job_class, job.queue)
     session.add(row)
-    session.commit()
+    try:
+        session.commit()
+    except SQLAlchemyError as exc:
+        # The commit may have landed although its answer was lost: mark the job for workers
+        # to skip, so a row the reconciler finds later is never run for a dispatch that failed.
+        session.rollback()
+        _void(job.job_id, settings)
+        raise BackendUnavailable("the database is unavailable; the job was not accepted") from exc
     if job.depends_on:
         _hold_until_dependencies(session, job, settings, publisher)
         return done
@@ -195,6 +203,17 @@ def mark_unqueued(session: Session, job_id: str, reason: str, settings: Settings
         pipe.execute()
     except Exception as exc:  # Redis boundary: the reconciler marks and announces it later
         logger.warning("Job %s: not marked for workers to skip yet (%s)", job_id, exc)
+
+
+def _void(job_id: str, settings: Settings) -> None:
+    from app.redis_client import get_quick_redis
+
+    try:
+        pipe = get_quick_redis(settings.redis_url).pipeline(transaction=True)
+        add_cancel_mark(pipe, job_id)
+        pipe.execute()
+    except Exception as exc:  # Redis is down too: nothing was published either
+        logger.warning("Job %s: not marked void (%s)", job_id, exc)
 
 
 def add_cancel_mark(pipe: Any, job_id: str) -> None:

@@ -271,3 +271,48 @@ def test_a_job_that_must_never_run_twice_fails_at_its_first_lost_worker(
     failed = wait_status(job_id, "failed", timeout=60)
     assert "on_worker_lost = fail" in (failed.error_message or "")
     assert runs(redis_client, f"tests:dies-never-again:{unique}") == 1
+
+
+def test_a_lost_job_marked_cancelled_is_ended_not_published_again(
+    reconciler: Reconciler, unique: str, redis_client: Any
+) -> None:
+    from app.jobs.dispatch import PendingDispatch
+    from app.services.jobs import CeleryCanceller
+
+    queue = f"void-{unique}"
+    job_id = PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
+    for key in broker_queue_keys(queue):
+        redis_client.delete(key)  # the message is lost ...
+    CeleryCanceller(redis_client, None).mark_cancelled(job_id)  # ... and its dispatch had failed
+    reconcile_until(reconciler, lambda r: r.voided >= 1, "the job to be ended")
+    ended = wait_status(job_id, "cancelled")
+    assert "dispatch answered an error" in (ended.error_message or "")
+    assert broker_depth(redis_client, queue) == 0
+
+
+def test_a_dispatch_whose_commit_fails_answers_an_error_and_leaves_a_skip_mark(
+    unique: str, redis_client: Any, recording_publisher: list[Any]
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from app.jobs.dispatch import PendingDispatch
+    from app.services import jobs as jobs_service
+
+    real_commit = jobs_service.Session.commit
+
+    def failing_commit(self: Any) -> None:
+        if any(getattr(obj, "job_class", None) == "tests.counted" for obj in self.new):
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+        real_commit(self)
+
+    before = set(redis_client.zrange("celeriac:cancelled:recent", 0, -1))
+    # A commit whose answer never comes back (it may have landed).
+    jobs_service.Session.commit = failing_commit  # type: ignore[method-assign]
+    try:
+        with pytest.raises(BackendUnavailable):
+            PendingDispatch("tests.counted", {"queue": f"lost-{unique}"}).dispatch(key=unique)
+    finally:
+        jobs_service.Session.commit = real_commit  # type: ignore[method-assign]
+    assert recording_publisher == [], "nothing published"
+    (marked,) = set(redis_client.zrange("celeriac:cancelled:recent", 0, -1)) - before
+    assert row(marked.decode()) is None  # here the commit did not land; had it, workers would skip it
