@@ -537,7 +537,8 @@ class EventApplier:
             return  # finished after all (its outcome reached us first)
         reason = str(e.get("reason") or "worker process lost")
         self._back_in_queue(state, row, e["ts"], f"worker lost: {reason}")
-        add_note(row, e, f"Worker lost ({reason}); put back in its queue (loss {e.get('n') or 1})")
+        counted = f" (loss {e['n']})" if e.get("n") else ""
+        add_note(row, e, f"Worker lost ({reason}); put back in its queue{counted}")
 
     def _on_republish(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         """The reconciler published the job again: its message was in no queue (R1)."""

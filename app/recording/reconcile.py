@@ -58,6 +58,7 @@ from app.recording.worker_loss import (
     WorkerLossLimit,
     loss_failure_message,
     outcome_failure_event,
+    worker_lost_policy,
 )
 from app.recording.writer import NOT_QUEUED, add_announcement, not_queued_event
 
@@ -67,6 +68,8 @@ logger = logging.getLogger(__name__)
 MAX_SUSPECTS = 1000
 #: Longest a run keeps starting new rounds, in seconds (the rest waits for the next run).
 RUN_BUDGET_S = 20.0
+#: The note a job gets when the result backend says a retry of it was published.
+RETRY_SEEN = "a retry of it was published; its report was lost"
 VOIDED = "not run: it was cancelled, or its dispatch answered an error, before its message was lost"
 UNREBUILDABLE = (
     "its message was lost (Redis lost it, or a worker died taking it) and it was published without "
@@ -291,35 +294,65 @@ class Reconciler:
             return kept
         # A job may have finished before its worker died, unacknowledged: its outcome is the
         # truth, and it must not run again (nor be failed for the loss).
-        outcomes = self._stored_outcomes([entry.job_id for entry in orphans if entry.job_id])
+        ids = [entry.job_id for entry in orphans if entry.job_id]
+        outcomes = self._stored_outcomes(ids)
+        running = self._running(ids)
+        events: list[dict[str, Any]] = []
+        moves: list[tuple[str, bool]] = []  # (tag, put back?) once the rows say why
         for entry in orphans:
-            meta = outcomes.get(entry.job_id or "")
+            assert entry.job_id is not None
+            meta = outcomes.get(entry.job_id)
             if meta and meta.get("status") in (states.SUCCESS, states.FAILURE, states.REVOKED):
-                assert entry.job_id is not None
-                self.write([ev.recovered(outcome_event(entry.job_id, meta, self.settings), RESULT_BACKEND)])
-                self.broker.drop(entry.tag)
+                events.append(ev.recovered(outcome_event(entry.job_id, meta, self.settings), RESULT_BACKEND))
+                moves.append((entry.tag, False))
                 report.recovered += 1
+            elif entry.job_id in running:
+                back = self._lost_under(entry.job_id, running[entry.job_id], events)
+                moves.append((entry.tag, back))
+                report.orphans_requeued += back
+                report.orphans_failed += not back
             else:
-                self._recover_orphan(entry, report)
+                # Held for its ETA or waiting for a pool process: it never started, so the loss
+                # is not counted against it.
+                events.append(ev.lost(entry.job_id, reason="its worker went offline before running it", losses=0))
+                moves.append((entry.tag, True))
+                report.orphans_requeued += 1
+        self.write(events)
+        for tag, back in moves:
+            if back:
+                self.broker.restore(tag)
+            else:
+                self.broker.drop(tag)
         return kept
 
-    def _recover_orphan(self, entry: Unacked, report: ReconcileReport) -> None:
-        assert entry.job_id is not None
+    def _lost_under(self, job_id: str, job_class: str, events: list[dict[str, Any]]) -> bool:
+        """A job whose worker died while running it: back in its queue (True), or failed past
+        the worker-loss limit or by its class's `on_worker_lost = "fail"` (False)."""
         limit = self.settings.reliability.worker_loss_limit
-        losses = self._count_loss(entry.job_id)
-        if losses >= limit:
-            text = loss_failure_message(losses, limit, "requeue", "its worker went offline")
-            fail = ev.failed(entry.job_id, None, None, None, None, None)
+        losses = self._count_loss(job_id)
+        policy = worker_lost_policy(job_class, self.settings)
+        if policy == "fail" or losses >= limit:
+            text = loss_failure_message(losses, limit, policy, "its worker went offline")
+            fail = ev.failed(job_id, None, None, None, None, None)
             fail.update(err=text, exc="WorkerLost")
-            self.write([fail])
-            self.broker.drop(entry.tag)
-            self._store_failure(entry.job_id, text)
-            report.orphans_failed += 1
-            return
-        reason = "its worker went offline while holding it"
-        self.write([ev.lost(entry.job_id, reason=reason, losses=losses)])
-        self.broker.restore(entry.tag)
-        report.orphans_requeued += 1
+            events.append(fail)
+            self._store_failure(job_id, text)
+            return False
+        events.append(ev.lost(job_id, reason="its worker went offline while running it", losses=losses))
+        return True
+
+    def _running(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Of `job_ids`, those SQL says were running: id -> job class."""
+        if not job_ids:
+            return {}
+        with self.session_factory() as session:
+            return dict(
+                session.execute(
+                    select(JobExecution.id, JobExecution.job_class).where(
+                        JobExecution.id.in_(list(job_ids)), JobExecution.status == _PROCESSING
+                    )
+                ).all()
+            )
 
     def _count_loss(self, job_id: str) -> int:
         key = redis_keys.worker_losses(job_id)
@@ -380,9 +413,12 @@ class Reconciler:
             if status in (states.SUCCESS, states.FAILURE, states.REVOKED):
                 events.append(ev.recovered(outcome_event(row.id, meta or {}, self.settings), RESULT_BACKEND))
                 report.recovered += 1
-            elif status == states.RETRY:
-                # A retry was published; its own publish event was lost. Look again later.
-                events.append(ev.recheck(row.id, reason="a retry of it was published; waiting for it"))
+            elif status == states.RETRY and not _rechecked(row):
+                # A retry was published; its own events were lost. It waits like any queued job
+                # from now on; judged lost if its queue moves past this moment without it.
+                if row.status == _PROCESSING:
+                    events.append(ev.retried(row.id, None, None, None, None, "retried (its report was lost)", None))
+                events.append(ev.recheck(row.id, reason=RETRY_SEEN))
                 report.rechecked += 1
             elif message.can_rebuild(row):
                 lost.append(row)
@@ -513,6 +549,11 @@ def outcome_event(job_id: str, meta: dict[str, Any], settings: Settings) -> dict
     if status == states.REVOKED:
         return ev.cancelled(job_id, reason="revoked")
     return outcome_failure_event(job_id, meta)
+
+
+def _rechecked(row: JobExecution) -> bool:
+    """Whether a retry of `row` was already waited for once (then it is lost: publish it)."""
+    return any(note.get("text") == RETRY_SEEN for note in row.notes or [])
 
 
 def lost_reason(row: JobExecution) -> str:

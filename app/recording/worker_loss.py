@@ -73,8 +73,7 @@ def handle_worker_lost(request: Any, exc: BaseException) -> None:
     settings = get_settings()
     limit = settings.reliability.worker_loss_limit
     losses = count_loss(request.id)
-    policy = getattr(getattr(request.task, "celeriac_job", None), "on_worker_lost", None)
-    policy = policy or settings.monitoring.reap_policy
+    policy = worker_lost_policy(request.task.name, settings)
     reason = f"{type(exc).__name__}: {exc}"
     if policy == "fail" or losses >= limit:
         message = loss_failure_message(losses, limit, policy, reason)
@@ -101,6 +100,15 @@ def _count(name: str) -> None:
     from app.recording.reconcile import count_recoveries
 
     count_recoveries(get_redis(get_settings().redis_url), {name: 1})
+
+
+def worker_lost_policy(job_class: str, settings: Any) -> str:
+    """"requeue" or "fail": the class's `on_worker_lost`, else CELERIAC_REAP_POLICY."""
+    from app.celery_app import celery_app
+
+    task = celery_app.tasks.get(job_class)
+    policy = getattr(getattr(task, "celeriac_job", None), "on_worker_lost", None)
+    return str(policy or settings.monitoring.reap_policy)
 
 
 def emit_now(event: dict[str, Any]) -> None:

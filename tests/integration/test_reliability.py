@@ -316,3 +316,41 @@ def test_a_dispatch_whose_commit_fails_answers_an_error_and_leaves_a_skip_mark(
     assert recording_publisher == [], "nothing published"
     (marked,) = set(redis_client.zrange("celeriac:cancelled:recent", 0, -1)) - before
     assert row(marked.decode()) is None  # here the commit did not land; had it, workers would skip it
+
+
+def test_a_job_a_dead_worker_held_for_its_eta_goes_back_without_counting_a_loss(
+    stack: Any, reconciler: Reconciler, unique: str, redis_client: Any, tmp_path: Path
+) -> None:
+    from app.jobs.dispatch import PendingDispatch
+
+    queue = f"eta-{unique}"
+    doomed = WorkerProcess(tmp_path / "doomed.log", queues=queue, concurrency=1, hostname=f"doomed-{unique}@%h")
+    job_id = PendingDispatch("tests.counted", {"queue": queue, "delay_s": 60}).dispatch(key=unique)
+    # The worker takes the message at once and holds it until its ETA (unacknowledged).
+    wait_for(lambda: any(job_id.encode() in v for v in redis_client.hvals("unacked")), what="the message held")
+    doomed.kill()
+    reconcile_until(reconciler, lambda r: r.orphans_requeued >= 1, "the held message to go back")
+    assert broker_depth(redis_client, queue) == 1
+    assert redis_client.get(f"celeriac:worker-losses:{job_id}") is None, "it never started: no loss counted"
+    assert "before running it" in notes(job_id)
+    assert row(job_id).status == "pending"  # type: ignore[union-attr]
+
+
+def test_a_lost_retry_is_waited_for_once_then_published_again(
+    reconciler: Reconciler, unique: str, redis_client: Any
+) -> None:
+    from app.celery_app import celery_app
+    from app.jobs.dispatch import PendingDispatch
+
+    queue = f"retry-{unique}"
+    job_id = PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
+    for key in broker_queue_keys(queue):
+        redis_client.delete(key)
+    # The result backend says a retry was published: it may still be on its way.
+    celery_app.backend.mark_as_retry(job_id, ValueError("first attempt failed"))
+    reconcile_until(reconciler, lambda r: r.rechecked >= 1, "the retry to be waited for")
+    assert broker_depth(redis_client, queue) == 0
+    # Its queue moves on without it: lost after all, published again (once).
+    reconcile_until(reconciler, lambda r: r.republished >= 1, "the lost retry to be published again")
+    assert broker_depth(redis_client, queue) == 1
+    assert "a retry of it was published" in notes(job_id) and "Published again" in notes(job_id)
