@@ -62,5 +62,5 @@ faults: $(VENV)
 
 # Also deletes var/: the SQLite database and the embedded Redis data of `make run`.
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache htmlcov .coverage .coverage.*
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis htmlcov .coverage .coverage.*
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
