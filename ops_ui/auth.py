@@ -47,6 +47,7 @@ def api_auth(role: str) -> Callable[[F], F]:
                 raise Forbidden(f"this needs the {role} role; the token has {token.role}")
             return view(*args, **kwargs)
 
+        wrapper.required_role = role  # type: ignore[attr-defined]  # read by /api/openapi.json
         return wrapper  # type: ignore[return-value]
 
     return decorator

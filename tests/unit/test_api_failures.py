@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from app.db import db, session_scope
+from app.kernel.apply import EventApplier
 from app.models import AuditLog, JobAttempt, JobExecution
-from app.recording import events as ev
-from app.recording.apply import EventApplier
+from celeriac import events as ev
 from tests.conftest import assert_problem
 
 TRACE = 'Traceback (most recent call last):\n  File "/srv/tasks/orders.py", line 9, in handle\nRuntimeError: x\n'
@@ -210,6 +210,6 @@ def test_a_queue_only_another_tenant_used_is_unknown(client: Any, auth: Any, uni
 
 def test_openapi_lists_the_failure_endpoints(client: Any, auth: Any) -> None:
     paths = client.get("/api/openapi.json", headers=auth("viewer")).get_json()["paths"]
-    for path in ("/api/jobs/{id}/failure-report", "/api/monitoring/failures", "/api/admin/queue/retry"):
+    for path in ("/api/jobs/{job_id}/failure-report", "/api/monitoring/failures", "/api/admin/queue/retry"):
         assert path in paths
     assert "422" in paths["/api/admin/queue/clear"]["post"]["responses"]

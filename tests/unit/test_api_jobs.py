@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.db import db
 from app.models import ExecutionStatus, JobDefinition, JobExecution
-from app.services.queue_stats import broker_depth
+from app.monitoring.queue_stats import broker_depth
 from tests.conftest import assert_problem
 
 
@@ -236,16 +236,16 @@ def test_queue_stats_counts_pending_and_unknown_queue_is_404(client: Any, auth: 
     assert_problem(client.get("/api/jobs/queue/never-used-queue/stats", headers=headers), 404)
 
 
-def test_publish_failure_marks_job_failed_and_answers_503(client: Any, auth: Any, monkeypatch: Any) -> None:
-    from app.jobs import dispatch as dispatch_module
+def test_publish_failure_marks_job_failed_and_answers_503(client: Any, auth: Any) -> None:
+    from app.backends.current import replaced
 
     class BrokenPublisher:
         def publish(self, job: Any) -> None:
             raise ConnectionError("broker down")
 
-    monkeypatch.setattr(dispatch_module, "_publisher", BrokenPublisher())
     headers = auth("operator", "broken")
-    assert_problem(client.post("/api/jobs/dispatch", json={"job_class": "demo.echo"}, headers=headers), 503)
+    with replaced(publisher=BrokenPublisher()):
+        assert_problem(client.post("/api/jobs/dispatch", json={"job_class": "demo.echo"}, headers=headers), 503)
     items = client.get("/api/jobs", headers=headers).get_json()["items"]
     assert len(items) == 1 and items[0]["status"] == "failed"
     assert "could not be queued" in items[0]["error_message"]
@@ -257,16 +257,16 @@ def test_openapi_document_lists_the_jobs_endpoints(client: Any, auth: Any) -> No
     for path in (
         "/api/jobs/dispatch",
         "/api/jobs",
-        "/api/jobs/{id}",
-        "/api/jobs/{id}/retry",
-        "/api/jobs/{id}/cancel",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/retry",
+        "/api/jobs/{job_id}/cancel",
         "/api/jobs/queue/{name}/stats",
         "/api/batches",
-        "/api/batches/{id}",
-        "/api/batches/{id}/jobs",
-        "/api/batches/{id}/cancel",
+        "/api/batches/{batch_id}",
+        "/api/batches/{batch_id}/jobs",
+        "/api/batches/{batch_id}/cancel",
         "/api/chains",
-        "/api/chains/{id}",
+        "/api/chains/{chain_id}",
     ):
         assert path in doc["paths"]
     # Idempotency-Key and the 503 that says when to try again (R2).

@@ -21,10 +21,10 @@ import redis
 import sqlalchemy.exc
 from flask import Flask
 
+from app.backends.current import replaced
 from app.config import get_settings
 from app.db import db
 from app.errors import BackendUnavailable
-from app.jobs.dispatch import set_publisher
 from app.services.auth import create_token
 from ops_ui import create_app
 from ops_ui.errors import RETRY_AFTER_S, backend_outage
@@ -254,11 +254,8 @@ class ClosedBroker:
 
 
 def test_dispatch_the_broker_refuses_answers_503_with_retry_after(client: Any, auth: Any) -> None:
-    previous = set_publisher(ClosedBroker())
-    try:
+    with replaced(publisher=ClosedBroker()):
         response = client.post("/api/jobs/dispatch", json={"job_class": "demo.echo"}, headers=auth())
-    finally:
-        set_publisher(previous)
     assert_problem(response, 503)
     assert response.headers["Retry-After"] == str(RETRY_AFTER_S)
 

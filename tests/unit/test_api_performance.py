@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from app.db import session_scope
-from app.recording.apply import EventApplier
+from app.kernel.apply import EventApplier
 from tests.unit.test_recording_apply import lifecycle
 
 
@@ -73,7 +73,7 @@ def test_tight_timeouts_and_starving_queues_are_called_out(client: Any, auth: An
 
 
 def test_a_class_that_retries_often_is_called_out(client: Any, auth: Any) -> None:
-    from app.recording import events as ev
+    from celeriac import events as ev
 
     tenant = f"perf-{uuid.uuid4().hex[:8]}"
     job_class = f"perf.retries.{uuid.uuid4().hex[:6]}"

@@ -1,4 +1,8 @@
-"""Schedules API (API.md) and `flask schedules` CLI: shapes, errors, roles, tenancy, RedBeat sync."""
+"""Schedules API (API.md) and `flask schedules` CLI: shapes, errors, roles, tenancy, entries in step.
+
+On in-memory twins (app.backends.twins): the schedule store stands in for RedBeat and the
+publisher for the broker. RedBeat's own format and firing: tests/integration/test_schedules_beat.py.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,23 @@ from typing import Any
 
 import pytest
 
+from app.backends.current import Backends
+from app.backends.twins import MemoryScheduleStore
 from app.db import db
+from app.kernel.ports import PAUSED_SCORE
 from app.models import JobExecution
-from app.schedules.entries import PAUSED_SCORE, EntryStore
 from tests.conftest import assert_problem
+
+pytestmark = pytest.mark.usefixtures("twins", "no_redis")
 
 BODY = {"job_class": "demo.echo", "cron": "30 2 * * *", "timezone": "Europe/Berlin", "payload": {"value": 1}}
 
 
 @pytest.fixture()
-def store(redis_client: Any) -> EntryStore:
-    return EntryStore(redis_client)
+def store(twins: Backends) -> MemoryScheduleStore:
+    store = twins.schedules
+    assert isinstance(store, MemoryScheduleStore)
+    return store
 
 
 def create(client: Any, auth: Any, **changes: Any) -> dict[str, Any]:
@@ -53,7 +63,7 @@ def test_preview_bad_input(client: Any, auth: Any, body: dict[str, Any], status:
 
 
 def test_create_answers_the_contract_shape_and_writes_the_redbeat_entry(
-    client: Any, auth: Any, store: EntryStore
+    client: Any, auth: Any, store: MemoryScheduleStore
 ) -> None:
     body = create(client, auth, active=True)
     for key in ("id", "job_class", "cron", "timezone", "active", "description", "next_run_at", "last_run_at"):
@@ -134,7 +144,7 @@ def test_viewer_lists_and_reads(client: Any, auth: Any) -> None:
     assert got == schedule | {"updated_at": got["updated_at"]}
 
 
-def test_patch_moves_the_next_run_and_the_entry(client: Any, auth: Any, store: EntryStore) -> None:
+def test_patch_moves_the_next_run_and_the_entry(client: Any, auth: Any, store: MemoryScheduleStore) -> None:
     schedule = create(client, auth)
     response = client.patch(
         f"/api/schedules/{schedule['id']}", json={"cron": "0 4 * * *", "timezone": "UTC"}, headers=auth("admin")
@@ -150,7 +160,7 @@ def test_patch_moves_the_next_run_and_the_entry(client: Any, auth: Any, store: E
     assert "unknown field" in assert_problem(bad, 422)["detail"]
 
 
-def test_pause_resume_and_delete_keep_redbeat_in_step(client: Any, auth: Any, store: EntryStore) -> None:
+def test_pause_resume_and_delete_keep_redbeat_in_step(client: Any, auth: Any, store: MemoryScheduleStore) -> None:
     schedule = create(client, auth)
     paused = client.post(f"/api/schedules/{schedule['id']}/pause", headers=auth("admin")).get_json()
     assert paused["active"] is False and paused["next_run_at"] is None
@@ -183,12 +193,13 @@ def test_run_dispatches_a_job_linked_to_the_schedule(client: Any, auth: Any) -> 
 def test_openapi_lists_the_schedule_paths(client: Any, auth: Any) -> None:
     paths = client.get("/api/openapi.json", headers=auth("viewer")).get_json()["paths"]
     assert {"get", "post"} <= set(paths["/api/schedules"])
-    assert {"get", "patch", "delete"} <= set(paths["/api/schedules/{id}"])
-    for path in ("preview", "{id}/run", "{id}/pause", "{id}/resume", "{id}/history"):
+    assert {"get", "patch", "delete"} <= set(paths["/api/schedules/{schedule_id}"])
+    for path in ("preview", "{schedule_id}/run", "{schedule_id}/pause", "{schedule_id}/resume"):
         assert f"/api/schedules/{path}" in paths
+    assert "/api/schedules/{schedule_id}/history" in paths
 
 
-def test_cli_add_list_pause_resume_run_remove(app: Any, store: EntryStore) -> None:
+def test_cli_add_list_pause_resume_run_remove(app: Any, store: MemoryScheduleStore) -> None:
     runner = app.test_cli_runner()
     added = runner.invoke(
         args=["schedules", "add", "--job-class", "demo.echo", "--cron", "0 3 * * *", "--timezone", "Asia/Tokyo",

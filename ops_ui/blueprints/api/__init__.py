@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
-
-bp = Blueprint("api", __name__, url_prefix="/api")
-
-import ops_ui.blueprints.api.monitoring  # noqa: E402,F401  (workers, stuck and slow jobs: M2, M3)
-from ops_ui.blueprints.api import (  # noqa: E402,F401  (routes register on bp)
+from ops_ui.blueprints.api import (  # noqa: F401  (routes register on bp)
     batches,
     definitions,
     failures,
     jobs,
+    monitoring,
     openapi,
     performance,
     queue_metrics,
@@ -19,3 +15,4 @@ from ops_ui.blueprints.api import (  # noqa: E402,F401  (routes register on bp)
     schedules,
     workers,
 )
+from ops_ui.blueprints.api.blueprint import bp as bp

@@ -9,88 +9,73 @@ from typing import Any
 
 from flask import jsonify
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import BadRequest
 
+from app.backends.current import backends
+from app.composition import batches as batches_service
 from app.composition.runtime import get_hub
-from app.errors import NotFound, ValidationError
-from app.jobs.dispatch import get_publisher, get_registry
+from app.errors import NotFound
+from app.kernel.dispatching import DispatchSpec
 from app.models.base import new_id
-from app.services import batches as batches_service
-from app.services.dispatching import DispatchSpec
 from ops_ui.auth import api_auth
-from ops_ui.blueprints.api import bp
+from ops_ui.blueprints.api.blueprint import bp
 from ops_ui.blueprints.api.idempotent import Answer, answer_once
 from ops_ui.blueprints.api.jobs import _canceller, _settings, _tenant
-from ops_ui.blueprints.api.schemas import json_body, parse_dispatch
+from ops_ui.blueprints.api.models.groups import (
+    AddJobsBody,
+    Batch,
+    BatchBody,
+    BatchCancelled,
+    BatchCreated,
+    Chain,
+    ChainBody,
+    ChainCancelled,
+    ChainCreated,
+)
+from ops_ui.blueprints.api.models.jobs import DispatchBody
+from ops_ui.blueprints.api.operation import operation
+from ops_ui.blueprints.api.schemas import dispatch_spec, json_body
+from ops_ui.blueprints.api.validation import read_body, validated
 from ops_ui.extensions import sql
 from ops_ui.trail import record_action
-
-#: Largest allow_failures a batch row can store (a 32-bit integer column).
-MAX_ALLOW_FAILURES = 2**31 - 1
 
 
 def _owner() -> str:
     return _tenant() or _settings().default_tenant
 
 
-def _jobs(body: dict[str, Any], key: str = "jobs") -> list[DispatchSpec]:
-    """Raises: BadRequest if `jobs` is not a list of objects (an empty list is a 422 later)."""
-    items = body.get(key)
-    if not isinstance(items, list):
-        raise BadRequest(f"{key} must be a list of jobs")
-    return [_job(item, f"{key}[{i}]") for i, item in enumerate(items)]
+def _specs(jobs: list[DispatchBody]) -> list[DispatchSpec]:
+    return [dispatch_spec(job, _owner()) for job in jobs]
 
 
-def _job(item: Any, where: str) -> DispatchSpec:
-    if not isinstance(item, dict):
-        raise BadRequest(f"{where} must be an object with job_class, payload and options")
-    try:
-        return parse_dispatch(item, tenant_id=_owner(), where=f"{where}.")
-    except BadRequest as exc:
-        raise BadRequest(f"{where}: {exc.description}") from exc
-
-
-def _optional_job(body: dict[str, Any], key: str) -> DispatchSpec | None:
-    value = body.get(key)
-    return None if value is None else _job(value, key)
-
-
-def _name(body: dict[str, Any]) -> str | None:
-    name = body.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > 200):
-        raise BadRequest("name must be a string of at most 200 characters")
-    return name
+def _spec(job: DispatchBody | None) -> DispatchSpec | None:
+    return None if job is None else dispatch_spec(job, _owner())
 
 
 def _deps() -> dict[str, Any]:
     return {
-        "registry": get_registry(),
-        "publisher": get_publisher(),
+        "registry": backends().registry,
+        "publisher": backends().publisher,
         "settings": _settings(),
         "hub": get_hub(_settings()),
     }
 
 
-def _allow_failures(body: dict[str, Any]) -> Any:
-    """Raises: ValidationError for a number SQL cannot store (the service checks the rest)."""
-    allow = body.get("allow_failures", 0)
-    if isinstance(allow, int) and not isinstance(allow, bool) and allow > MAX_ALLOW_FAILURES:
-        raise ValidationError(f"allow_failures must be at most {MAX_ALLOW_FAILURES}")
-    return 0 if allow is None else allow
-
-
 @bp.post("/batches")
 @api_auth("operator")
+@operation(
+    "Dispatch a batch: all jobs, or none", body=BatchBody, answers={201: (BatchCreated, "queued")}, idempotent=True
+)
 def create_batch() -> Any:
     body = json_body()
+    batch = validated(BatchBody, body)
     batch_request = batches_service.BatchRequest(
         tenant_id=_owner(),
-        jobs=_jobs(body),
-        name=_name(body),
-        allow_failures=_allow_failures(body),
-        then=_optional_job(body, "then"),
-        catch=_optional_job(body, "catch"),
-        finally_=_optional_job(body, "finally"),
+        jobs=_specs(batch.jobs),
+        name=batch.name,
+        allow_failures=batch.allow_failures or 0,
+        then=_spec(batch.then),
+        catch=_spec(batch.catch),
+        finally_=_spec(batch.finally_),
     )
 
     def perform(ids: dict[str, Any], resumed: bool) -> Answer:
@@ -130,14 +115,18 @@ def _exists(get: Callable[[Any, str, str | None], Any], group_id: str) -> bool:
 
 @bp.get("/batches/<batch_id>")
 @api_auth("viewer")
+@operation("A batch: status, counts and progress", answers={200: (Batch, "the batch")})
 def get_batch(batch_id: str) -> Any:
     return jsonify(batches_service.get_batch(sql(), batch_id, _tenant()))
 
 
 @bp.post("/batches/<batch_id>/jobs")
 @api_auth("operator")
+@operation(
+    "Add jobs to a running batch", body=AddJobsBody, answers={201: (BatchCreated, "the jobs added")}, errors=(409,)
+)
 def add_batch_jobs(batch_id: str) -> Any:
-    specs = _jobs(json_body())
+    specs = _specs(read_body(AddJobsBody).jobs)
     # Counted before the jobs are added: the answer must not read the batch back after
     # the commit (an outage then would fail a request that succeeded).
     before = batches_service.get_batch(sql(), batch_id, _tenant())["total_jobs"]
@@ -148,6 +137,7 @@ def add_batch_jobs(batch_id: str) -> Any:
 
 @bp.post("/batches/<batch_id>/cancel")
 @api_auth("operator")
+@operation("Cancel a batch and its pending jobs", answers={200: (BatchCancelled, "cancelled")}, errors=(409,))
 def cancel_batch(batch_id: str) -> Any:
     _batch, cancelled = batches_service.cancel_batch(
         sql(), batch_id, _tenant(), canceller=_canceller(), hub=get_hub(_settings())
@@ -158,9 +148,11 @@ def cancel_batch(batch_id: str) -> Any:
 
 @bp.post("/chains")
 @api_auth("operator")
+@operation("Dispatch a chain", body=ChainBody, answers={201: (ChainCreated, "queued")}, idempotent=True)
 def create_chain() -> Any:
     body = json_body()
-    steps, catch, name = _jobs(body), _optional_job(body, "catch"), _name(body)
+    chain = validated(ChainBody, body)
+    steps, catch, name = _specs(chain.jobs), _spec(chain.catch), chain.name
 
     def earlier(chain_id: str) -> Answer:
         """The chain a request with this key created before it died (or is still answering)."""
@@ -187,12 +179,14 @@ def create_chain() -> Any:
 
 @bp.get("/chains/<chain_id>")
 @api_auth("viewer")
+@operation("A chain: status, current step and progress", answers={200: (Chain, "the chain")})
 def get_chain(chain_id: str) -> Any:
     return jsonify(batches_service.get_chain(sql(), chain_id, _tenant()))
 
 
 @bp.post("/chains/<chain_id>/cancel")
 @api_auth("operator")
+@operation("Cancel a chain's running and waiting steps", answers={200: (ChainCancelled, "cancelled")}, errors=(409,))
 def cancel_chain(chain_id: str) -> Any:
     view, cancelled = batches_service.cancel_chain(sql(), chain_id, _tenant(), canceller=_canceller())
     record_action("chain.cancel", "chain", chain_id, after={"cancelled_jobs": cancelled})

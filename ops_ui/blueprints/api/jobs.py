@@ -5,26 +5,43 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from flask import current_app, g, jsonify, request
+from flask import g, jsonify
 from sqlalchemy.exc import IntegrityError
 
-from app.errors import NotFound, ValidationError
-from app.jobs.dispatch import get_publisher, get_registry
+from app.backends.current import backends
+from app.composition import submit as submission
+from app.errors import NotFound
+from app.kernel import cancel as cancelling
+from app.kernel import lookup
+from app.kernel.ports import Canceller
 from app.models.base import new_id
+from app.monitoring.queue_stats import queue_stats
 from app.redis_client import get_redis
 from app.services import jobs as jobs_service
-from app.services.queue_stats import queue_stats
 from ops_ui.auth import api_auth
-from ops_ui.blueprints.api import bp
+from ops_ui.blueprints.api.blueprint import bp
 from ops_ui.blueprints.api.idempotent import Answer, answer_once
-from ops_ui.blueprints.api.schemas import json_body, parse_dispatch
+from ops_ui.blueprints.api.models.jobs import (
+    Cancelled,
+    DispatchBody,
+    Dispatched,
+    Job,
+    JobList,
+    JobListQuery,
+    QueueStats,
+    Retried,
+)
+from ops_ui.blueprints.api.operation import operation
+from ops_ui.blueprints.api.schemas import dispatch_spec, json_body
+from ops_ui.blueprints.api.validation import read_query, validated
 from ops_ui.extensions import sql
 from ops_ui.presenters import job_to_dict
+from ops_ui.settings import app_settings
 from ops_ui.trail import record_action
 
 
 def _settings() -> Any:
-    return current_app.extensions["celeriac_settings"]
+    return app_settings()
 
 
 def _tenant() -> str | None:
@@ -32,18 +49,23 @@ def _tenant() -> str | None:
     return tenant
 
 
-def _canceller() -> jobs_service.CeleryCanceller:
-    from app.celery_app import celery_app
-
-    return jobs_service.CeleryCanceller(get_redis(_settings().redis_url), celery_app.control)
+def _canceller() -> Canceller:
+    return backends().canceller
 
 
 @bp.post("/jobs/dispatch")
 @api_auth("operator")
+@operation(
+    "Dispatch a job",
+    body=DispatchBody,
+    answers={201: (Dispatched, "queued"), 200: (Dispatched, "a unique job's live twin: nothing queued")},
+    errors=(409,),
+    idempotent=True,
+)
 def dispatch() -> Any:
     body = json_body()
     tenant = _tenant() or _settings().default_tenant
-    spec = parse_dispatch(body, tenant_id=tenant)
+    spec = dispatch_spec(validated(DispatchBody, body), tenant_id=tenant)
 
     def perform(ids: dict[str, Any], resumed: bool) -> Answer:
         job_id = ids["job_id"]
@@ -52,11 +74,11 @@ def dispatch() -> Any:
             if earlier is not None:
                 return earlier
         try:
-            done = jobs_service.submit(
+            done = submission.submit(
                 sql(),
                 replace(spec, job_id=job_id),
-                registry=get_registry(),
-                publisher=get_publisher(),
+                registry=backends().registry,
+                publisher=backends().publisher,
                 settings=_settings(),
             )
         except IntegrityError:
@@ -84,7 +106,7 @@ def _find_job(job_id: str) -> Answer | None:
     """The answer for a job an earlier request with the same Idempotency-Key created."""
     sql().rollback()  # after a failed insert, the session is usable only once rolled back
     try:
-        row = jobs_service.get_job(sql(), job_id, _tenant())
+        row = lookup.get_job(sql(), job_id, _tenant())
     except NotFound:
         return None
     return Answer(201, _dispatched(row.id, row.status, row.job_class, row.queue))
@@ -92,40 +114,31 @@ def _find_job(job_id: str) -> Answer | None:
 
 @bp.get("/jobs/<job_id>")
 @api_auth("viewer")
+@operation("A job: status, attempts, timings, result or error", answers={200: (Job, "the job")})
 def get_job(job_id: str) -> Any:
-    return jsonify(job_to_dict(jobs_service.get_job(sql(), job_id, _tenant())))
-
-
-def _limit() -> int:
-    raw = request.args.get("limit", str(jobs_service.DEFAULT_PAGE))
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValidationError(f"limit must be an integer, got {raw!r}") from exc
+    return jsonify(job_to_dict(lookup.get_job(sql(), job_id, _tenant())))
 
 
 @bp.get("/jobs")
 @api_auth("viewer")
+@operation("List jobs, newest first (keyset pagination)", query=JobListQuery, answers={200: (JobList, "a page")})
 def list_jobs() -> Any:
-    flt = jobs_service.JobFilter(
-        tenant_id=_tenant(),
-        status=request.args.get("status") or None,
-        queue=request.args.get("queue") or None,
-        job_class=request.args.get("job_class") or None,
-    )
-    rows, next_cursor = jobs_service.list_jobs(sql(), flt, limit=_limit(), cursor=request.args.get("cursor") or None)
+    query = read_query(JobListQuery)
+    flt = jobs_service.JobFilter(tenant_id=_tenant(), status=query.status, queue=query.queue, job_class=query.job_class)
+    rows, next_cursor = jobs_service.list_jobs(sql(), flt, limit=query.limit, cursor=query.cursor)
     return jsonify(items=[job_to_dict(r) for r in rows], next_cursor=next_cursor)
 
 
 @bp.post("/jobs/<job_id>/retry")
 @api_auth("operator")
+@operation("Retry a failed or cancelled job", answers={202: (Retried, "retry queued")}, errors=(409,))
 def retry(job_id: str) -> Any:
-    row = jobs_service.retry_job(
+    row = submission.retry_job(
         sql(),
         job_id,
         _tenant(),
-        registry=get_registry(),
-        publisher=get_publisher(),
+        registry=backends().registry,
+        publisher=backends().publisher,
         settings=_settings(),
     )
     record_action("job.retry", "job", job_id, after={"retry_id": row.id})
@@ -134,15 +147,21 @@ def retry(job_id: str) -> Any:
 
 @bp.post("/jobs/<job_id>/cancel")
 @api_auth("operator")
+@operation(
+    "Cancel a pending, retrying or running job (a running one is terminated)",
+    answers={200: (Cancelled, "cancelled")},
+    errors=(409,),
+)
 def cancel(job_id: str) -> Any:
-    before = jobs_service.get_job(sql(), job_id, _tenant()).status
-    row = jobs_service.cancel_job(sql(), job_id, _tenant(), canceller=_canceller())
+    before = lookup.get_job(sql(), job_id, _tenant()).status
+    row = cancelling.cancel_job(sql(), job_id, _tenant(), canceller=_canceller())
     record_action("job.cancel", "job", job_id, before={"status": before}, after={"status": row.status})
     return jsonify(id=row.id, status=row.status)
 
 
 @bp.get("/jobs/queue/<name>/stats")
 @api_auth("viewer")
+@operation("A queue's figures (completed and failed: the last hour)", answers={200: (QueueStats, "the queue")})
 def stats(name: str) -> Any:
     result = queue_stats(sql(), name, _tenant(), get_redis(_settings().redis_url))
     return jsonify(result.as_dict())

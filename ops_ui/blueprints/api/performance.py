@@ -5,34 +5,32 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import g, jsonify, request
+from flask import g, jsonify
 
-from app.errors import ValidationError
-from app.monitoring.health import Thresholds
 from app.monitoring.performance import performance, queue_throughput
 from ops_ui.auth import api_auth
-from ops_ui.blueprints.api import bp
+from ops_ui.blueprints.api.blueprint import bp
+from ops_ui.blueprints.api.models.monitoring import Performance, PerformanceQuery
+from ops_ui.blueprints.api.operation import operation
+from ops_ui.blueprints.api.validation import read_query
 from ops_ui.extensions import sql
-
-#: Longest window the performance view sums, in hours.
-MAX_HOURS = 24 * 7
+from ops_ui.settings import app_settings
 
 
 @bp.get("/monitoring/performance")
 @api_auth("viewer")
+@operation(
+    "Per job class: completed, failed, success rate, throughput, avg / p95 runtime, memory, recommendations",
+    query=PerformanceQuery,
+    answers={200: (Performance, "classes, queues and recommendations")},
+)
 def class_performance() -> Any:
-    raw = request.args.get("hours", "1")
-    try:
-        hours = float(raw)
-    except ValueError as exc:
-        raise ValidationError(f"hours must be a number, got {raw!r}") from exc
-    if not 0 < hours <= MAX_HOURS:
-        raise ValidationError(f"hours must be more than 0 and at most {MAX_HOURS}")
+    hours = read_query(PerformanceQuery).hours
     now = datetime.now(UTC)
     since = (now - timedelta(hours=hours)).replace(second=0, microsecond=0)
     conn = sql().connection()
     # One retry-rate threshold for health and performance (CELERIAC_HEALTH_RETRY_RATE_WARNING).
-    retry_limit = Thresholds.from_environ().retry_rate_warning
+    retry_limit = app_settings().health.retry_rate_warning
     classes = performance(conn, g.principal.tenant_id, since, now, retry_limit)
     queues = queue_throughput(conn, g.principal.tenant_id, since, now)
     recommendations = [advice for item in classes for advice in item.recommendations] + [

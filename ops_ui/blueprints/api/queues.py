@@ -13,18 +13,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, current_app, g, jsonify
-from werkzeug.exceptions import BadRequest
 
 from app.control import pauses
 from app.control.queues import configured_queues
-from app.errors import ValidationError
 from app.monitoring.metrics import known_queues
 from app.ratelimit import queue_limits
 from app.redis_client import get_redis
 from ops_ui import control_actions
 from ops_ui.auth import api_auth
-from ops_ui.blueprints.api import bp
-from ops_ui.blueprints.api.schemas import json_body
+from ops_ui.blueprints.api.blueprint import bp
+from ops_ui.blueprints.api.models.control import (
+    PauseState,
+    QueueActionBody,
+    QueuePath,
+    Queues,
+    RateLimit,
+    RateLimitBody,
+)
+from ops_ui.blueprints.api.operation import operation
+from ops_ui.blueprints.api.validation import read_body, validated
 from ops_ui.blueprints.api.workers import optional_body
 from ops_ui.extensions import sql
 from ops_ui.trail import record_action, request_reason
@@ -41,25 +48,40 @@ def _current(name: str) -> dict[str, Any]:
 
 @bp.get("/queues/<name>/rate-limit")
 @api_auth("viewer")
+@operation(
+    "A queue's global rate limit and where it comes from",
+    path=QueuePath,
+    answers={200: (RateLimit, "the limit (nulls: none)")},
+    errors=(422,),
+)
 def get_rate_limit(name: str) -> Any:
     return jsonify(_current(name))
 
 
 @bp.put("/queues/<name>/rate-limit")
 @api_auth("admin")
+@operation(
+    "Set a queue's global rate limit (every worker); wins over CELERIAC_QUEUE_RATE_LIMITS",
+    path=QueuePath,
+    body=RateLimitBody,
+    answers={200: (RateLimit, "the new limit")},
+)
 def put_rate_limit(name: str) -> Any:
-    body = json_body()
-    unknown = set(body) - {"limit", "per"}
-    if unknown:
-        raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}; send limit and per")
+    body = read_body(RateLimitBody)
     before = _current(name)
-    limit = queue_limits.set_limit(_redis(), name, body.get("limit"), body.get("per"))
+    limit = queue_limits.set_limit(_redis(), name, body.limit, body.per)
     record_action("queue.rate_limit.set", "queue", name, before=before, after=limit.as_dict())
     return jsonify(limit.as_dict())
 
 
 @bp.delete("/queues/<name>/rate-limit")
 @api_auth("admin")
+@operation(
+    "Remove the limit set here; a configured one applies again",
+    path=QueuePath,
+    answers={204: (None, "removed")},
+    errors=(422,),
+)
 def delete_rate_limit(name: str) -> Response:
     before = _current(name)
     if queue_limits.clear_limit(_redis(), name):
@@ -77,6 +99,7 @@ def pause_view(queue: str, state: pauses.PauseState | None) -> dict[str, Any]:
 
 @bp.get("/queues")
 @api_auth("viewer")
+@operation("Known queues with their pause state", answers={200: (Queues, "queues")})
 def list_queues() -> Any:
     settings = current_app.extensions["celeriac_settings"]
     states = pauses.all_states(_redis())
@@ -85,15 +108,20 @@ def list_queues() -> Any:
 
 
 def _reason_only() -> str | None:
-    body = optional_body()
-    unknown = set(body) - {"reason"}
-    if unknown:
-        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))}; send only an optional reason")
+    validated(QueueActionBody, optional_body())
     return request_reason()
 
 
 @bp.post("/queues/<name>/pause")
 @api_auth("admin")
+@operation(
+    "Stop every worker fetching from the queue; survives worker restarts. Reserved (prefetched) messages "
+    "still run. 404: not consumed, configured or used by any job",
+    path=QueuePath,
+    body=QueueActionBody,
+    body_required=False,
+    answers={200: (PauseState, "the pause")},
+)
 def pause_queue(name: str) -> Any:
     state = control_actions.pause_queue(name, g.principal.actor, _reason_only(), record_action)
     return jsonify(pause_view(name, state))
@@ -101,6 +129,13 @@ def pause_queue(name: str) -> Any:
 
 @bp.post("/queues/<name>/resume")
 @api_auth("admin")
+@operation(
+    "Let workers that consumed the queue fetch from it again",
+    path=QueuePath,
+    body=QueueActionBody,
+    body_required=False,
+    answers={200: (PauseState, "the resume")},
+)
 def resume_queue(name: str) -> Any:
     state = control_actions.resume_queue(name, g.principal.actor, _reason_only(), record_action)
     return jsonify(pause_view(name, state))

@@ -8,81 +8,68 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import jsonify, request
-from werkzeug.exceptions import BadRequest
+from flask import jsonify
 
-from app.errors import ValidationError
-from app.services.schedules import EDITABLE, default_service, preview, schedule_view
+from app.schedules.service import default_service
+from app.schedules.views import preview, schedule_view
 from ops_ui.auth import api_auth
-from ops_ui.blueprints.api import bp
+from ops_ui.blueprints.api.blueprint import bp
 from ops_ui.blueprints.api.jobs import _settings, _tenant
-from ops_ui.blueprints.api.schemas import check_payload, json_body
+from ops_ui.blueprints.api.models.schedules import (
+    HistoryQuery,
+    Preview,
+    PreviewBody,
+    Schedule,
+    ScheduleBody,
+    ScheduleChanges,
+    ScheduleHistory,
+    ScheduleListQuery,
+    ScheduleRun,
+    Schedules,
+)
+from ops_ui.blueprints.api.operation import operation
+from ops_ui.blueprints.api.schemas import json_body
+from ops_ui.blueprints.api.validation import read_body, read_query, validated
 from ops_ui.extensions import sql
 from ops_ui.trail import record_action
-
-#: Body keys of API.md mapped to the service's field names.
-_API_FIELDS = {"job_class", "cron", "timezone", "payload", "active", "name", "missed_fire_policy"}
-_TYPES: dict[str, tuple[type, ...]] = {
-    "job_class": (str,),
-    "cron": (str,),
-    "timezone": (str,),
-    "payload": (dict,),
-    "active": (bool,),
-    "missed_fire_policy": (str,),
-}
-
-
-def _shape(body: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Raises: BadRequest for a missing field or a value of the wrong JSON type;
-    ValidationError for a payload nested deeper than Settings.max_payload_depth."""
-    for key in required:
-        if key not in body:
-            raise BadRequest(f"{key} is required")
-    fields = {key: value for key, value in body.items() if key in _API_FIELDS}
-    for key, value in fields.items():
-        kinds = _TYPES.get(key)
-        if kinds is not None and not isinstance(value, kinds):
-            raise BadRequest(f"{key} must be a JSON {_kind(kinds[0])}")
-    if isinstance(fields.get("payload"), dict):
-        check_payload(fields["payload"], "payload")
-    return fields
-
-
-def _kind(kind: type) -> str:
-    return {str: "string", dict: "object", bool: "boolean"}.get(kind, kind.__name__)
 
 
 @bp.post("/schedules/preview")
 @api_auth("viewer")
+@operation(
+    "Describe a cron expression and list its next 5 run times in the zone",
+    body=PreviewBody,
+    answers={200: (Preview, "description and next runs")},
+)
 def preview_schedule() -> Any:
-    body = _shape(json_body(), required=("cron",))
-    shown = preview(body["cron"], body.get("timezone", "UTC"))
+    body = read_body(PreviewBody)
+    shown = preview(body.cron, body.timezone)
     return jsonify(description=shown.description, next_runs=[run.isoformat() for run in shown.next_runs])
 
 
 @bp.get("/schedules")
 @api_auth("viewer")
+@operation("The tenant's schedules; ?active= filters", query=ScheduleListQuery, answers={200: (Schedules, "items")})
 def list_schedules() -> Any:
-    active = request.args.get("active")
-    if active not in (None, "true", "false"):
-        raise ValidationError("active must be true or false")
+    active = read_query(ScheduleListQuery).active
     rows = default_service(sql()).get_scheduled_jobs(_tenant(), None if active is None else active == "true")
     return jsonify(items=[schedule_view(row) for row in rows])
 
 
 @bp.post("/schedules")
 @api_auth("admin")
+@operation("Create a schedule and its RedBeat entry", body=ScheduleBody, answers={201: (Schedule, "the schedule")})
 def create_schedule() -> Any:
-    body = _shape(json_body(), required=("job_class", "cron"))
+    body = read_body(ScheduleBody)
     row = default_service(sql()).schedule_job(
-        body["job_class"],
-        body["cron"],
-        body.get("timezone", "UTC"),
-        body.get("payload") or {},
+        body.job_class,
+        body.cron,
+        body.timezone,
+        body.payload,
         tenant_id=_tenant() or _settings().default_tenant,
-        name=body.get("name"),
-        active=body.get("active", True),
-        missed_fire_policy=body.get("missed_fire_policy", "skip"),
+        name=body.name,
+        active=body.active,
+        missed_fire_policy=body.missed_fire_policy,
     )
     view = schedule_view(row)
     record_action("schedule.create", "schedule", row.id, after=view)
@@ -91,20 +78,23 @@ def create_schedule() -> Any:
 
 @bp.get("/schedules/<schedule_id>")
 @api_auth("viewer")
+@operation("A schedule", answers={200: (Schedule, "the schedule")})
 def get_schedule(schedule_id: str) -> Any:
     return jsonify(schedule_view(default_service(sql()).get_schedule(schedule_id, _tenant())))
 
 
 @bp.patch("/schedules/<schedule_id>")
 @api_auth("admin")
+@operation(
+    "Change any of the fields; takes effect without restarting beat",
+    body=ScheduleChanges,
+    answers={200: (Schedule, "the schedule")},
+)
 def update_schedule(schedule_id: str) -> Any:
     service = default_service(sql())
     before = schedule_view(service.get_schedule(schedule_id, _tenant()))
-    raw = json_body()
-    unknown = sorted(set(raw) - set(EDITABLE))
-    if unknown:
-        raise ValidationError(f"unknown field(s) {', '.join(unknown)}; editable: {', '.join(EDITABLE)}")
-    row = service.update_schedule(schedule_id, _tenant(), _shape(raw))
+    changes = validated(ScheduleChanges, json_body()).model_dump(exclude_unset=True)
+    row = service.update_schedule(schedule_id, _tenant(), changes)
     view = schedule_view(row)
     record_action("schedule.update", "schedule", row.id, before=before, after=view)
     return jsonify(view)
@@ -112,6 +102,7 @@ def update_schedule(schedule_id: str) -> Any:
 
 @bp.delete("/schedules/<schedule_id>")
 @api_auth("admin")
+@operation("Delete the schedule and its entry; its runs stay in job history", answers={204: (None, "deleted")})
 def delete_schedule(schedule_id: str) -> Any:
     service = default_service(sql())
     before = schedule_view(service.get_schedule(schedule_id, _tenant()))
@@ -122,6 +113,7 @@ def delete_schedule(schedule_id: str) -> Any:
 
 @bp.post("/schedules/<schedule_id>/pause")
 @api_auth("admin")
+@operation("Pause: no fires until resumed; next_run_at null", answers={200: (Schedule, "the schedule")})
 def pause_schedule(schedule_id: str) -> Any:
     view = schedule_view(default_service(sql()).pause_schedule(schedule_id, _tenant()))
     record_action("schedule.pause", "schedule", schedule_id)
@@ -130,6 +122,7 @@ def pause_schedule(schedule_id: str) -> Any:
 
 @bp.post("/schedules/<schedule_id>/resume")
 @api_auth("admin")
+@operation("Resume from the next tick; paused ticks are not missed fires", answers={200: (Schedule, "the schedule")})
 def resume_schedule(schedule_id: str) -> Any:
     view = schedule_view(default_service(sql()).resume_schedule(schedule_id, _tenant()))
     record_action("schedule.resume", "schedule", schedule_id)
@@ -138,6 +131,11 @@ def resume_schedule(schedule_id: str) -> Any:
 
 @bp.post("/schedules/<schedule_id>/run")
 @api_auth("operator")
+@operation(
+    "Dispatch the schedule's job now; its ticks are unchanged",
+    answers={201: (ScheduleRun, "the job")},
+    errors=(422,),
+)
 def run_schedule(schedule_id: str) -> Any:
     job_id = default_service(sql()).run_now(schedule_id, _tenant())
     record_action("schedule.run", "schedule", schedule_id, after={"job_id": job_id})
@@ -146,10 +144,11 @@ def run_schedule(schedule_id: str) -> Any:
 
 @bp.get("/schedules/<schedule_id>/history")
 @api_auth("viewer")
+@operation(
+    "Runs (newest first), missed and refused fires, counts by outcome",
+    query=HistoryQuery,
+    answers={200: (ScheduleHistory, "the history")},
+)
 def schedule_history(schedule_id: str) -> Any:
-    raw = request.args.get("limit", "50")
-    try:
-        limit = int(raw)
-    except ValueError as exc:
-        raise ValidationError(f"limit must be an integer, got {raw!r}") from exc
+    limit = read_query(HistoryQuery).limit
     return jsonify(default_service(sql()).history(schedule_id, _tenant(), limit))
