@@ -6,8 +6,8 @@ No logic and no task imports here: task modules are listed in `imports`.
 from __future__ import annotations
 
 from app import redis_keys
-from app.config import get_settings
-from app.priority import DEFAULT_PRIORITY, to_broker_priority
+from app.config import HARD_LIMIT_GRACE_S, get_settings
+from celeriac.priority import DEFAULT_PRIORITY, to_broker_priority
 
 _settings = get_settings()
 
@@ -68,9 +68,10 @@ task_default_priority = to_broker_priority(DEFAULT_PRIORITY)
 task_default_queue = "default"
 task_create_missing_queues = True
 
-# Time limits for tasks that set none; Job classes set their own from `timeout`.
+# Time limits for tasks that set none; Job classes set their own from `timeout`, with the
+# same grace before the hard kill.
 task_soft_time_limit = _settings.default_timeout_s
-task_time_limit = _settings.default_timeout_s + 30
+task_time_limit = _settings.default_timeout_s + HARD_LIMIT_GRACE_S
 result_expires = 24 * 3600
 result_extended = False
 

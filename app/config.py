@@ -1,7 +1,8 @@
 """Settings: the only module that reads the environment (and `.env`).
 
 `load_settings(environ)` is pure so tests call it with a dict; everything else asks
-`get_settings()`, which reads `os.environ` plus a `.env` file once per process.
+`get_settings()`, which reads `os.environ` plus a `.env` file once per process. Every
+variable is named here; `app.config_parsing` turns one value into a typed one.
 """
 
 from __future__ import annotations
@@ -14,57 +15,18 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from app.config_parsing import ConfigError as ConfigError
+from app.config_parsing import env_bool, env_csv, env_float, env_int
+
 #: Repository root; the default SQLite file and the embedded Redis data live under var/.
 ROOT_DIR = Path(__file__).resolve().parent.parent
 #: Where runtime files (SQLite database, embedded Redis data, logs) go by default.
 VAR_DIR = ROOT_DIR / "var"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-class ConfigError(ValueError):
-    """Raised when an environment variable has a value Celeriac cannot use."""
-
-
-def _int(environ: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _bool(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    lowered = raw.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def _csv(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in environ.get(name, "").split(",") if part.strip())
-
-
-def _float(environ: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"{name} must be from {minimum} to {maximum}, got {value}")
-    return value
+#: Seconds between a task's soft time limit (SoftTimeLimitExceeded in the job, time to clean
+#: up) and the hard kill of its process: for Job classes, dispatches with a `timeout` and
+#: plain tasks under `task_soft_time_limit` alike. supervisor's stopwaitsecs budgets for it.
+HARD_LIMIT_GRACE_S = 10
 
 
 @dataclass(frozen=True)
@@ -97,19 +59,19 @@ class EscalationConfig:
 
 def _escalation(environ: Mapping[str, str]) -> EscalationConfig:
     return EscalationConfig(
-        webhook_urls=_csv(environ, "CELERIAC_ESCALATION_WEBHOOK_URLS"),
+        webhook_urls=env_csv(environ, "CELERIAC_ESCALATION_WEBHOOK_URLS"),
         smtp_host=environ.get("CELERIAC_ESCALATION_SMTP_HOST") or None,
-        smtp_port=_int(environ, "CELERIAC_ESCALATION_SMTP_PORT", 25, 1),
+        smtp_port=env_int(environ, "CELERIAC_ESCALATION_SMTP_PORT", 25, 1),
         smtp_user=environ.get("CELERIAC_ESCALATION_SMTP_USER") or None,
         smtp_password=environ.get("CELERIAC_ESCALATION_SMTP_PASSWORD") or None,
-        smtp_starttls=_bool(environ, "CELERIAC_ESCALATION_SMTP_STARTTLS", False),
+        smtp_starttls=env_bool(environ, "CELERIAC_ESCALATION_SMTP_STARTTLS", False),
         email_from=environ.get("CELERIAC_ESCALATION_EMAIL_FROM") or "celeriac@localhost",
-        email_to=_csv(environ, "CELERIAC_ESCALATION_EMAIL_TO"),
-        cooldown_s=_int(environ, "CELERIAC_ESCALATION_COOLDOWN_S", 3600, 1),
-        on_failure=_bool(environ, "CELERIAC_ESCALATE_ON_FAILURE", True),
-        failure_rate_threshold=_float(environ, "CELERIAC_FAILURE_RATE_THRESHOLD", 0.5, 0.0, 1.0),
-        failure_rate_window_s=_int(environ, "CELERIAC_FAILURE_RATE_WINDOW_S", 300, 10),
-        failure_rate_min_jobs=_int(environ, "CELERIAC_FAILURE_RATE_MIN_JOBS", 20, 1),
+        email_to=env_csv(environ, "CELERIAC_ESCALATION_EMAIL_TO"),
+        cooldown_s=env_int(environ, "CELERIAC_ESCALATION_COOLDOWN_S", 3600, 1),
+        on_failure=env_bool(environ, "CELERIAC_ESCALATE_ON_FAILURE", True),
+        failure_rate_threshold=env_float(environ, "CELERIAC_FAILURE_RATE_THRESHOLD", 0.5, 0.0, 1.0),
+        failure_rate_window_s=env_int(environ, "CELERIAC_FAILURE_RATE_WINDOW_S", 300, 10),
+        failure_rate_min_jobs=env_int(environ, "CELERIAC_FAILURE_RATE_MIN_JOBS", 20, 1),
     )
 
 
@@ -149,17 +111,17 @@ def _monitoring(environ: Mapping[str, str]) -> MonitoringConfig:
     if policy not in {"fail", "requeue"}:
         raise ConfigError(f"CELERIAC_REAP_POLICY must be fail or requeue, got {policy!r}")
     return MonitoringConfig(
-        heartbeat_interval_s=_int(environ, "CELERIAC_WORKER_HEARTBEAT_S", 5, 0),
-        offline_after_s=_int(environ, "CELERIAC_WORKER_OFFLINE_AFTER_S", 30, 1),
-        forget_after_s=_int(environ, "CELERIAC_WORKER_FORGET_AFTER_S", 3600, 1),
-        stuck_grace_s=_int(environ, "CELERIAC_STUCK_GRACE_S", 60, 0),
-        slow_p95_factor=_float(environ, "CELERIAC_SLOW_P95_FACTOR", 3.0, 1.0, 1000.0),
-        slow_timeout_ratio=_float(environ, "CELERIAC_SLOW_TIMEOUT_RATIO", 0.8, 0.01, 1.0),
-        p95_min_samples=_int(environ, "CELERIAC_P95_MIN_SAMPLES", 20, 1),
-        p95_sample=_int(environ, "CELERIAC_P95_SAMPLE", 500, 1),
-        p95_cache_s=_int(environ, "CELERIAC_P95_CACHE_S", 300, 0),
-        slow_window_s=_int(environ, "CELERIAC_SLOW_WINDOW_S", 3600, 1),
-        reap_after_s=_int(environ, "CELERIAC_REAP_AFTER_S", 60, 1),
+        heartbeat_interval_s=env_int(environ, "CELERIAC_WORKER_HEARTBEAT_S", 5, 0),
+        offline_after_s=env_int(environ, "CELERIAC_WORKER_OFFLINE_AFTER_S", 30, 1),
+        forget_after_s=env_int(environ, "CELERIAC_WORKER_FORGET_AFTER_S", 3600, 1),
+        stuck_grace_s=env_int(environ, "CELERIAC_STUCK_GRACE_S", 60, 0),
+        slow_p95_factor=env_float(environ, "CELERIAC_SLOW_P95_FACTOR", 3.0, 1.0, 1000.0),
+        slow_timeout_ratio=env_float(environ, "CELERIAC_SLOW_TIMEOUT_RATIO", 0.8, 0.01, 1.0),
+        p95_min_samples=env_int(environ, "CELERIAC_P95_MIN_SAMPLES", 20, 1),
+        p95_sample=env_int(environ, "CELERIAC_P95_SAMPLE", 500, 1),
+        p95_cache_s=env_int(environ, "CELERIAC_P95_CACHE_S", 300, 0),
+        slow_window_s=env_int(environ, "CELERIAC_SLOW_WINDOW_S", 3600, 1),
+        reap_after_s=env_int(environ, "CELERIAC_REAP_AFTER_S", 60, 1),
         reap_policy=policy,
     )
 
@@ -186,12 +148,48 @@ class ReliabilityConfig:
 
 def _reliability(environ: Mapping[str, str]) -> ReliabilityConfig:
     return ReliabilityConfig(
-        reconcile_interval_s=_int(environ, "CELERIAC_RECONCILE_INTERVAL_S", 15, 0),
-        reconcile_grace_s=_int(environ, "CELERIAC_RECONCILE_GRACE_S", 60, 1),
-        clock_skew_s=_int(environ, "CELERIAC_CLOCK_SKEW_S", 30, 0),
-        reconcile_backlog_limit=_int(environ, "CELERIAC_RECONCILE_BACKLOG_LIMIT", 1000, 1),
-        worker_loss_limit=_int(environ, "CELERIAC_WORKER_LOSS_LIMIT", 3, 1),
-        publish_timeout_s=_float(environ, "CELERIAC_PUBLISH_TIMEOUT_S", 1.5, 0.1, 60.0),
+        reconcile_interval_s=env_int(environ, "CELERIAC_RECONCILE_INTERVAL_S", 15, 0),
+        reconcile_grace_s=env_int(environ, "CELERIAC_RECONCILE_GRACE_S", 60, 1),
+        clock_skew_s=env_int(environ, "CELERIAC_CLOCK_SKEW_S", 30, 0),
+        reconcile_backlog_limit=env_int(environ, "CELERIAC_RECONCILE_BACKLOG_LIMIT", 1000, 1),
+        worker_loss_limit=env_int(environ, "CELERIAC_WORKER_LOSS_LIMIT", 3, 1),
+        publish_timeout_s=env_float(environ, "CELERIAC_PUBLISH_TIMEOUT_S", 1.5, 0.1, 60.0),
+    )
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When queue health (M4, app.monitoring.health) warns; defaults are SPEC.md's."""
+
+    pending_warning: int = 1000
+    #: Failed jobs in a queue in the last hour.
+    failed_warning: int = 100
+    #: SPEC.md: the p95 queue wait (start minus max(created, eta)) over the recent window, ms.
+    wait_warning_ms: int = 500
+    #: The recent window the wait p95 and the retry rate are read from, seconds.
+    recent_window_s: int = 600
+    #: A queue whose oldest ready pending job has waited longer than this (s): nothing starts.
+    oldest_pending_warning_s: int = 60
+    #: Share of the attempts that ended in the recent window and ended in a retry; the
+    #: performance page flags classes past the same share.
+    retry_rate_warning: float = 0.2
+    #: Fewer waits or ended attempts than this in the window are too few to judge.
+    min_samples: int = 10
+    #: Events waiting for the recorder.
+    recorder_backlog_warning: int = 10_000
+
+
+
+def _health(environ: Mapping[str, str]) -> HealthThresholds:
+    return HealthThresholds(
+        pending_warning=env_int(environ, "CELERIAC_HEALTH_PENDING_WARNING", 1000, 0),
+        failed_warning=env_int(environ, "CELERIAC_HEALTH_FAILED_WARNING", 100, 0),
+        wait_warning_ms=env_int(environ, "CELERIAC_HEALTH_WAIT_WARNING_MS", 500, 0),
+        recent_window_s=env_int(environ, "CELERIAC_HEALTH_RECENT_WINDOW_S", 600, 60),
+        oldest_pending_warning_s=env_int(environ, "CELERIAC_HEALTH_OLDEST_PENDING_WARNING_S", 60, 0),
+        retry_rate_warning=env_float(environ, "CELERIAC_HEALTH_RETRY_RATE_WARNING", 0.2, 0.0, 1.0),
+        min_samples=env_int(environ, "CELERIAC_HEALTH_MIN_SAMPLES", 10, 1),
+        recorder_backlog_warning=env_int(environ, "CELERIAC_HEALTH_RECORDER_BACKLOG_WARNING", 10_000, 0),
     )
 
 
@@ -297,6 +295,13 @@ class Settings:
     control_reply_timeout_s: int = 3
     #: Reconciler, worker-loss limit and publish bound (R1, R2).
     reliability: ReliabilityConfig = field(default_factory=ReliabilityConfig)
+    #: Queue health thresholds (M4), also the performance page's retry-rate flag.
+    health: HealthThresholds = field(default_factory=HealthThresholds)
+    #: The program supervisord runs this process as: supervisord sets SUPERVISOR_PROCESS_NAME
+    #: and SUPERVISOR_GROUP_NAME (default: the process name) in its environment; empty
+    #: outside supervisord. A worker publishes them so restarts can find its program (W2).
+    supervisor_process_name: str = ""
+    supervisor_group_name: str = ""
 
     @property
     def visibility_timeout_s(self) -> int:
@@ -319,46 +324,49 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     Raises:
         ConfigError: a variable is present but unusable.
     """
-    keys = _csv(environ, "CELERIAC_ENCRYPTION_KEYS")
+    keys = env_csv(environ, "CELERIAC_ENCRYPTION_KEYS")
     return Settings(
         database_url=_database_url(environ),
         redis_url=environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
         secret_key=environ.get("SECRET_KEY") or "dev-insecure-change-me",
-        port=_int(environ, "PORT", 8000, 1),
-        flower_port=_int(environ, "FLOWER_PORT", 5555, 1),
+        port=env_int(environ, "PORT", 8000, 1),
+        flower_port=env_int(environ, "FLOWER_PORT", 5555, 1),
         flower_url=environ.get("FLOWER_URL", ""),
-        max_delay_s=_int(environ, "CELERIAC_MAX_DELAY_S", 900, 0),
-        max_timeout_s=_int(environ, "CELERIAC_MAX_TIMEOUT_S", 900, 1),
-        default_timeout_s=_int(environ, "CELERIAC_DEFAULT_TIMEOUT_S", 300, 1),
-        max_body_bytes=_int(environ, "CELERIAC_MAX_BODY_BYTES", 1024 * 1024, 1024),
-        max_payload_depth=_int(environ, "CELERIAC_MAX_PAYLOAD_DEPTH", 64, 2),
-        trusted_proxies=_int(environ, "CELERIAC_TRUSTED_PROXIES", 0, 0),
-        max_result_chars=_int(environ, "CELERIAC_MAX_RESULT_CHARS", 10_000, 100),
-        worker_max_tasks_per_child=_int(environ, "CELERIAC_WORKER_MAX_TASKS_PER_CHILD", 1000, 1),
-        worker_max_memory_per_child_kb=_int(environ, "CELERIAC_WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, 1024),
-        worker_lost_retry_delay_s=_int(environ, "CELERIAC_WORKER_LOST_RETRY_DELAY_S", 5, 0),
-        tracking_enabled=_bool(environ, "CELERIAC_TRACKING", True),
-        recorder_batch_size=_int(environ, "CELERIAC_RECORDER_BATCH_SIZE", 500, 1),
-        recorder_block_ms=_int(environ, "CELERIAC_RECORDER_BLOCK_MS", 200, 1),
-        recorder_linger_ms=_int(environ, "CELERIAC_RECORDER_LINGER_MS", 100, 0),
-        event_buffer_size=_int(environ, "CELERIAC_EVENT_BUFFER_SIZE", 64, 1),
-        event_flush_ms=_int(environ, "CELERIAC_EVENT_FLUSH_MS", 20, 1),
+        max_delay_s=env_int(environ, "CELERIAC_MAX_DELAY_S", 900, 0),
+        max_timeout_s=env_int(environ, "CELERIAC_MAX_TIMEOUT_S", 900, 1),
+        default_timeout_s=env_int(environ, "CELERIAC_DEFAULT_TIMEOUT_S", 300, 1),
+        max_body_bytes=env_int(environ, "CELERIAC_MAX_BODY_BYTES", 1024 * 1024, 1024),
+        max_payload_depth=env_int(environ, "CELERIAC_MAX_PAYLOAD_DEPTH", 64, 2),
+        trusted_proxies=env_int(environ, "CELERIAC_TRUSTED_PROXIES", 0, 0),
+        max_result_chars=env_int(environ, "CELERIAC_MAX_RESULT_CHARS", 10_000, 100),
+        worker_max_tasks_per_child=env_int(environ, "CELERIAC_WORKER_MAX_TASKS_PER_CHILD", 1000, 1),
+        worker_max_memory_per_child_kb=env_int(environ, "CELERIAC_WORKER_MAX_MEMORY_PER_CHILD_KB", 512_000, 1024),
+        worker_lost_retry_delay_s=env_int(environ, "CELERIAC_WORKER_LOST_RETRY_DELAY_S", 5, 0),
+        tracking_enabled=env_bool(environ, "CELERIAC_TRACKING", True),
+        recorder_batch_size=env_int(environ, "CELERIAC_RECORDER_BATCH_SIZE", 500, 1),
+        recorder_block_ms=env_int(environ, "CELERIAC_RECORDER_BLOCK_MS", 200, 1),
+        recorder_linger_ms=env_int(environ, "CELERIAC_RECORDER_LINGER_MS", 100, 0),
+        event_buffer_size=env_int(environ, "CELERIAC_EVENT_BUFFER_SIZE", 64, 1),
+        event_flush_ms=env_int(environ, "CELERIAC_EVENT_FLUSH_MS", 20, 1),
         encryption_keys=keys,
-        max_batch_jobs=_int(environ, "CELERIAC_MAX_BATCH_JOBS", 10_000, 1),
+        max_batch_jobs=env_int(environ, "CELERIAC_MAX_BATCH_JOBS", 10_000, 1),
         queue_rate_limits=_queue_rate_limits(environ.get("CELERIAC_QUEUE_RATE_LIMITS", "")),
-        rate_limit_hold_ms=_int(environ, "CELERIAC_RATE_LIMIT_HOLD_MS", 1000, 0),
-        task_modules=_csv(environ, "CELERIAC_TASK_MODULES"),
+        rate_limit_hold_ms=env_int(environ, "CELERIAC_RATE_LIMIT_HOLD_MS", 1000, 0),
+        task_modules=env_csv(environ, "CELERIAC_TASK_MODULES"),
         default_tenant=environ.get("CELERIAC_DEFAULT_TENANT") or "default",
-        secure_cookies=_bool(environ, "CELERIAC_SECURE_COOKIES", False),
+        secure_cookies=env_bool(environ, "CELERIAC_SECURE_COOKIES", False),
         escalation=_escalation(environ),
-        retention_days=_int(environ, "CELERIAC_RETENTION_DAYS", 30, 1),
-        failed_retention_days=_int(environ, "CELERIAC_FAILED_RETENTION_DAYS", 90, 1),
-        retention_batch_size=_int(environ, "CELERIAC_RETENTION_BATCH_SIZE", 1000, 1),
+        retention_days=env_int(environ, "CELERIAC_RETENTION_DAYS", 30, 1),
+        failed_retention_days=env_int(environ, "CELERIAC_FAILED_RETENTION_DAYS", 90, 1),
+        retention_batch_size=env_int(environ, "CELERIAC_RETENTION_BATCH_SIZE", 1000, 1),
         monitoring=_monitoring(environ),
         supervisor_url=environ.get("CELERIAC_SUPERVISOR_URL", "").strip(),
-        queue_pause_check_s=_int(environ, "CELERIAC_QUEUE_PAUSE_CHECK_S", 2, 1),
-        control_reply_timeout_s=_int(environ, "CELERIAC_CONTROL_REPLY_TIMEOUT_S", 3, 1),
+        queue_pause_check_s=env_int(environ, "CELERIAC_QUEUE_PAUSE_CHECK_S", 2, 1),
+        control_reply_timeout_s=env_int(environ, "CELERIAC_CONTROL_REPLY_TIMEOUT_S", 3, 1),
         reliability=_reliability(environ),
+        health=_health(environ),
+        supervisor_process_name=environ.get("SUPERVISOR_PROCESS_NAME", ""),
+        supervisor_group_name=environ.get("SUPERVISOR_GROUP_NAME") or environ.get("SUPERVISOR_PROCESS_NAME", ""),
     )
 
 

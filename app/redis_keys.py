@@ -28,14 +28,32 @@ Key map (key -> type -> writer -> TTL):
     celeriac:login:failures:<address>  string  app.services.login_throttle (a counter)  LoginLimits.window_s
     celeriac:login:account-failures:<e-mail digest>  string  same  same
     celeriac:login:pair-failures:<e-mail digest>:<address>  string  same  same
+    celeriac:events:dead            stream  recorder (events it could not apply)  none
+    celeriac:held:<job id>          string  app.composition.hub (spec of a job not yet published)  none
+    celeriac:deps:<job id>          set     app.composition.hub (dependencies still awaited)  none
+    celeriac:dependants:<job id>    set     app.composition.hub (held jobs waiting for this one)  none
+    celeriac:awaited                set     app.composition.hub (job ids that have dependants)  none
+    celeriac:batch:<id>             hash    app.composition.hub (counters, callback ids)  BATCH_FINISHED_TTL_S once done
+    celeriac:batch:<id>:done        set     app.composition.hub (jobs already counted)  same
+    celeriac:chain:<id>             hash    app.composition.hub (catch: the catch job's id)  none
+    celeriac:unique:<tenant>:<class>:<identity>  string  app.composition.hub (id of the lock holder)  unique_for
+    celeriac:outbox                 list    app.composition.hub (released specs to publish)  none
+    celeriac:outbox:inflight        list    app.composition.followups (taken, not yet published)  none
+
+The composition keys are also built inside hub.py's Lua scripts, from PREFIX and the same
+suffixes: change both together.
 """
 
 from __future__ import annotations
 
-#: One prefix for everything we write, apart from Celery's own queues.
-PREFIX = "celeriac:"
-#: Stream of compact execution events; the durable hand-off between workers and SQL.
-EVENTS_STREAM = PREFIX + "events"
+# The keys a worker process needs live in the worker-side package, under the same names.
+from celeriac.keys import CANCEL_MARK_TTL_S as CANCEL_MARK_TTL_S
+from celeriac.keys import CANCELLED_RECENT as CANCELLED_RECENT
+from celeriac.keys import CANCELLED_VERSION as CANCELLED_VERSION
+from celeriac.keys import EVENTS_STREAM as EVENTS_STREAM
+from celeriac.keys import PREFIX as PREFIX
+from celeriac.keys import cancelled as cancelled
+
 #: Consumer group of the recorder processes on EVENTS_STREAM.
 RECORDER_GROUP = "recorder"
 #: Hash of recorder figures (lag percentiles, rows written, last batch time).
@@ -46,18 +64,6 @@ RECORDER_HEARTBEAT = PREFIX + "recorder:heartbeat"
 RECORDER_HEARTBEAT_TTL_S = 30
 #: RedBeat's key prefix (set as `redbeat_key_prefix`).
 REDBEAT_PREFIX = PREFIX + "redbeat:"
-#: How long a cancel mark outlives the cancel: longer than any message can stay queued
-#: (the visibility timeout is at most a few hours), so a revoked job never runs later.
-CANCEL_MARK_TTL_S = 7 * 24 * 3600
-#: Sorted set of cancelled job ids (score: when), what workers' cancel caches read.
-CANCELLED_RECENT = PREFIX + "cancelled:recent"
-#: Counter bumped by every change of the cancel marks; workers re-read the set when it moves.
-CANCELLED_VERSION = PREFIX + "cancelled:version"
-
-
-def cancelled(job_id: str) -> str:
-    """Key marking a job as cancelled; checked by every task before it runs."""
-    return f"{PREFIX}cancelled:{job_id}"
 
 
 def demo_flaky(key: str) -> str:
@@ -161,3 +167,52 @@ CONTROL_STATE_TTL_S = 60
 def worker_control(hostname: str) -> str:
     """JSON of what a worker wants to consume and how it runs (W2, app.control.worker_side)."""
     return f"{PREFIX}control:worker:{hostname}"
+
+
+#: Events the recorder could not apply, with the error (kept for inspection, never retried).
+DEAD_EVENTS_STREAM = PREFIX + "events:dead"
+
+# -- composition (app.composition.hub): held jobs, dependencies, batches, chains, unique locks.
+#: Specs of released jobs waiting to be published (pushed by the hub's scripts).
+OUTBOX = PREFIX + "outbox"
+#: Released jobs a drainer took but has not published yet (recovered at start-up).
+OUTBOX_INFLIGHT = OUTBOX + ":inflight"
+#: Job ids that have dependants (one SMISMEMBER per batch of finished jobs).
+AWAITED = PREFIX + "awaited"
+#: Counters of a finished batch are kept this long for late replays, then expire.
+BATCH_FINISHED_TTL_S = 7 * 24 * 3600
+
+
+def held_job(job_id: str) -> str:
+    """Spec of a job accepted but not yet published (a dependant, a later chain step, a callback)."""
+    return f"{PREFIX}held:{job_id}"
+
+
+def job_dependencies(job_id: str) -> str:
+    """Dependencies the held job `job_id` still waits for."""
+    return f"{PREFIX}deps:{job_id}"
+
+
+def job_dependants(job_id: str) -> str:
+    """Held jobs waiting for `job_id` to finish."""
+    return f"{PREFIX}dependants:{job_id}"
+
+
+def batch(batch_id: str) -> str:
+    """A batch's counters (total, processed, failed, allow, cancelled) and callback ids."""
+    return f"{PREFIX}batch:{batch_id}"
+
+
+def batch_done(batch_id: str) -> str:
+    """Jobs of the batch already counted, so a replayed finish counts nothing."""
+    return batch(batch_id) + ":done"
+
+
+def chain(chain_id: str) -> str:
+    """A chain's state (catch: the catch job's id)."""
+    return f"{PREFIX}chain:{chain_id}"
+
+
+def unique_lock(tenant_id: str, job_class: str, identity: str) -> str:
+    """Id of the job holding this unique lock (TTL: the class's unique_for)."""
+    return f"{PREFIX}unique:{tenant_id}:{job_class}:{identity}"

@@ -1,4 +1,8 @@
-"""The audit trail of actions from the API and the console: who did what, to what, from where."""
+"""The audit trail of the API, the console and the CLI: who did what, to what, from where.
+
+Every audit row ops_ui writes goes through `record_entry` (app.services.audit.record, then
+commit); the helpers below only say who the actor is and which tenant the row is filed under.
+"""
 
 from __future__ import annotations
 
@@ -24,21 +28,47 @@ def request_reason() -> str | None:
     return raw.strip()[:MAX_REASON_CHARS]
 
 
-def record_action(action: str, target_type: str, target_id: str, **fields: Any) -> None:
-    """Audit `action` by the request's principal (actor, tenant, IP) and commit it at once.
+def record_entry(actor: str, action: str, tenant_id: str | None, **fields: Any) -> None:
+    """Write one audit row and commit it (with whatever else the session holds) at once.
 
-    `fields` are audit.record's optional ones (before, after, reason, outcome); the reason
-    defaults to the one the request carried.
+    `fields` are audit.record's optional ones (target_type, target_id, before, after, ip,
+    outcome, reason).
+    """
+    audit.record(sql(), actor=actor, action=action, tenant_id=tenant_id, **fields)
+    sql().commit()
+
+
+def record_action(action: str, target_type: str, target_id: str, **fields: Any) -> None:
+    """Audit `action` by the request's principal, filed under the principal's tenant."""
+    record_action_for(g.principal.tenant_id, action, target_type, target_id, **fields)
+
+
+def record_action_for(tenant_id: str | None, action: str, target_type: str, target_id: str, **fields: Any) -> None:
+    """Audit `action` by the request's principal (actor, IP), filed under `tenant_id`.
+
+    Admin changes to a token or user are filed under the tenant of what changed: a superadmin
+    has no tenant of their own, and there that tenant's admins see it in their audit log. The
+    reason defaults to the one the request carried.
     """
     fields.setdefault("reason", request_reason())
-    audit.record(
-        sql(),
-        actor=g.principal.actor,
-        action=action,
-        tenant_id=g.principal.tenant_id,
+    record_entry(
+        g.principal.actor,
+        action,
+        tenant_id,
         target_type=target_type,
         target_id=target_id,
         ip=request.remote_addr,
         **fields,
     )
-    sql().commit()
+
+
+def record_cli_action(
+    action: str,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    *,
+    tenant_id: str | None = None,
+    **fields: Any,
+) -> None:
+    """Audit `action` by the command line (actor "cli", no address)."""
+    record_entry("cli", action, tenant_id, target_type=target_type, target_id=target_id, **fields)

@@ -3,7 +3,8 @@
 The environment is set here, before any `app` module reads its settings. Redis: a
 database number of its own, flushed at the end. SQL: a temporary SQLite file, or a
 PostgreSQL database of its own when CELERIAC_TEST_DB=postgresql (dropped at the end).
-Under CI=true a missing backend fails the run instead of skipping.
+A PostgreSQL run with no PostgreSQL fails at once (`make test` asks scripts/pg_available.py
+first and skips that run locally when nothing answers, so asking for it means wanting it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,11 +28,10 @@ _TMP = Path(tempfile.mkdtemp(prefix="celeriac-tests-"))
 _cleanups: list[Callable[[], None]] = []
 
 
-def _fail_or_skip(message: str) -> None:
-    if IN_CI:
-        raise RuntimeError(message)
-    print(f"SKIPPING: {message}", file=sys.stderr)
-    sys.exit(0)
+def _refuse_to_run(message: str) -> None:
+    """Stop the session with a usage error: a run that cannot test what was asked is not green."""
+    print(f"ERROR: {message}", file=sys.stderr)
+    pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 _CLAIM = "celeriac:tests:claim"
@@ -93,7 +94,10 @@ def _resolve_database() -> str:
         with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.Error as exc:
-        _fail_or_skip(f"PostgreSQL is not reachable for tests: {exc}")
+        _refuse_to_run(
+            f"CELERIAC_TEST_DB=postgresql, but PostgreSQL is not reachable at {admin_url} "
+            f"(TEST_POSTGRES_ADMIN_URL): {exc}. Start PostgreSQL, or unset CELERIAC_TEST_DB to test on SQLite."
+        )
 
     def drop() -> None:
         from app.db import get_engine
@@ -216,17 +220,43 @@ def unique() -> str:
 @pytest.fixture()
 def recording_publisher() -> Iterator[list[Any]]:
     """Publishes nothing; lists what would have been sent to the broker."""
-    from app.jobs.dispatch import set_publisher
+    from app.backends.current import replaced
+    from app.backends.twins import MemoryPublisher
 
-    sent: list[Any] = []
+    publisher = MemoryPublisher()
+    with replaced(publisher=publisher):
+        yield publisher.published
 
-    class Recording:
-        def publish(self, job: Any) -> None:
-            sent.append(job)
 
-    previous = set_publisher(Recording())
-    yield sent
-    set_publisher(previous)
+@pytest.fixture()
+def twins() -> Iterator[Any]:
+    """In-memory twins of every backend (app.backends.twins) in place of Celery, Redis and
+    RedBeat for the test; the registry stays the real one (the Celery app's task table, no I/O)."""
+    from app.backends import current
+    from app.backends.twins import twins as make_twins
+
+    used = make_twins(registry=current.backends().registry)
+    previous = current.install(used)
+    yield used
+    current.install(previous)
+
+
+@pytest.fixture()
+def no_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any command the test itself sends to a Redis server fails it: proof that twins stood in.
+
+    Only this thread is watched: a recorder or event flusher another fixture left running
+    in the background keeps its own Redis.
+    """
+    original = redis.connection.AbstractConnection.send_packed_command
+    test_thread = threading.current_thread()
+
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is not test_thread:
+            return original(self, *args, **kwargs)
+        raise AssertionError("this test runs on in-memory twins and must not reach Redis")
+
+    monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", refuse)
 
 
 def assert_problem(response: Any, status: int) -> dict[str, Any]:

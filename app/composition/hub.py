@@ -7,7 +7,8 @@ a script: its spec is pushed onto the outbox list in the same script, and
 `app.composition.outbox` publishes it, so a crash between the decision and the publish
 leaves the job in the outbox instead of losing it.
 
-Keys (all under `celeriac:`):
+Keys (all under `celeriac:`; named in app.redis_keys, and built from the same prefix and
+suffixes inside the scripts below):
 
     held:<job id>          string  spec of a job accepted but not yet published
     deps:<job id>          set     dependencies the held job still waits for
@@ -32,36 +33,6 @@ from typing import Any, cast
 import redis
 
 from app import redis_keys
-
-PREFIX = redis_keys.PREFIX
-OUTBOX = PREFIX + "outbox"
-AWAITED = PREFIX + "awaited"
-#: Counters of a finished batch are kept this long for late replays, then expire.
-FINISHED_TTL_S = 7 * 24 * 3600
-
-
-def held_key(job_id: str) -> str:
-    return f"{PREFIX}held:{job_id}"
-
-
-def deps_key(job_id: str) -> str:
-    return f"{PREFIX}deps:{job_id}"
-
-
-def dependants_key(job_id: str) -> str:
-    return f"{PREFIX}dependants:{job_id}"
-
-
-def batch_key(batch_id: str) -> str:
-    return f"{PREFIX}batch:{batch_id}"
-
-
-def chain_key(chain_id: str) -> str:
-    return f"{PREFIX}chain:{chain_id}"
-
-
-def unique_key(tenant_id: str, job_class: str, identity: str) -> str:
-    return f"{PREFIX}unique:{tenant_id}:{job_class}:{identity}"
 
 
 def payload_identity(payload: dict[str, Any], keys: Sequence[str] = ()) -> str:
@@ -203,14 +174,14 @@ class Hub:
     # -- held jobs and dependencies -------------------------------------------------
     def hold(self, job_id: str, spec: dict[str, Any], depends_on: Iterable[str]) -> None:
         """Keep `spec` until every job of `depends_on` completed (none: until taken)."""
-        self._hold(args=[PREFIX, job_id, json.dumps(spec), *depends_on])
+        self._hold(args=[redis_keys.PREFIX, job_id, json.dumps(spec), *depends_on])
 
     def resolve(self, dep_id: str, outcome: str, reason: str) -> tuple[list[str], list[str]]:
         """`dep_id` finished with `outcome`: release or cancel its dependants, once.
 
         Returns (released ids, cancelled ids).
         """
-        raw = cast(list[bytes], self._resolve(args=[PREFIX, dep_id, outcome, reason, repr(time.time())]))
+        raw = cast(list[bytes], self._resolve(args=[redis_keys.PREFIX, dep_id, outcome, reason, repr(time.time())]))
         ids = [item.decode() for item in raw]
         split = ids.index("|")
         return ids[:split], ids[split + 1 :]
@@ -219,71 +190,73 @@ class Hub:
         """Which of `job_ids` have dependants (one round trip for a whole recorder batch)."""
         if not job_ids:
             return []
-        flags = cast(list[int], self.redis.smismember(AWAITED, list(job_ids)))
+        flags = cast(list[int], self.redis.smismember(redis_keys.AWAITED, list(job_ids)))
         return [job_id for job_id, flag in zip(job_ids, flags, strict=True) if flag]
 
     def take_held(self, job_id: str, to_outbox: bool = False) -> dict[str, Any] | None:
         """Remove a held job's spec (a cancel), or move it to the outbox (a release)."""
-        raw = self._take_held(keys=[held_key(job_id)], args=["1" if to_outbox else "", OUTBOX])
+        raw = self._take_held(keys=[redis_keys.held_job(job_id)], args=["1" if to_outbox else "", redis_keys.OUTBOX])
         return json.loads(cast(bytes, raw)) if raw else None
 
     # -- batches and chains -------------------------------------------------------------
     def open_batch(self, batch_id: str, total: int, allow_failures: int, callbacks: dict[str, str]) -> None:
         """Create the counters before any job is published (increment before publish)."""
         counters = {"total": total, "processed": 0, "failed": 0, "allow": allow_failures}
-        self.redis.hset(batch_key(batch_id), mapping=cast(Any, {**counters, **callbacks}))
+        self.redis.hset(redis_keys.batch(batch_id), mapping=cast(Any, {**counters, **callbacks}))
 
     def account_batch_job(self, batch_id: str, job_id: str, failed: bool) -> list[str] | None:
         """Count a finished job of a batch; returns the callbacks this call released, or None
         when the batch's counters are gone (see app.composition.resync)."""
         raw = cast(
             list[bytes],
-            self._batch_account(args=[PREFIX, batch_id, job_id, "1" if failed else "0", FINISHED_TTL_S]),
+            self._batch_account(
+                args=[redis_keys.PREFIX, batch_id, job_id, "1" if failed else "0", redis_keys.BATCH_FINISHED_TTL_S]
+            ),
         )
         released = [item.decode() for item in raw]
         return None if released == ["?"] else released
 
     def has_batch(self, batch_id: str) -> bool:
-        return bool(self.redis.exists(batch_key(batch_id)))
+        return bool(self.redis.exists(redis_keys.batch(batch_id)))
 
     def has_chain(self, chain_id: str) -> bool:
-        return bool(self.redis.exists(chain_key(chain_id)))
+        return bool(self.redis.exists(redis_keys.chain(chain_id)))
 
     def held(self, job_ids: Sequence[str]) -> list[bool]:
         """Whether each of `job_ids` is held (one round trip)."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.exists(held_key(job_id))
+            pipe.exists(redis_keys.held_job(job_id))
         return [bool(found) for found in pipe.execute()]
 
     def restore_batch(self, batch_id: str, counters: dict[str, Any], claimed: Iterable[str]) -> None:
         """Counters of a batch whose hash Redis lost (processed counts start at 0: the caller
         accounts its finished jobs again); `claimed`: callbacks that already ran."""
-        key = batch_key(batch_id)
+        key = redis_keys.batch(batch_id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(key, key + ":done")
+        pipe.delete(key, redis_keys.batch_done(batch_id))
         pipe.hset(key, mapping=cast(Any, {**counters, **{f"{name}_claimed": "1" for name in claimed}}))
         pipe.execute()
 
     def grow_batch(self, batch_id: str, n: int) -> int:
         """Add `n` to a running batch's total; -1 when it already finished or was cancelled."""
-        return int(cast(int, self._batch_add(args=[PREFIX, batch_id, n])))
+        return int(cast(int, self._batch_add(args=[redis_keys.PREFIX, batch_id, n])))
 
     def cancel_batch(self, batch_id: str) -> None:
-        self.redis.hset(batch_key(batch_id), "cancelled", "1")
+        self.redis.hset(redis_keys.batch(batch_id), "cancelled", "1")
 
     def batch_counters(self, batch_id: str) -> dict[str, int]:
-        raw = cast(dict[bytes, bytes], self.redis.hgetall(batch_key(batch_id)))
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(redis_keys.batch(batch_id)))
         numbers = ("total", "processed", "failed", "allow", "cancelled")
         return {k.decode(): int(v) for k, v in raw.items() if k.decode() in numbers}
 
     def open_chain(self, chain_id: str, catch_id: str | None) -> None:
         if catch_id:
-            self.redis.hset(chain_key(chain_id), "catch", catch_id)
+            self.redis.hset(redis_keys.chain(chain_id), "catch", catch_id)
 
     def release_chain_catch(self, chain_id: str) -> bool:
         """A step failed: queue the chain's catch job, once."""
-        catch_id = self.redis.hget(chain_key(chain_id), "catch")
+        catch_id = self.redis.hget(redis_keys.chain(chain_id), "catch")
         if catch_id is None:
             return False
         return self.take_held(cast(bytes, catch_id).decode(), to_outbox=True) is not None

@@ -54,3 +54,23 @@ for _n in range(BUCKETS):
     setattr(JobStatsMinute, f"b{_n}", mapped_column(f"b{_n}", Integer, nullable=False, default=0))
     # w0..w13: waits in bucket n, same bounds.
     setattr(JobStatsMinute, f"w{_n}", mapped_column(f"w{_n}", Integer, nullable=False, default=0))
+
+
+#: Counters merged by adding: the recorder's upsert adds a batch's minute to the stored one,
+#: and every reader (windows, health, /metrics) sums them over minutes.
+SUMMED_COLUMNS: tuple[str, ...] = (
+    "completed",
+    "failed",
+    "cancelled",
+    "retried",
+    "runtime_count",
+    "runtime_sum_ms",
+    "memory_count",
+    "memory_sum_mb",
+    "wait_count",
+    "wait_sum_ms",
+    *(f"b{n}" for n in range(BUCKETS)),
+    *(f"w{n}" for n in range(BUCKETS)),
+)
+#: Columns merged by keeping the larger value.
+MAXED_COLUMNS: tuple[str, ...] = ("runtime_max_ms", "wait_max_ms")

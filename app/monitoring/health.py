@@ -2,62 +2,22 @@
 
 Built from what stats already read cheaply: per-queue stats (aggregates and indexed live
 counts), the recent minutes of the aggregates (wait histogram, retries), the worker
-registry, the recorder's heartbeat and backlog, and stuck jobs. Thresholds come from the
-environment; defaults are SPEC.md's.
+registry, the recorder's heartbeat and backlog, and stuck jobs. Thresholds are settings
+(`app.config.HealthThresholds`); defaults are SPEC.md's.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.monitoring.aggregates import WindowStats
+from app.config import HealthThresholds
+from app.kernel.aggregates import WindowStats
 from app.monitoring.workers import ONLINE, WorkerInfo
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
 _RANK = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    pending_warning: int = 1000
-    failed_warning: int = 100
-    #: SPEC.md: the p95 queue wait (start minus max(created, eta)) over the recent window, ms.
-    wait_warning_ms: int = 500
-    #: The recent window the wait p95 and the retry rate are read from, seconds.
-    recent_window_s: int = 600
-    #: A queue whose oldest ready pending job has waited longer than this (s): nothing starts.
-    oldest_pending_warning_s: int = 60
-    #: Share of the attempts that ended in the recent window and ended in a retry.
-    retry_rate_warning: float = 0.2
-    #: Fewer waits or ended attempts than this in the window are too few to judge.
-    min_samples: int = 10
-    recorder_backlog_warning: int = 10_000
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Thresholds:
-        env = os.environ if environ is None else environ
-
-        def number(name: str, default: int) -> int:
-            raw = env.get(name)
-            return int(raw) if raw not in (None, "") else default
-
-        def share(name: str, default: float) -> float:
-            raw = env.get(name)
-            return float(raw) if raw not in (None, "") else default
-
-        return cls(
-            pending_warning=number("CELERIAC_HEALTH_PENDING_WARNING", cls.pending_warning),
-            failed_warning=number("CELERIAC_HEALTH_FAILED_WARNING", cls.failed_warning),
-            wait_warning_ms=number("CELERIAC_HEALTH_WAIT_WARNING_MS", cls.wait_warning_ms),
-            recent_window_s=max(60, number("CELERIAC_HEALTH_RECENT_WINDOW_S", cls.recent_window_s)),
-            oldest_pending_warning_s=number("CELERIAC_HEALTH_OLDEST_PENDING_WARNING_S", cls.oldest_pending_warning_s),
-            retry_rate_warning=share("CELERIAC_HEALTH_RETRY_RATE_WARNING", cls.retry_rate_warning),
-            min_samples=max(1, number("CELERIAC_HEALTH_MIN_SAMPLES", cls.min_samples)),
-            recorder_backlog_warning=number("CELERIAC_HEALTH_RECORDER_BACKLOG_WARNING", cls.recorder_backlog_warning),
-        )
 
 
 @dataclass
@@ -91,7 +51,7 @@ def assess(
     recorder: Mapping[Any, Any],
     recorder_alive: bool,
     stuck: int,
-    limits: Thresholds,
+    limits: HealthThresholds,
     recent: Mapping[str, WindowStats] | None = None,
 ) -> Report:
     """Judge the figures; every issue comes with a concrete next step.
@@ -136,7 +96,11 @@ def assess(
 
 
 def _assess_queue(
-    report: Report, stats: dict[str, Any], online: list[WorkerInfo], limits: Thresholds, recent: WindowStats | None
+    report: Report,
+    stats: dict[str, Any],
+    online: list[WorkerInfo],
+    limits: HealthThresholds,
+    recent: WindowStats | None,
 ) -> None:
     name = stats["queue"]
     consuming = [w for w in online if name in w.heartbeat.queues]
@@ -181,7 +145,7 @@ def _assess_queue(
 
 
 def _assess_recent(
-    report: Report, name: str, pending: int, workers_text: str, limits: Thresholds, recent: WindowStats
+    report: Report, name: str, pending: int, workers_text: str, limits: HealthThresholds, recent: WindowStats
 ) -> None:
     """The p95 wait (SPEC.md) and the retry rate over the recent window, when there are enough samples."""
     window = f"{limits.recent_window_s // 60} min"

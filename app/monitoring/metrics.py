@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from app import redis_keys
 from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution, JobStatsMinute
-from app.models.job_stats import BUCKETS, RUNTIME_BOUNDS_MS
+from app.models.job_stats import BUCKETS, RUNTIME_BOUNDS_MS, SUMMED_COLUMNS
 from app.monitoring.planner import dialect_of, rare
-from app.services.queue_stats import broker_depths
+from app.monitoring.queue_stats import broker_depths
 
 #: Kinds of recovery counted (app.recording.reconcile, app.recording.worker_loss; R1).
 RECOVERIES = (
@@ -40,18 +40,6 @@ RECOVERIES = (
 
 #: Queues always reported, besides those that ran jobs in the last day.
 DEFAULT_QUEUES = ("high", "default", "low")
-_SUMMED = (
-    "completed",
-    "failed",
-    "cancelled",
-    "retried",
-    "runtime_count",
-    "runtime_sum_ms",
-    "wait_count",
-    "wait_sum_ms",
-    *(f"b{n}" for n in range(BUCKETS)),
-    *(f"w{n}" for n in range(BUCKETS)),
-)
 
 
 @dataclass
@@ -106,14 +94,16 @@ def take(session: Session, redis_client: Any, tenant_id: str | None, now: dateti
     now = now or datetime.now(UTC)
     snap = Snapshot()
     table = JobStatsMinute.__table__
-    sums = [func.sum(table.c[name]) for name in _SUMMED]
+    # The model's own list, so a counter added there is summed here too (the memory columns
+    # come along unused: /metrics reports no memory figure).
+    sums = [func.sum(table.c[name]) for name in SUMMED_COLUMNS]
     rows = session.execute(
         _scoped(select(table.c.queue, table.c.job_class, *sums), table.c.tenant_id, tenant_id).group_by(
             table.c.queue, table.c.job_class
         )
     ).all()
     for queue, job_class, *values in rows:
-        named = dict(zip(_SUMMED, (int(v or 0) for v in values), strict=True))
+        named = dict(zip(SUMMED_COLUMNS, (int(v or 0) for v in values), strict=True))
         for status in ("completed", "failed", "cancelled"):
             snap.finished[(queue, job_class, status)] = named[status]
         snap.retried[(queue, job_class)] = named["retried"]

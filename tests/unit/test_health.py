@@ -6,8 +6,11 @@ import time
 import uuid
 from typing import Any
 
-from app.monitoring.aggregates import BUCKETS, MinuteStats, WindowStats
-from app.monitoring.health import CRITICAL, HEALTHY, WARNING, Thresholds, assess
+import pytest
+
+from app.config import ConfigError, HealthThresholds, load_settings
+from app.kernel.aggregates import BUCKETS, MinuteStats, WindowStats
+from app.monitoring.health import CRITICAL, HEALTHY, WARNING, assess
 from app.monitoring.workers import ONLINE, Heartbeat, WorkerInfo
 
 
@@ -25,12 +28,13 @@ ALIVE = {b"backlog": b"0"}
 
 
 def test_all_quiet_is_healthy() -> None:
-    report = assess([queue("default")], [worker(["default"])], ALIVE, True, 0, Thresholds())
+    report = assess([queue("default")], [worker(["default"])], ALIVE, True, 0, HealthThresholds())
     assert report.as_dict() == {"status": HEALTHY, "issues": [], "recommendations": []}
 
 
 def test_backlog_with_few_workers_is_a_warning_with_advice() -> None:
-    report = assess([queue("emails", pending=4200, oldest=540)], [worker(["emails"])], ALIVE, True, 0, Thresholds())
+    emails = [queue("emails", pending=4200, oldest=540)]
+    report = assess(emails, [worker(["emails"])], ALIVE, True, 0, HealthThresholds())
     assert report.status == WARNING
     assert report.recommendations == [
         "queue emails: 4,200 pending, oldest 9 min, 1 worker consuming - add workers or raise concurrency"
@@ -38,16 +42,16 @@ def test_backlog_with_few_workers_is_a_warning_with_advice() -> None:
 
 
 def test_no_worker_or_no_recorder_or_unconsumed_queue_is_critical() -> None:
-    assert assess([], [], ALIVE, True, 0, Thresholds()).status == CRITICAL
-    assert assess([], [worker(["default"])], ALIVE, False, 0, Thresholds()).status == CRITICAL
-    orphan = assess([queue("reports", pending=3)], [worker(["default"])], ALIVE, True, 0, Thresholds())
+    assert assess([], [], ALIVE, True, 0, HealthThresholds()).status == CRITICAL
+    assert assess([], [worker(["default"])], ALIVE, False, 0, HealthThresholds()).status == CRITICAL
+    orphan = assess([queue("reports", pending=3)], [worker(["default"])], ALIVE, True, 0, HealthThresholds())
     assert orphan.status == CRITICAL and "-Q reports" in orphan.recommendations[0]
 
 
 def test_waits_failures_backlog_and_stuck_jobs_are_warnings_with_configurable_thresholds() -> None:
-    limits = Thresholds.from_environ(
+    limits = load_settings(
         {"CELERIAC_HEALTH_FAILED_WARNING": "5", "CELERIAC_HEALTH_OLDEST_PENDING_WARNING_S": "2"}
-    )
+    ).health
     assert limits.failed_warning == 5 and limits.oldest_pending_warning_s == 2
     online = [worker(["default"])]
     assert assess([queue("default", pending=1, oldest=1.0)], online, ALIVE, True, 0, limits).status == HEALTHY
@@ -76,7 +80,7 @@ def recent(waits_ms: list[int], completed: int = 0, retried: int = 0) -> WindowS
 
 def test_p95_wait_over_the_threshold_is_a_warning_with_concrete_advice() -> None:
     online = [worker(["emails"])]
-    limits = Thresholds()
+    limits = HealthThresholds()
     assert limits.wait_warning_ms == 500 and limits.recent_window_s == 600
     quick = {"emails": recent([40] * 19 + [900])}  # one slow start in twenty: p95 under 500 ms
     assert assess([queue("emails", pending=3)], online, ALIVE, True, 0, limits, quick).status == HEALTHY
@@ -93,20 +97,36 @@ def test_p95_wait_over_the_threshold_is_a_warning_with_concrete_advice() -> None
     ]
     few = {"emails": recent([2400] * 3)}  # below CELERIAC_HEALTH_MIN_SAMPLES: too few to judge
     assert assess([queue("emails")], online, ALIVE, True, 0, limits, few).status == HEALTHY
-    lenient = Thresholds.from_environ({"CELERIAC_HEALTH_WAIT_WARNING_MS": "5000"})
+    lenient = load_settings({"CELERIAC_HEALTH_WAIT_WARNING_MS": "5000"}).health
     assert assess([queue("emails")], online, ALIVE, True, 0, lenient, slow).status == HEALTHY
 
 
 def test_high_retry_rate_is_a_warning_with_a_configurable_threshold() -> None:
     online = [worker(["emails"])]
     flaky = {"emails": recent([], completed=60, retried=40)}
-    report = assess([queue("emails")], online, ALIVE, True, 0, Thresholds(), flaky)
+    report = assess([queue("emails")], online, ALIVE, True, 0, HealthThresholds(), flaky)
     assert report.status == WARNING
     assert "40 % of the attempts" in report.issues[0]["issue"] and "(40 of 100)" in report.issues[0]["issue"]
     assert "GET /api/monitoring/performance" in report.recommendations[0]
-    tolerant = Thresholds.from_environ({"CELERIAC_HEALTH_RETRY_RATE_WARNING": "0.5"})
+    tolerant = load_settings({"CELERIAC_HEALTH_RETRY_RATE_WARNING": "0.5"}).health
     assert tolerant.retry_rate_warning == 0.5
     assert assess([queue("emails")], online, ALIVE, True, 0, tolerant, flaky).status == HEALTHY
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("CELERIAC_HEALTH_PENDING_WARNING", "lots", "must be an integer"),
+        ("CELERIAC_HEALTH_RETRY_RATE_WARNING", "20%", "must be a number"),
+        ("CELERIAC_HEALTH_RETRY_RATE_WARNING", "1.5", "must be from 0.0 to 1.0"),
+        ("CELERIAC_HEALTH_RECENT_WINDOW_S", "30", "must be at least 60"),
+        ("CELERIAC_HEALTH_MIN_SAMPLES", "0", "must be at least 1"),
+    ],
+)
+def test_a_bad_threshold_stops_settings_loading_and_names_the_variable(name: str, value: str, problem: str) -> None:
+    """Checked once at start-up, not on each health poll (where it used to be a 500)."""
+    with pytest.raises(ConfigError, match=f"^{name} {problem}"):
+        load_settings({name: value})
 
 
 def test_health_endpoint_reports_for_the_tokens_tenant(client: Any, auth: Any) -> None:
@@ -118,7 +138,7 @@ def test_health_endpoint_reports_for_the_tokens_tenant(client: Any, auth: Any) -
 
 def test_health_endpoint_warns_of_slow_starts_from_the_recorded_waits(client: Any, auth: Any) -> None:
     from app.db import session_scope
-    from app.recording.apply import EventApplier
+    from app.kernel.apply import EventApplier
     from tests.unit.test_recording_apply import lifecycle
 
     tenant = f"h-{uuid.uuid4().hex[:6]}"

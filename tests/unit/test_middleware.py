@@ -170,8 +170,6 @@ class Logged(Job):
 def test_logging_logs_start_and_outcome_but_not_the_payload(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The test session's migration (alembic's fileConfig) disabled loggers that existed then.
-    monkeypatch.setattr(logging.getLogger("celeriac.jobs"), "disabled", False)
     with caplog.at_level(logging.INFO, logger="celeriac.jobs"):
         run(Logged, secret="hunter2").get()
     text = caplog.text

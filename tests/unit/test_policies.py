@@ -7,8 +7,8 @@ import random
 import pytest
 
 from app.config import ConfigError, load_settings
-from app.priority import from_broker_priority, is_valid_priority, to_broker_priority
-from app.services.retry_policy import calculate_retry_delay, should_retry
+from app.kernel.retry_policy import calculate_retry_delay, should_retry
+from celeriac.priority import from_broker_priority, is_valid_priority, to_broker_priority
 
 
 def test_list_backoff_repeats_its_last_value_and_is_capped() -> None:
@@ -61,6 +61,23 @@ def test_settings_defaults_and_validation() -> None:
         load_settings({"CELERIAC_MAX_TIMEOUT_S": "0"})
     with pytest.raises(ConfigError, match="true or false"):
         load_settings({"CELERIAC_TRACKING": "maybe"})
+
+
+def test_supervisor_identity_is_read_from_the_variables_supervisord_sets() -> None:
+    from app.control.worker_side import supervisor_identity
+
+    assert supervisor_identity(load_settings({})) is None
+    alone = load_settings({"SUPERVISOR_PROCESS_NAME": "worker"})
+    assert supervisor_identity(alone) == {"group": "worker", "process": "worker", "name": "worker:worker"}
+    grouped = load_settings({"SUPERVISOR_PROCESS_NAME": "worker", "SUPERVISOR_GROUP_NAME": "celeriac"})
+    assert supervisor_identity(grouped) == {"group": "celeriac", "process": "worker", "name": "celeriac:worker"}
+
+
+def test_plain_tasks_get_the_same_hard_limit_grace_as_job_classes() -> None:
+    import celeryconfig
+    from app.config import HARD_LIMIT_GRACE_S
+
+    assert celeryconfig.task_time_limit - celeryconfig.task_soft_time_limit == HARD_LIMIT_GRACE_S
 
 
 def test_env_file_is_read_and_environment_wins(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
