@@ -21,11 +21,9 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from app.config import get_settings
 from app.errors import ValidationError
-
-#: The single keyword argument that carries an encrypted payload.
-ENVELOPE_KEY = "__celeriac_encrypted__"
-#: What every API answer, page and log shows instead of encrypted data.
-REDACTED = "[encrypted]"
+from celeriac.sealed import ENVELOPE_KEY as ENVELOPE_KEY
+from celeriac.sealed import REDACTED as REDACTED
+from celeriac.sealed import is_sealed as is_sealed
 
 
 class EncryptionError(Exception):
@@ -77,10 +75,6 @@ def seal_payload(payload: dict[str, Any], keys: Sequence[str] | None = None) -> 
     return {ENVELOPE_KEY: seal(payload, keys)}
 
 
-def is_sealed(kwargs: Any) -> bool:
-    return isinstance(kwargs, dict) and len(kwargs) == 1 and isinstance(kwargs.get(ENVELOPE_KEY), str)
-
-
 def open_payload(kwargs: dict[str, Any], keys: Sequence[str] | None = None) -> dict[str, Any]:
     """The clear payload of a sealed envelope (the envelope itself if it is not sealed).
 
@@ -98,7 +92,7 @@ def open_payload(kwargs: dict[str, Any], keys: Sequence[str] | None = None) -> d
 # -- errors of encrypted jobs ----------------------------------------------------------
 
 #: Longest sealed error (the text of a `SealedError`), in characters. The recorder keeps
-#: error messages up to 2,000 characters (app.recording.events.MAX_ERROR_CHARS); the token,
+#: error messages up to 2,000 characters (celeriac.events.MAX_ERROR_CHARS); the token,
 #: behind "ValueError: " or a retry's "Retry in 30s: SealedError('...')", must fit whole,
 #: or it could not be opened again.
 MAX_SEALED_ERROR_CHARS = 1_900

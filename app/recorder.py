@@ -15,9 +15,7 @@ import os
 import signal
 import socket
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -25,77 +23,31 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from app import redis_keys
+from app.celery_app import celery_app
 from app.composition.recorder_hook import CompositionStep
 from app.config import Settings, get_settings
 from app.db import session_scope
 from app.failures.escalation import Escalator
-from app.failures.groups import NewFailure
+from app.jobs.celery_backend import sync_registry_definitions
+from app.kernel.apply import EventApplier
+from app.kernel.failure_groups import NewFailure
+from app.kernel.row_batch import Finished
 from app.models import JobDefinition
-from app.recording.apply import EventApplier, Finished
-from app.recording.storable import storable
+from app.recording.broker_view import Broker
+from app.recording.reconcile import Reconciler
+from app.recording.stream import Entry, RecorderStats, decode_entries
 from app.redis_client import get_redis
+from celeriac.storable import storable
 
 logger = logging.getLogger("app.recorder")
 
-#: Stream of events SQL refused on their own, kept for an operator to inspect.
-DEAD_STREAM = redis_keys.PREFIX + "events:dead"
 #: Pending events of another (dead) recorder are claimed after this many idle ms (a write
 #: takes well under a second; a recorder retrying through an SQL outage re-reads its own).
 CLAIM_IDLE_MS = 15_000
 #: Longest pause between attempts while SQL is unreachable, in seconds.
 MAX_BACKOFF_S = 5.0
-#: Lag samples kept for the percentiles.
-LAG_WINDOW = 10_000
 #: How often the definition-id cache is refreshed, in seconds.
 DEFINITIONS_REFRESH_S = 60.0
-
-Entry = tuple[bytes, dict[bytes, bytes]]
-
-
-@dataclass
-class RecorderStats:
-    """Counters the recorder publishes to Redis for /metrics and health."""
-
-    events: int = 0
-    batches: int = 0
-    dead: int = 0
-    failures: int = 0
-    lags_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LAG_WINDOW))
-
-    def percentile(self, q: float) -> float:
-        if not self.lags_ms:
-            return 0.0
-        ordered = sorted(self.lags_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def _is_event(value: Any) -> bool:
-    return isinstance(value, dict) and "id" in value and "t" in value
-
-
-def decode_entries(entries: Sequence[Entry]) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """Parse stream entries: one event (field "e") or a buffer's flush (field "b", a list).
-
-    Returns (events, ids of entries that held no event at all); every event carries its
-    entry's id as `_sid`, so an entry is acknowledged once all of its events are written.
-    """
-    events: list[dict[str, Any]] = []
-    junk: list[bytes] = []
-    for entry_id, fields in entries:
-        try:
-            decoded = json.loads(fields[b"b"]) if b"b" in fields else [json.loads(fields[b"e"])]
-            found = [event for event in decoded if _is_event(event)] if isinstance(decoded, list) else []
-        except (KeyError, ValueError):
-            found = []
-        if not found:
-            junk.append(entry_id)
-            continue
-        if len(found) < len(decoded):
-            logger.error("Recorder: entry %s held %d items that were not events", entry_id, len(decoded) - len(found))
-        for event in found:
-            event["_sid"] = entry_id
-        events.extend(found)
-    return events, junk
 
 
 class Recorder:
@@ -240,9 +192,10 @@ class Recorder:
             except OperationalError:
                 raise  # an outage after all: keep the events and retry later
             except Exception as exc:  # refused on its own (a malformed event)
-                logger.error("Recorder: event %s of job %s moved to %s: %s", event["t"], event["id"], DEAD_STREAM, exc)
+                dead = redis_keys.DEAD_EVENTS_STREAM
+                logger.error("Recorder: event %s of job %s moved to %s: %s", event["t"], event["id"], dead, exc)
                 clean = {k: v for k, v in event.items() if k != "_sid"}
-                self.redis.xadd(DEAD_STREAM, {"e": json.dumps(clean, default=str), "error": str(exc)[:1000]})
+                self.redis.xadd(dead, {"e": json.dumps(clean, default=str), "error": str(exc)[:1000]})
                 self.stats.dead += 1
             if last[event["_sid"]] == index:
                 self._ack([event["_sid"]])
@@ -309,19 +262,7 @@ class Recorder:
                 backlog = int(group.get("lag") or 0) + int(group.get("pending") or 0)
         self.backlog = backlog
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(
-            redis_keys.RECORDER_STATS,
-            mapping={
-                "lag_p50_ms": round(self.stats.percentile(0.50), 1),
-                "lag_p99_ms": round(self.stats.percentile(0.99), 1),
-                "events_total": self.stats.events,
-                "batches_total": self.stats.batches,
-                "dead_total": self.stats.dead,
-                "failures_total": self.stats.failures,
-                "backlog": backlog,
-                "updated_at": time.time(),
-            },
-        )
+        pipe.hset(redis_keys.RECORDER_STATS, mapping=self.stats.published(backlog))
         pipe.set(redis_keys.RECORDER_HEARTBEAT, self.name, ex=redis_keys.RECORDER_HEARTBEAT_TTL_S)
         pipe.execute()
 
@@ -408,9 +349,6 @@ class Recorder:
 
     def reconciler(self) -> Any:
         if self._reconciler is None:
-            from app.celery_app import celery_app
-            from app.recording.reconcile import Broker, Reconciler
-
             connection = celery_app.connection_for_write()
             self._reconciler = Reconciler(
                 self.settings,
@@ -432,8 +370,6 @@ def reconcile_once(settings: Settings, client: redis.Redis, name: str) -> Any:
 
 def _sync_definitions() -> None:
     """Definitions are synced at start-up by every long-running process that has SQL."""
-    from app.jobs.celery_backend import sync_registry_definitions
-
     try:
         added = sync_registry_definitions()
         if added:

@@ -1,6 +1,6 @@
 """Base class of every task: skips jobs a prerun gate took out, opens encrypted payloads.
 
-The recording itself happens in signal handlers (app.recording.signals), so tasks with
+The recording itself happens in signal handlers (celeriac.signals), so tasks with
 another base class are tracked as well. This class adds the cancel check's effect and
 the worker side of encrypted jobs (J9): it opens a sealed payload just before the body,
 seals the return value, and replaces any exception the body raised by a `SealedError`
@@ -28,7 +28,7 @@ from app.crypto import (
     seal_exception,
     seal_text,
 )
-from app.recording import header
+from celeriac import header
 
 
 class EncryptedJobError(EncryptionError):

@@ -51,20 +51,21 @@ def _clear() -> None:
 
 
 def _specs(n: int) -> list[Any]:
-    from app.services.dispatching import DispatchSpec
+    from app.kernel.dispatching import DispatchSpec
 
     return [DispatchSpec(job_class="bench.noop", payload={"i": i}, queue=QUEUE) for i in range(n)]
 
 
 def _dispatch(mode: str, n: int) -> int:
     """Dispatch `n` jobs; returns how many rows mean "done" (the batch adds its finally job)."""
+    from app.backends.celery_publisher import CeleryPublisher
+    from app.backends.celery_registry import CeleryRegistry
+    from app.composition.batches import BatchRequest, create_batch
     from app.composition.runtime import get_hub
+    from app.composition.submit import submit
     from app.config import get_settings
     from app.db import session_scope
-    from app.jobs.celery_backend import CeleryPublisher, CeleryRegistry
-    from app.services.batches import BatchRequest, create_batch
-    from app.services.dispatching import DispatchSpec
-    from app.services.jobs import submit
+    from app.kernel.dispatching import DispatchSpec
 
     settings = get_settings()
     registry, publisher = CeleryRegistry(), CeleryPublisher()
@@ -86,7 +87,7 @@ def run_batch_vs_single(n: int, concurrency: int, redis_url: str, log_dir: Path)
     import redis
 
     from app.jobs.celery_backend import load_task_modules
-    from app.recording import signals
+    from celeriac import signals
 
     load_task_modules()
     client = redis.Redis.from_url(redis_url)

@@ -98,7 +98,7 @@ def _reconciler(settings: Any, client: Any, broker: Any, published: list[str]) -
 def run_reconcile_bench(rows: int, resync_rows: int) -> dict[str, Any]:
     from app.celery_app import celery_app
     from app.config import get_settings
-    from app.recording.reconcile import Broker
+    from app.recording.broker_view import Broker
     from app.redis_client import get_redis
 
     base = get_settings()

@@ -10,11 +10,19 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from app.backends import current
+from app.celery_app import celery_app, real_backends
 from app.config import ROOT_DIR, Settings, get_settings
 from app.db import db, engine_options, get_engine
+from app.jobs.celery_backend import load_task_modules, sync_registry_definitions
+from ops_ui import templating
+from ops_ui.blueprints import console, health, metrics
+from ops_ui.blueprints.api import bp as api_bp
 from ops_ui.bodies import discard_unread_body
+from ops_ui.cli import register_cli
 from ops_ui.errors import problem, register_error_handlers
 from ops_ui.extensions import csrf, login_manager, migrate
+from ops_ui.settings import install_settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +52,8 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     )
     if test_config:
         app.config.update(test_config)
-    app.extensions["celeriac_settings"] = settings
+    install_settings(app, settings)
+    _start_backends(settings)
     if settings.trusted_proxies:
         # The client address, scheme and host as the proxies in front of us saw them
         # (login throttling and the audit log key on the address).
@@ -56,13 +65,9 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "console.login"
-    from ops_ui import templating
 
     templating.install(app)
 
-    from ops_ui.blueprints import console, health, metrics
-    from ops_ui.blueprints.api import bp as api_bp
-    from ops_ui.cli import register_cli
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
@@ -74,6 +79,14 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     _install_request_hooks(app)
     _load_registry(app)
     return app
+
+
+def _start_backends(settings: Settings) -> None:
+    """This process's real backends exist before the first request; views reach them through
+    `app.backends.current.backends()`. Importing the wired Celery app builds them (its
+    `connect_worker`) unless something already did; `start` builds them here otherwise."""
+
+    current.start(lambda: real_backends(celery_app, settings))
 
 
 def _install_request_hooks(app: Flask) -> None:
@@ -97,7 +110,6 @@ def _install_request_hooks(app: Flask) -> None:
 
 def _load_registry(app: Flask) -> None:
     """Import task modules so dispatch knows every job; sync definitions when possible."""
-    from app.jobs.celery_backend import load_task_modules, sync_registry_definitions
 
     load_task_modules()
     if app.config.get("TESTING"):

@@ -7,12 +7,19 @@ import secrets
 import sys
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 
 from app.errors import ValidationError
-from app.services import audit
+from app.jobs.celery_backend import sync_registry_definitions
+from app.recorder import reconcile_once
+from app.redis_client import get_redis
 from app.services.auth import ROLES, create_token, create_user, has_users
+from app.services.retention import purge_history
+from ops_ui.cli_schedules import schedules
+from ops_ui.cli_workers import queues, workers
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
+from ops_ui.trail import record_cli_action
 
 tokens = click.Group("tokens", help="Manage API tokens.")
 users = click.Group("users", help="Manage console users.")
@@ -35,16 +42,7 @@ def tokens_create(tenant: str, role: str, name: str) -> None:
     except ValidationError as exc:
         _fail(str(exc))
         return
-    audit.record(
-        sql(),
-        actor="cli",
-        action="token.create",
-        tenant_id=tenant,
-        target_type="api_token",
-        target_id=new.token.id,
-        after={"role": role, "name": name},
-    )
-    sql().commit()
+    record_cli_action("token.create", "api_token", new.token.id, tenant_id=tenant, after={"role": role, "name": name})
     click.echo(f"Created {role} token {new.token.prefix}... for tenant {tenant}. It is shown once:")
     click.echo(new.raw)
 
@@ -62,22 +60,13 @@ def users_create(email: str, role: str, tenant: str | None, superadmin: bool, pa
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if tenant is None and not superadmin:
-        tenant = current_app.extensions["celeriac_settings"].default_tenant
+        tenant = app_settings().default_tenant
     try:
         user = create_user(sql(), email, password, role, tenant, superadmin=superadmin)
     except ValidationError as exc:
         _fail(str(exc))
         return
-    audit.record(
-        sql(),
-        actor="cli",
-        action="user.create",
-        tenant_id=tenant,
-        target_type="user",
-        target_id=user.id,
-        after={"email": user.email, "role": role},
-    )
-    sql().commit()
+    record_cli_action("user.create", "user", user.id, tenant_id=tenant, after={"email": user.email, "role": role})
     click.echo(f"Created {role} user {user.email}" + (f" in tenant {tenant}" if tenant else " (all tenants)"))
 
 
@@ -85,7 +74,6 @@ def users_create(email: str, role: str, tenant: str | None, superadmin: bool, pa
 @click.option("--email", default="admin@localhost", show_default=True)
 def bootstrap(email: str) -> None:
     """First run: sync job definitions and create a superadmin with a generated password."""
-    from app.jobs.celery_backend import sync_registry_definitions
 
     added = sync_registry_definitions()
     if added:
@@ -94,15 +82,7 @@ def bootstrap(email: str) -> None:
         return
     password = secrets.token_urlsafe(12)
     create_user(sql(), email, password, "admin", None, superadmin=True)
-    audit.record(
-        sql(),
-        actor="cli",
-        action="user.bootstrap",
-        tenant_id=None,
-        target_type="user",
-        after={"email": email},
-    )
-    sql().commit()
+    record_cli_action("user.bootstrap", "user", after={"email": email})
     click.echo(f"Admin: {email}")
     click.echo(f"Password: {password}")
 
@@ -110,7 +90,6 @@ def bootstrap(email: str) -> None:
 @celeriac.command("sync-definitions")
 def sync_definitions_command() -> None:
     """Add definition rows for tasks registered in code."""
-    from app.jobs.celery_backend import sync_registry_definitions
 
     click.echo(f"Job definitions added: {sync_registry_definitions()}")
 
@@ -118,11 +97,9 @@ def sync_definitions_command() -> None:
 @celeriac.command("purge-history")
 def purge_history_command() -> None:
     """Delete executions past CELERIAC_RETENTION_DAYS (failed: CELERIAC_FAILED_RETENTION_DAYS)."""
-    from app.services.retention import purge_history
 
-    report = purge_history(sql(), current_app.extensions["celeriac_settings"])
-    audit.record(sql(), actor="cli", action="history.purge", tenant_id=None, after=report.as_dict())
-    sql().commit()
+    report = purge_history(sql(), app_settings())
+    record_cli_action("history.purge", after=report.as_dict())
     click.echo(f"Purged {report.executions} executions ({report.failed} failed) and {report.groups} failure groups")
 
 
@@ -131,15 +108,12 @@ def reconcile_command() -> None:
     """Run the reconciler now: orphaned messages back to their queue, lost jobs published
     again, outcomes recovered from the result backend (the recorder runs it every
     CELERIAC_RECONCILE_INTERVAL_S anyway; see docs/reliability.md)."""
-    from app.recorder import reconcile_once
-    from app.redis_client import get_redis
 
-    settings = current_app.extensions["celeriac_settings"]
+    settings = app_settings()
     report = reconcile_once(settings, get_redis(settings.redis_url), name=f"cli-{os.getpid()}")
     if report is None:
         raise click.ClickException("a recorder is reconciling right now (or the recorder has events to write first)")
-    audit.record(sql(), actor="cli", action="jobs.reconcile", tenant_id=None, after=report.as_dict())
-    sql().commit()
+    record_cli_action("jobs.reconcile", after=report.as_dict())
     for name, value in report.as_dict().items():
         click.echo(f"{name}: {value}")
 
@@ -149,8 +123,6 @@ celeriac.add_command(reconcile_command, name="reap-stuck")
 
 
 def register_cli(app: Flask) -> None:
-    from ops_ui.cli_schedules import schedules
-    from ops_ui.cli_workers import queues, workers
 
     for group in (tokens, users, celeriac, schedules, queues, workers):
         app.cli.add_command(group)

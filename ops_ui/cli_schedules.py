@@ -14,13 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from flask import current_app
 
+from app.backends.current import backends
 from app.errors import AppError
 from app.schedules.firing import POLICIES
-from app.services import audit
-from app.services.schedules import JobSchedulerService, default_service, preview, schedule_view
+from app.schedules.reconcile import reconcile
+from app.schedules.service import JobSchedulerService, default_service
+from app.schedules.views import preview, schedule_view
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
+from ops_ui.trail import record_cli_action
 
 schedules = click.Group("schedules", help="Manage cron schedules (fired by celery beat with RedBeat).")
 
@@ -40,10 +43,7 @@ def _service() -> JobSchedulerService:
 
 
 def _audit(action: str, schedule_id: str, tenant_id: str | None, **fields: Any) -> None:
-    audit.record(
-        sql(), actor="cli", action=action, tenant_id=tenant_id, target_type="schedule", target_id=schedule_id, **fields
-    )
-    sql().commit()
+    record_cli_action(action, "schedule", schedule_id, tenant_id=tenant_id, **fields)
 
 
 def _when(value: str | None) -> str:
@@ -98,7 +98,7 @@ def add_command(
     except ValueError:
         click.echo("Error: --payload must be a JSON object, e.g. '{\"value\": 1}'", err=True)
         sys.exit(2)
-    tenant_id = tenant or current_app.extensions["celeriac_settings"].default_tenant
+    tenant_id = tenant or app_settings().default_tenant
     with _readable_errors():
         row = _service().schedule_job(
             job_class,
@@ -159,11 +159,8 @@ def run_due_command() -> None:
 @schedules.command("reconcile")
 def reconcile_command() -> None:
     """Repair drift between job_schedules and RedBeat's entries (beat does it at start-up)."""
-    from app.config import get_settings
-    from app.redis_client import get_redis
-    from app.schedules.entries import EntryStore
-    from app.schedules.reconcile import reconcile
 
     with _readable_errors():
-        report = reconcile(sql(), EntryStore(get_redis(get_settings().redis_url)))
+        used = backends()
+        report = reconcile(sql(), used.schedules, used.clock.now())
     click.echo(f"Reconciled: {report}")

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from flask import current_app
 
 from app.control import pauses
 from app.control.queues import configured_queues
@@ -19,9 +18,10 @@ from app.errors import AppError
 from app.monitoring.metrics import known_queues
 from app.monitoring.workers import list_workers
 from app.redis_client import get_redis
-from app.services import audit
 from ops_ui import control_actions
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
+from ops_ui.trail import record_cli_action
 
 workers = click.Group("workers", help="Show and control Celery workers (admin actions, audited as cli).")
 queues = click.Group("queues", help="Pause, resume and show queues (audited as cli).")
@@ -30,14 +30,7 @@ reason_option = click.option("--reason", default=None, help="Why: kept in the au
 
 
 def _redis() -> Any:
-    return get_redis(current_app.extensions["celeriac_settings"].redis_url)
-
-
-def _record(action: str, target_type: str, target_id: str, **fields: Any) -> None:
-    audit.record(
-        sql(), actor="cli", action=action, tenant_id=None, target_type=target_type, target_id=target_id, **fields
-    )
-    sql().commit()
+    return get_redis(app_settings().redis_url)
 
 
 def _run(call: Callable[[], Any]) -> Any:
@@ -48,7 +41,7 @@ def _run(call: Callable[[], Any]) -> Any:
 
 
 def _command(hostname: str, action: str, body: dict[str, Any], wait: bool = False) -> None:
-    result = _run(lambda: control_actions.worker_command(hostname, action, body, _record, wait=wait))
+    result = _run(lambda: control_actions.worker_command(hostname, action, body, record_cli_action, wait=wait))
     click.echo(f"{hostname}: {action} {result.status}: {result.detail}")
 
 
@@ -60,7 +53,7 @@ def _age(seconds: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (as GET /api/admin/queue/workers).")
 def workers_status(as_json: bool) -> None:
     """Workers from their heartbeats: online first, then those offline for less than the forget age."""
-    found = list_workers(_redis(), current_app.extensions["celeriac_settings"].monitoring)
+    found = list_workers(_redis(), app_settings().monitoring)
     if as_json:
         click.echo(json.dumps([w.as_dict() for w in found], indent=2))
         return
@@ -140,7 +133,7 @@ def workers_cancel_consumer(hostname: str, queue: str, reason: str | None) -> No
 @reason_option
 def queues_pause(queue: str, reason: str | None) -> None:
     """Stop every worker fetching from QUEUE (held across worker restarts) until resumed."""
-    _run(lambda: control_actions.pause_queue(queue, "cli", reason, _record))
+    _run(lambda: control_actions.pause_queue(queue, "cli", reason, record_cli_action))
     click.echo(f"Paused {queue}: workers stop fetching from it within seconds (reserved messages still run).")
 
 
@@ -149,14 +142,14 @@ def queues_pause(queue: str, reason: str | None) -> None:
 @reason_option
 def queues_resume(queue: str, reason: str | None) -> None:
     """Let the workers that consumed QUEUE fetch from it again."""
-    _run(lambda: control_actions.resume_queue(queue, "cli", reason, _record))
+    _run(lambda: control_actions.resume_queue(queue, "cli", reason, record_cli_action))
     click.echo(f"Resumed {queue}.")
 
 
 @queues.command("status")
 def queues_status() -> None:
     """Every known queue, paused or not, with who paused it and why."""
-    settings = current_app.extensions["celeriac_settings"]
+    settings = app_settings()
     states = pauses.all_states(_redis())
     names = sorted(set(known_queues(sql(), None)) | configured_queues(_redis(), settings))
     for name in names:

@@ -15,7 +15,9 @@ import sqlalchemy.exc
 from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from app.db import db
 from app.errors import AppError
+from ops_ui.extensions import login_manager
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +96,6 @@ def _wants_json() -> bool:
 def _roll_back() -> None:
     """Leave the request's SQL session usable for the next request (after a failed flush,
     or a connection that died mid-transaction)."""
-    from app.db import db
 
     try:
         db.session.rollback()
@@ -111,7 +112,6 @@ def _page(status: int, title: str, detail: str, backend: str | None = None, as_v
     """
     headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
     if as_visitor or backend is not None:
-        from ops_ui.extensions import login_manager
 
         g._login_user = login_manager.anonymous_user()
     try:

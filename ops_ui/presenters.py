@@ -100,7 +100,7 @@ def shown_attempts(row: JobExecution, attempts: list[Any]) -> list[Any]:
 
 
 def failure_report_to_dict(report: dict[str, Any], row: JobExecution) -> dict[str, Any]:
-    """A failure report (app.services.failures.failure_report) of `row` as the API shows it:
+    """A failure report (app.failures.groups.failure_report) of `row` as the API shows it:
     an encrypted job's exception message, traceback and attempt errors are "[encrypted]"
     (the exception type stays readable)."""
     if not is_encrypted(row):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Flask, current_app, url_for
+from flask import Flask, url_for
 from markupsafe import Markup, escape
 
+from app.services.auth import role_allows
 from ops_ui.charts import bar_chart
+from ops_ui.settings import app_settings
 
 #: Navigation: (endpoint, label, least role). Pages the role may not open are not listed.
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
@@ -69,12 +71,11 @@ def number(value: float | int | None) -> str:
 
 
 def flower_url() -> str:
-    settings = current_app.extensions["celeriac_settings"]
+    settings = app_settings()
     return settings.flower_url or f"http://127.0.0.1:{settings.flower_port}"
 
 
 def navigation(role: str) -> list[tuple[str, str]]:
-    from app.services.auth import role_allows
 
     return [(url_for(endpoint), label) for endpoint, label, needed in NAVIGATION if role_allows(role, needed)]
 
@@ -82,7 +83,6 @@ def navigation(role: str) -> list[tuple[str, str]]:
 def install(app: Flask) -> None:
     app.jinja_env.filters.update(when=when, duration_ms=duration_ms, number=number)
     app.jinja_env.globals.update(flower_url=flower_url, navigation=navigation, bar_chart=bar_chart)
-    from app.services.auth import role_allows
 
     app.jinja_env.globals.update(role_allows=role_allows)
 

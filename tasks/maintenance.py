@@ -7,6 +7,8 @@ from typing import Any
 from app.celery_app import celery_app
 from app.config import get_settings
 from app.db import session_scope
+from app.recorder import reconcile_once
+from app.redis_client import get_redis
 from app.services.retention import purge_history
 
 
@@ -21,8 +23,6 @@ def purge_history_task() -> dict[str, int]:
 def reap_stuck_task() -> dict[str, Any] | None:
     """One reconciler pass (the recorder runs it on its own; this name stays for messages
     queued by an older beat schedule, and for running it from a worker on purpose)."""
-    from app.recorder import reconcile_once
-    from app.redis_client import get_redis
 
     settings = get_settings()
     report = reconcile_once(settings, get_redis(settings.redis_url), name="maintenance-task")

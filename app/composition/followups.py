@@ -13,16 +13,14 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
-from app.composition.hub import OUTBOX, Hub
+from app import redis_keys
+from app.composition.hub import Hub
 from app.composition.specs import from_spec
+from app.kernel.ports import Publisher
+from app.kernel.row_batch import Finished
 from app.models import ExecutionStatus
-from app.recording.apply import Finished
-from app.services.dispatching import Publisher
 
 logger = logging.getLogger(__name__)
-
-#: Released jobs a drainer took but has not published yet (recovered at start-up).
-INFLIGHT = OUTBOX + ":inflight"
 
 
 def involved(hub: Hub, finished: Sequence[Finished]) -> list[tuple[Finished, bool]]:
@@ -76,7 +74,7 @@ def follow_up(
 def recover_inflight(hub: Hub) -> int:
     """Put back released jobs a drainer took but never confirmed (it died mid-publish)."""
     moved = 0
-    while hub.redis.lmove(INFLIGHT, OUTBOX, "LEFT", "LEFT") is not None:
+    while hub.redis.lmove(redis_keys.OUTBOX_INFLIGHT, redis_keys.OUTBOX, "LEFT", "LEFT") is not None:
         moved += 1
     return moved
 
@@ -95,7 +93,7 @@ def drain_outbox(
     """
     published = 0
     while published < limit:
-        raw = cast(Any, hub.redis.lmove(OUTBOX, INFLIGHT, "LEFT", "RIGHT"))
+        raw = cast(Any, hub.redis.lmove(redis_keys.OUTBOX, redis_keys.OUTBOX_INFLIGHT, "LEFT", "RIGHT"))
         if raw is None:
             break
         entry = json.loads(cast(bytes, raw))
@@ -112,10 +110,10 @@ def drain_outbox(
             except Exception:
                 # The broker is down: back to the front of the outbox for the next drain.
                 pipe = hub.redis.pipeline(transaction=True)
-                pipe.lrem(INFLIGHT, 1, raw)
-                pipe.lpush(OUTBOX, raw)
+                pipe.lrem(redis_keys.OUTBOX_INFLIGHT, 1, raw)
+                pipe.lpush(redis_keys.OUTBOX, raw)
                 pipe.execute()
                 raise
-        hub.redis.lrem(INFLIGHT, 1, raw)
+        hub.redis.lrem(redis_keys.OUTBOX_INFLIGHT, 1, raw)
         published += 1
     return published

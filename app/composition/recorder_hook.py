@@ -12,13 +12,17 @@ from collections.abc import Sequence
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import redis_keys
+from app.backends.current import backends
 from app.composition.followups import drain_outbox, follow_up, involved, recover_inflight
-from app.composition.hub import OUTBOX as OUTBOX_KEY
 from app.composition.hub import Hub
+from app.composition.resync import rebuild_batch, release_lost_catch
+from app.composition.runtime import result_reader
 from app.config import Settings
 from app.db import session_scope
-from app.recording.apply import Finished
-from app.services.dispatching import Publisher
+from app.kernel.ports import Publisher
+from app.kernel.row_batch import Finished
+from app.kernel.writer import mark_unqueued
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +35,8 @@ class CompositionStep:
 
     @property
     def publisher(self) -> Publisher:
-        if self._publisher is None:
-            from app.jobs.celery_backend import CeleryPublisher
-
-            self._publisher = CeleryPublisher()
-        return self._publisher
+        """The one given, else this process's (app.backends.current: Celery in the recorder)."""
+        return self._publisher if self._publisher is not None else backends().publisher
 
     def start(self) -> None:
         """Re-queue released jobs a previous recorder took but did not confirm."""
@@ -57,23 +58,19 @@ class CompositionStep:
 
     def _rebuild_batch(self, batch_id: str) -> None:
         """Redis lost the batch's counters: rebuild them from SQL (app.composition.resync)."""
-        from app.composition.resync import rebuild_batch
 
         with session_scope(self.settings.database_url) as session:
             rebuild_batch(session, self.hub, batch_id)
 
     def _release_lost_catch(self, chain_id: str) -> None:
-        from app.composition.resync import release_lost_catch
 
         with session_scope(self.settings.database_url) as session:
             release_lost_catch(session, self.hub, chain_id)
 
     def drain(self) -> int:
         """Publish released jobs waiting in the outbox (cheap when it is empty)."""
-        if not self.hub.redis.llen(OUTBOX_KEY):
+        if not self.hub.redis.llen(redis_keys.OUTBOX):
             return 0
-        from app.composition.runtime import result_reader
-        from app.services.jobs import mark_unqueued
 
         with session_scope(self.settings.database_url) as session:
             return drain_outbox(

@@ -26,12 +26,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.composition.followups import INFLIGHT
-from app.composition.hub import OUTBOX, Hub, chain_key, held_key
+from app import redis_keys
+from app.composition.hub import Hub
 from app.composition.specs import to_spec
+from app.kernel.dispatching import ResolvedJob
+from app.kernel.message import split_payload
 from app.models import TERMINAL_STATUSES, ExecutionStatus, JobBatch, JobExecution
-from app.recording.message import split_payload
-from app.services.dispatching import ResolvedJob
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def job_of_row(row: JobExecution) -> ResolvedJob:
 def _in_outbox(hub: Hub) -> set[str]:
     """Ids of released jobs waiting in the outbox or being published (lists kept short)."""
     found: set[str] = set()
-    for raw in [*hub.redis.lrange(OUTBOX, 0, -1), *hub.redis.lrange(INFLIGHT, 0, -1)]:
+    for raw in [*hub.redis.lrange(redis_keys.OUTBOX, 0, -1), *hub.redis.lrange(redis_keys.OUTBOX_INFLIGHT, 0, -1)]:
         try:
             found.add(str(json.loads(json.loads(raw)["spec"])["job_id"]))
         except (ValueError, KeyError, TypeError):
@@ -202,7 +202,7 @@ def release_lost_catch(session: Session, hub: Hub, chain_id: str) -> bool:
     if session.get(JobExecution, catch["id"]) is not None:
         return False  # it ran already
     pipe = hub.redis.pipeline(transaction=True)
-    pipe.hset(chain_key(chain_id), "catch", catch["id"])
-    pipe.set(held_key(catch["id"]), json.dumps(catch["spec"]))
+    pipe.hset(redis_keys.chain(chain_id), "catch", catch["id"])
+    pipe.set(redis_keys.held_job(catch["id"]), json.dumps(catch["spec"]))
     pipe.execute()
     return hub.release_chain_catch(chain_id)

@@ -12,9 +12,11 @@ from sqlalchemy.orm import Session
 from app.composition.followups import drain_outbox
 from app.composition.hub import Hub
 from app.config import Settings
+from app.crypto import unseal
+from app.kernel.ports import Publisher
+from app.kernel.writer import mark_unqueued
 from app.models import JobExecution
 from app.redis_client import get_redis
-from app.services.dispatching import Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ def result_reader(session: Session) -> Any:
         if row is None:
             return None
         if row.encrypted and isinstance(row.result, str):
-            from app.crypto import unseal
 
             return unseal(row.result)
         return row.result
@@ -47,7 +48,6 @@ def result_reader(session: Session) -> Any:
 
 def publish_released(session: Session, settings: Settings, publisher: Publisher) -> int:
     """Drain the outbox now (dispatch resolved a dependency that had already finished)."""
-    from app.services.jobs import mark_unqueued
 
     return drain_outbox(
         get_hub(settings),

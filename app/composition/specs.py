@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from app.services.dispatching import ResolvedJob
+from app.crypto import open_payload
+from app.kernel.dispatching import ResolvedJob
 
 _FIELDS = {f.name for f in dataclasses.fields(ResolvedJob)}
 
@@ -30,7 +31,6 @@ def from_spec(spec: dict[str, Any], previous_result: Any = None) -> ResolvedJob:
     values = {k: v for k, v in spec.items() if k in _FIELDS}
     payload = dict(values.get("payload") or {})
     if values.get("encrypted"):
-        from app.crypto import open_payload
 
         payload = open_payload(payload)
     if spec.get("pass_result"):

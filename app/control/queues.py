@@ -20,11 +20,12 @@ from app import redis_keys
 from app.config import Settings
 from app.control import pauses
 from app.errors import NotFound
+from app.kernel.ports import WorkerControl
 from app.models import JobExecution
 from app.monitoring.metrics import DEFAULT_QUEUES
+from app.monitoring.queue_stats import broker_depth
 from app.monitoring.workers import list_workers
 from app.ratelimit import queue_limits
-from app.services.queue_stats import broker_depth
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,13 @@ def _check_known(session: Session, redis: Any, settings: Settings, queue: str) -
 
 
 def pause_queue(
-    session: Session, redis: Any, celery: Any, settings: Settings, queue: str, actor: str, reason: str | None = None
+    session: Session,
+    redis: Any,
+    workers: WorkerControl,
+    settings: Settings,
+    queue: str,
+    actor: str,
+    reason: str | None = None,
 ) -> pauses.PauseState:
     """Pause `queue` everywhere: the registry, then a broadcast to the workers that are up.
 
@@ -87,14 +94,20 @@ def pause_queue(
     _check_known(session, redis, settings, queue)
     state = pauses.pause(redis, queue, actor, reason)
     try:
-        celery.control.cancel_consumer(queue, reply=False)
+        workers.cancel_consumer(queue)
     except Exception:  # the registry holds the pause; workers apply it within seconds anyway
         logger.exception("Broadcasting the pause of %s failed; workers apply it on their next check", queue)
     return state
 
 
 def resume_queue(
-    session: Session, redis: Any, celery: Any, settings: Settings, queue: str, actor: str, reason: str | None = None
+    session: Session,
+    redis: Any,
+    workers: WorkerControl,
+    settings: Settings,
+    queue: str,
+    actor: str,
+    reason: str | None = None,
 ) -> pauses.PauseState:
     """Resume `queue`: the registry, then `add_consumer` to the workers that want it back.
 
@@ -107,7 +120,7 @@ def resume_queue(
     holders = sorted(h for h, s in control_states(redis).items() if queue in (s.get("wanted") or []))
     if holders:
         try:
-            celery.control.add_consumer(queue, destination=holders, reply=False)
+            workers.add_consumer(queue, holders)
         except Exception:
             logger.exception("Broadcasting the resume of %s failed; workers apply it on their next check", queue)
     return state

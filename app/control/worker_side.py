@@ -31,7 +31,7 @@ from typing import Any
 from celery import signals
 
 from app import redis_keys
-from app.config import get_settings
+from app.config import Settings, get_settings
 from app.control import pauses
 from app.redis_client import get_redis
 
@@ -84,12 +84,12 @@ def consuming(consumer: Any) -> set[str] | None:
     return None
 
 
-def supervisor_identity() -> dict[str, str] | None:
-    """The program supervisord runs this worker as (it sets these variables), or None."""
-    process = os.environ.get("SUPERVISOR_PROCESS_NAME")
+def supervisor_identity(settings: Settings) -> dict[str, str] | None:
+    """The program supervisord runs this worker as (from the variables it sets), or None."""
+    process = settings.supervisor_process_name
     if not process:
         return None
-    group = os.environ.get("SUPERVISOR_GROUP_NAME") or process
+    group = settings.supervisor_group_name or process
     return {"group": group, "process": process, "name": f"{group}:{process}"}
 
 
@@ -159,7 +159,7 @@ class QueueReconciler:
             "held": sorted(self.wanted & paused),
             "pid": os.getpid(),
             "machine": socket.gethostname(),
-            "supervisor": supervisor_identity(),
+            "supervisor": supervisor_identity(self.settings),
             "at": time.time(),
         }
         self._redis().set(

@@ -19,6 +19,7 @@ from app.config import Settings
 from app.control import pauses, supervisor
 from app.control.queues import check_queue_name, control_states
 from app.errors import BackendUnavailable, Conflict, NotFound, ValidationError
+from app.kernel.ports import WorkerControl
 from app.monitoring.workers import OFFLINE, Heartbeat, find_worker, status_of
 
 #: Actions of `POST /api/workers/{hostname}/{action}` (restart is an extension of API.md).
@@ -73,12 +74,9 @@ def online_worker(redis: Any, settings: Settings, hostname: str) -> Heartbeat:
     return beat
 
 
-def _remote(celery: Any, settings: Settings, hostname: str, command: str, arguments: dict[str, Any]) -> str:
+def _remote(control: WorkerControl, settings: Settings, hostname: str, command: str, arguments: dict[str, Any]) -> str:
     timeout = settings.control_reply_timeout_s
-    replies = celery.control.broadcast(
-        command, arguments=arguments, destination=[hostname], reply=True, timeout=timeout
-    )
-    for reply in replies or []:
+    for reply in control.command(hostname, command, arguments, timeout):
         answer = reply.get(hostname) if isinstance(reply, dict) else None
         if isinstance(answer, dict):
             if "error" in answer:
@@ -91,7 +89,13 @@ def _remote(celery: Any, settings: Settings, hostname: str, command: str, argume
 
 
 def run_command(
-    redis: Any, celery: Any, settings: Settings, hostname: str, action: str, body: dict[str, Any], wait: bool = False
+    redis: Any,
+    control: WorkerControl,
+    settings: Settings,
+    hostname: str,
+    action: str,
+    body: dict[str, Any],
+    wait: bool = False,
 ) -> CommandResult:
     """Validate and send `action` to the online worker `hostname` (`wait`: restart before returning).
 
@@ -106,7 +110,7 @@ def run_command(
     queue = parse_queue(body.get("queue")) if action in ("add-consumer", "cancel-consumer") else None
     beat = online_worker(redis, settings, hostname)
     if action == "shutdown":
-        celery.control.shutdown(destination=[hostname], reply=False)
+        control.shutdown(hostname)
         return CommandResult(hostname, action, "accepted", "warm shutdown: running tasks finish first")
     if action == "restart":
         return _restart(redis, settings, beat, wait)
@@ -116,15 +120,15 @@ def run_command(
             consumed = ", ".join(beat.queues) or "nothing"
             raise ValidationError(f"worker {hostname} does not consume {queue!r}; it consumes {consumed}")
         return CommandResult(
-            hostname, action, "done", _remote(celery, settings, hostname, "cancel_consumer", {"queue": queue})
+            hostname, action, "done", _remote(control, settings, hostname, "cancel_consumer", {"queue": queue})
         )
     if action == "add-consumer":
         assert queue is not None
-        detail = _remote(celery, settings, hostname, "add_consumer", {"queue": queue, "exchange_type": "direct"})
+        detail = _remote(control, settings, hostname, "add_consumer", {"queue": queue, "exchange_type": "direct"})
         if pauses.is_paused(redis, queue):
             detail += f"; queue {queue} is paused, so the worker starts fetching from it once it is resumed"
         return CommandResult(hostname, action, "done", detail)
-    return CommandResult(hostname, action, "done", _remote(celery, settings, hostname, _REMOTE[action], {"n": n}))
+    return CommandResult(hostname, action, "done", _remote(control, settings, hostname, _REMOTE[action], {"n": n}))
 
 
 def supervisor_program(redis: Any, settings: Settings, hostname: str) -> tuple[supervisor.Supervisor, str]:

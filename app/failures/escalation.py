@@ -21,9 +21,9 @@ import redis
 from app import redis_keys
 from app.config import EscalationConfig
 from app.failures.channels import Channel, channels_for
-from app.failures.groups import NewFailure
+from app.kernel.failure_groups import NewFailure
+from app.kernel.row_batch import Finished
 from app.models import ExecutionStatus
-from app.recording.apply import Finished
 
 logger = logging.getLogger(__name__)
 

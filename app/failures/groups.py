@@ -1,119 +1,157 @@
-"""Keep `failure_groups` in step with the recorder's writes (F4).
+"""Failure reports and fingerprint groups as the API shows them (F4).
 
-Called by the applier in the transaction that marks jobs failed, with only the rows a
-batch made failed (a row becomes failed once), so a replayed batch changes nothing. The
-skeleton insert ignores conflicts, so two recorders creating one group do not collide.
-An encrypted job's failure never becomes a group's sample text: its message is "[encrypted]".
+Both read `failure_groups` and indexed lookups; neither scans `job_executions`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import String, and_, cast, or_, select
+from sqlalchemy.orm import Session
 
-from app.crypto import REDACTED
-from app.failures.fingerprint import Fingerprint
-from app.models import FailureGroup
-from app.models.failure_group import MAX_GROUP_CLASSES, MAX_GROUP_SAMPLES
+from app.errors import Conflict, ValidationError
+from app.kernel.cursors import decode_position, encode_position
+from app.kernel.fingerprint import fingerprint
+from app.kernel.lookup import get_job
+from app.models import ExecutionStatus, FailureGroup, JobAttempt
 
-_GROUPS: Table = FailureGroup.__table__
-
-
-@dataclass(frozen=True)
-class NewFailure:
-    """A job that failed for good in a committed batch: what reports and escalation need."""
-
-    id: str
-    tenant_id: str
-    job_class: str
-    queue: str
-    fingerprint: Fingerprint
-    message: str | None
-    failed_at: datetime
-    #: The group's count after this batch (filled in by `record_failures`).
-    group_count: int = 0
-
-    def __post_init__(self) -> None:
-        if self.fingerprint.sealed:
-            # An encrypted job's message is a token: groups, reports and notifications
-            # (escalation) show "[encrypted]" instead.
-            object.__setattr__(self, "message", REDACTED)
+#: Largest page of GET /api/monitoring/failures.
+MAX_GROUP_PAGE = 200
+DEFAULT_GROUP_PAGE = 50
 
 
-def _insert_missing(conn: Connection, skeletons: list[dict[str, Any]]) -> None:
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        conn.execute(postgresql.insert(_GROUPS).on_conflict_do_nothing(), skeletons)
-    elif dialect == "sqlite":
-        conn.execute(sqlite.insert(_GROUPS).on_conflict_do_nothing(), skeletons)
-    else:  # pragma: no cover - other databases: insert what is not there yet
-        keys = [(s["tenant_id"], s["fingerprint"]) for s in skeletons]
-        have = set(conn.execute(select(_GROUPS.c.tenant_id, _GROUPS.c.fingerprint).where(_in(keys))).tuples())
-        missing = [s for s in skeletons if (s["tenant_id"], s["fingerprint"]) not in have]
-        if missing:
-            conn.execute(_GROUPS.insert(), missing)
+def parse_instant(value: Any, name: str) -> datetime:
+    """An ISO 8601 date or time (a time without an offset is UTC).
+
+    Raises:
+        ValidationError: not a string in ISO 8601 form.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{name} must be an ISO 8601 date or time, e.g. 2026-01-31T00:00:00+00:00")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValidationError(f"{name} is not an ISO 8601 date or time: {value!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _in(keys: Sequence[tuple[str, str]]) -> Any:
-    return tuple_(_GROUPS.c.tenant_id, _GROUPS.c.fingerprint).in_(keys)
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
-def _merge(row: dict[str, Any], failures: list[NewFailure]) -> dict[str, Any]:
-    latest = failures[-1]
-    classes = list(row["job_classes"] or [])
-    for failure in failures:
-        if failure.job_class not in classes and len(classes) < MAX_GROUP_CLASSES:
-            classes.append(failure.job_class)
-    samples = [f.id for f in reversed(failures)] + [i for i in row["sample_job_ids"] or [] if i]
+def group_to_dict(group: FailureGroup) -> dict[str, Any]:
     return {
-        "_tenant": row["tenant_id"],
-        "_fp": row["fingerprint"],
-        "count": row["count"] + len(failures),
-        "first_seen_at": min(row["first_seen_at"], failures[0].failed_at),
-        "last_seen_at": max(row["last_seen_at"], latest.failed_at),
-        "job_classes": classes,
-        "sample_job_ids": list(dict.fromkeys(samples))[:MAX_GROUP_SAMPLES],
-        "last_message": latest.message,
+        "fingerprint": group.fingerprint,
+        "tenant_id": group.tenant_id,
+        "exception_type": group.exception_type,
+        "message": group.message,
+        "last_message": group.last_message,
+        "frames": group.frames or [],
+        "job_classes": group.job_classes or [],
+        "count": group.count,
+        "first_seen": _iso(group.first_seen_at),
+        "last_seen": _iso(group.last_seen_at),
+        "sample_job_ids": group.sample_job_ids or [],
     }
 
 
-def record_failures(conn: Connection, failures: Sequence[NewFailure], lock: bool) -> list[NewFailure]:
-    """Add `failures` to their groups; returns them with each group's new count."""
-    by_group: dict[tuple[str, str], list[NewFailure]] = {}
-    for failure in sorted(failures, key=lambda f: f.failed_at):
-        by_group.setdefault((failure.tenant_id, failure.fingerprint.key), []).append(failure)
-    skeletons = [
-        {
-            "tenant_id": tenant,
-            "fingerprint": key,
-            "exception_type": group[0].fingerprint.exception_type[:200],
-            "message": group[0].fingerprint.message,
-            "frames": list(group[0].fingerprint.frames),
-            "job_classes": [],
-            "sample_job_ids": [],
-            "count": 0,
-            "first_seen_at": group[0].failed_at,
-            "last_seen_at": group[0].failed_at,
-        }
-        for (tenant, key), group in sorted(by_group.items())
-    ]
-    _insert_missing(conn, skeletons)
-    # Sorted, so recorders locking overlapping groups always lock them in one order.
-    query = select(_GROUPS).where(_in(list(by_group))).order_by(_GROUPS.c.tenant_id, _GROUPS.c.fingerprint)
-    if lock:
-        query = query.with_for_update()
-    changes = [
-        _merge(dict(row), by_group[(row["tenant_id"], row["fingerprint"])]) for row in conn.execute(query).mappings()
-    ]
-    # Every change sets the same columns: one executemany.
-    statement = update(_GROUPS).where(
-        _GROUPS.c.tenant_id == bindparam("_tenant"), _GROUPS.c.fingerprint == bindparam("_fp")
+def failure_report(session: Session, job_id: str, tenant_id: str | None) -> dict[str, Any]:
+    """Exception, traceback, attempts timeline, fingerprint and similar failures of a job.
+
+    Raises:
+        NotFound: unknown id, or another tenant's job.
+        Conflict: the job has not failed (and no attempt of it failed).
+    """
+    row = get_job(session, job_id, tenant_id)
+    attempts = list(
+        session.scalars(select(JobAttempt).where(JobAttempt.execution_id == row.id).order_by(JobAttempt.number))
     )
-    conn.execute(statement, changes)
-    counts = {(c["_tenant"], c["_fp"]): c["count"] for c in changes}
-    return [replace(f, group_count=counts.get((f.tenant_id, f.fingerprint.key), 0)) for f in failures]
+    failed = row.status == ExecutionStatus.FAILED.value
+    if not failed and row.error_message is None and all(a.error_message is None for a in attempts):
+        raise Conflict(f"job {job_id} is {row.status} and has no failure to report")
+    key = row.fingerprint
+    if key is None and failed:  # failed outside the recorder (never queued) or before fingerprints
+        key = fingerprint(row.exception_type, row.error_message, row.exception_trace, row.job_class).key
+    group = session.get(FailureGroup, (row.tenant_id, key)) if key else None
+    # The group counts this job only once it failed for good through the recorder.
+    similar = (group.count - (1 if row.fingerprint else 0)) if group is not None else 0
+    return {
+        "id": row.id,
+        "job_class": row.job_class,
+        "queue": row.queue,
+        "status": row.status,
+        "exception": {"type": row.exception_type, "message": row.error_message},
+        "traceback": row.exception_trace,
+        "failed_at": _iso(row.failed_at),
+        "attempts": [
+            {
+                "number": a.number,
+                "status": a.status,
+                "worker_id": a.worker_id,
+                "started_at": _iso(a.started_at),
+                "finished_at": _iso(a.finished_at),
+                "runtime_ms": a.runtime_ms,
+                "error": a.error_message,
+            }
+            for a in attempts
+        ],
+        "max_attempts": row.max_attempts,
+        "fingerprint": key,
+        "similar_failures_count": max(similar, 0),
+        "group": group_to_dict(group) if group is not None else None,
+    }
+
+
+def _encode(group: FailureGroup) -> str:
+    return encode_position(group.last_seen_at, group.tenant_id, group.fingerprint)
+
+
+def _decode(cursor: str) -> tuple[datetime, str, str]:
+    seen, (tenant, key) = decode_position(cursor, 3, "use next_cursor from a previous page")
+    return seen, tenant, key
+
+
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_failure_groups(
+    session: Session,
+    tenant_id: str | None,
+    *,
+    job_class: str | None = None,
+    since: datetime | None = None,
+    limit: int = DEFAULT_GROUP_PAGE,
+    cursor: str | None = None,
+) -> tuple[list[FailureGroup], str | None]:
+    """Groups newest first (by last failure), keyset-paginated.
+
+    Raises:
+        ValidationError: bad limit or cursor.
+    """
+    if not 1 <= limit <= MAX_GROUP_PAGE:
+        raise ValidationError(f"limit must be from 1 to {MAX_GROUP_PAGE}")
+    g = FailureGroup
+    query = select(g)
+    if tenant_id is not None:
+        query = query.where(g.tenant_id == tenant_id)
+    if since is not None:
+        query = query.where(g.last_seen_at >= since)
+    if job_class:
+        # job_classes is a short JSON list of strings; its text holds the quoted name.
+        query = query.where(cast(g.job_classes, String).like(f'%"{_like_literal(job_class)}"%', escape="\\"))
+    if cursor:
+        seen, tenant, key = _decode(cursor)
+        query = query.where(
+            or_(
+                g.last_seen_at < seen,
+                and_(
+                    g.last_seen_at == seen, or_(g.tenant_id < tenant, and_(g.tenant_id == tenant, g.fingerprint < key))
+                ),
+            )
+        )
+    query = query.order_by(g.last_seen_at.desc(), g.tenant_id.desc(), g.fingerprint.desc()).limit(limit + 1)
+    rows = list(session.scalars(query))
+    return rows[:limit], (_encode(rows[limit - 1]) if len(rows) > limit else None)

@@ -21,16 +21,15 @@ from typing import Any, ClassVar
 from celery.exceptions import Ignore, Reject, Retry
 
 from app.celery_app import celery_app
-from app.config import get_settings
+from app.config import HARD_LIMIT_GRACE_S, get_settings
 from app.crypto import is_sealed
 from app.jobs.dispatch import JobCall, PendingDispatch
 from app.jobs.middleware import PermanentJobError, RetryPolicy, run_stack
-from app.priority import DEFAULT_PRIORITY
+from app.kernel.retry_policy import Backoff
 from app.ratelimit.limits import REFUSAL_ATTR
-from app.recording import header as message_header
-from app.services.dispatching import HARD_LIMIT_GRACE_S
-from app.services.retry_policy import Backoff
 from app.tracked_task import stand_in_for
+from celeriac import header as message_header
+from celeriac.priority import DEFAULT_PRIORITY
 
 logger = logging.getLogger(__name__)
 

@@ -1,24 +1,21 @@
-"""The Celery-backed registry and publisher used by dispatch in production."""
+"""Celery in this process: loading task modules, running a job here (dispatch_now), syncing definitions.
+
+The publisher and registry dispatch uses are backends (app.backends.celery_publisher,
+app.backends.celery_registry), reached through app.backends.current.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
-from kombu.pools import producers
-
+from app.backends.celery_registry import CeleryRegistry
 from app.celery_app import celery_app
 from app.config import get_settings
-from app.crypto import REDACTED, SealedError, unseal
-from app.priority import DEFAULT_PRIORITY
-from app.services.dispatching import ResolvedJob, TaskInfo
-
-
-def is_internal_task(name: str) -> bool:
-    """Celery's own built-in tasks and Celeriac's machinery (schedule fires) are not user jobs."""
-    return name.startswith(("celery.", "celeriac."))
+from app.crypto import SealedError, unseal
+from app.db import session_scope
+from app.kernel.dispatching import ResolvedJob
+from app.services.definitions import sync_definitions
+from celeriac import events, signals
 
 
 def load_task_modules() -> None:
@@ -26,121 +23,8 @@ def load_task_modules() -> None:
     celery_app.loader.import_default_modules()
 
 
-def task_info(task: Any) -> TaskInfo:
-    job_cls = getattr(task, "celeriac_job", None)
-    if job_cls is not None:
-        return TaskInfo(
-            name=task.name,
-            queue=job_cls.queue,
-            priority=job_cls.priority,
-            max_attempts=job_cls.max_tries,
-            timeout_s=job_cls.timeout,
-            encrypted=bool(job_cls.encrypted),
-            unique_for=job_cls.unique_for,
-            unique_by=tuple(job_cls.unique_by),
-        )
-    max_retries = task.max_retries if task.max_retries is not None else 0
-    return TaskInfo(
-        name=task.name,
-        queue=getattr(task, "queue", None) or "default",
-        priority=DEFAULT_PRIORITY,
-        max_attempts=max_retries + 1,
-        timeout_s=task.soft_time_limit,
-    )
-
-
-class CeleryRegistry:
-    def get(self, job_class: str) -> TaskInfo | None:
-        if is_internal_task(job_class):
-            return None
-        task = celery_app.tasks.get(job_class)
-        return task_info(task) if task is not None else None
-
-    def names(self) -> list[str]:
-        return sorted(name for name in celery_app.tasks if not is_internal_task(name))
-
-
-def _repr_options(job: ResolvedJob) -> dict[str, Any]:
-    """Celery copies the arguments into plaintext headers (argsrepr/kwargsrepr) that reach
-    logs, events and Flower; for an encrypted job they must say nothing (J9)."""
-    if not job.encrypted:
-        return {}
-    return {"argsrepr": REDACTED, "kwargsrepr": REDACTED}
-
-
-#: One reconnect on a broken connection (Redis restarted since it was pooled), no more:
-#: a dispatch answers within about twice CELERIAC_PUBLISH_TIMEOUT_S when Redis is down.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
-
-
-@lru_cache(maxsize=2)
-def _dispatch_producers(pid: int) -> Any:
-    """Producers over broker connections that give up after CELERIAC_PUBLISH_TIMEOUT_S.
-
-    Only dispatch uses them: a frozen or unreachable Redis answers the caller in seconds
-    (503) instead of hanging it, while workers keep their own, patient connections.
-    """
-    timeout = get_settings().reliability.publish_timeout_s
-    connection = celery_app.connection_for_write(
-        connect_timeout=timeout,
-        transport_options={"socket_timeout": timeout, "socket_connect_timeout": timeout},
-    )
-    return producers[connection]
-
-
-def dispatch_producer() -> Any:
-    """A producer from this process's dispatch pool (a context manager)."""
-    return _dispatch_producers(os.getpid()).acquire(block=True, timeout=get_settings().reliability.publish_timeout_s)
-
-
-class CeleryPublisher:
-    def publish(self, job: ResolvedJob, producer: Any = None) -> None:
-        if producer is None:
-            with dispatch_producer() as pooled:
-                self._send(job, pooled)
-        else:
-            self._send(job, producer)
-
-    @staticmethod
-    def _send(job: ResolvedJob, producer: Any) -> None:
-        celery_app.send_task(
-            job.job_class,
-            args=job.args,
-            kwargs=job.wire_payload(),
-            producer=producer,
-            retry_policy=PUBLISH_RETRY_POLICY,
-            **_repr_options(job),
-            **job.celery_options(),
-        )
-
-    def publish_many(self, jobs: Sequence[ResolvedJob]) -> int:
-        """Publish in order over one broker connection (batches); returns how many were sent.
-
-        Raises:
-            PublishError: the broker failed after `sent` jobs.
-        """
-        sent = 0
-        try:
-            with dispatch_producer() as producer:
-                for job in jobs:
-                    self._send(job, producer)
-                    sent += 1
-        except Exception as exc:  # broker boundary: the caller records the rest as unqueued
-            raise PublishError(sent, exc) from exc
-        return sent
-
-
-class PublishError(Exception):
-    """A bulk publish stopped part-way; `sent` jobs reached the broker."""
-
-    def __init__(self, sent: int, cause: BaseException) -> None:
-        super().__init__(f"{cause}")
-        self.sent = sent
-
-
 def run_in_process(job: ResolvedJob) -> Any:
     """Run `job` eagerly here, recording it as published and run (dispatch_now)."""
-    from app.recording import events, signals
 
     task = celery_app.tasks[job.job_class]
     # Sealed once: the recorded payload and the one the task opens are the same token.
@@ -182,8 +66,6 @@ def run_in_process(job: ResolvedJob) -> Any:
 
 def sync_registry_definitions() -> int:
     """Load every task module and add definition rows for new tasks (J3)."""
-    from app.db import session_scope
-    from app.services.definitions import sync_definitions
 
     load_task_modules()
     registry = CeleryRegistry()

@@ -5,45 +5,16 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.backends.current import backends
+from app.composition.submit import submit
 from app.config import get_settings
 from app.db import session_scope
-from app.services.dispatching import (
-    DispatchSpec,
-    Publisher,
-    Registry,
-    ResolvedJob,
-    find_definition,
-    resolve,
-)
-
-_publisher: Publisher | None = None
-_registry: Registry | None = None
-
-
-def get_publisher() -> Publisher:
-    """The active publisher: Celery, unless a test fake (J12) replaced it."""
-    global _publisher
-    if _publisher is None:
-        from app.jobs.celery_backend import CeleryPublisher
-
-        _publisher = CeleryPublisher()
-    return _publisher
-
-
-def set_publisher(publisher: Publisher | None) -> Publisher | None:
-    """Replace the publisher (None restores Celery); returns the previous one."""
-    global _publisher
-    previous, _publisher = _publisher, publisher
-    return previous
-
-
-def get_registry() -> Registry:
-    global _registry
-    if _registry is None:
-        from app.jobs.celery_backend import CeleryRegistry
-
-        _registry = CeleryRegistry()
-    return _registry
+from app.errors import BackendUnavailable
+from app.jobs.celery_backend import run_in_process
+from app.kernel.dispatching import DispatchSpec, ResolvedJob, find_definition, resolve
+from app.kernel.ports import Publisher
 
 
 def is_fake(publisher: Publisher) -> bool:
@@ -57,11 +28,12 @@ def prepare(spec: DispatchSpec) -> ResolvedJob:
     Raises:
         ValidationError: unknown or inactive job class, or an option out of range.
     """
-    if is_fake(get_publisher()):
-        return resolve(spec, get_registry().get(spec.job_class), None, get_settings())
+    used = backends()
+    if is_fake(used.publisher):
+        return resolve(spec, used.registry.get(spec.job_class), None, get_settings())
     with session_scope() as session:
         definition = find_definition(session, spec.job_class, spec.tenant_id)
-        return resolve(spec, get_registry().get(spec.job_class), definition, get_settings())
+        return resolve(spec, used.registry.get(spec.job_class), definition, get_settings())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,19 +115,16 @@ class PendingDispatch:
                 recorded before the broker failed is recorded failed, "could not be queued").
         """
         spec = self.spec(payload)
-        publisher = get_publisher()
+        used = backends()
+        publisher = used.publisher
         if is_fake(publisher):
             job = prepare(spec)
             publisher.publish(job)
             return job.job_id
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from app.errors import BackendUnavailable
-        from app.services.jobs import submit
 
         try:
             with session_scope() as session:
-                done = submit(session, spec, registry=get_registry(), publisher=publisher, settings=get_settings())
+                done = submit(session, spec, registry=used.registry, publisher=publisher, settings=get_settings())
                 return done.id
         except SQLAlchemyError as exc:
             reason = exc.__class__.__name__
@@ -167,6 +136,5 @@ class PendingDispatch:
         Raises:
             ValidationError: as `dispatch`; and whatever the job raised, after its retries.
         """
-        from app.jobs.celery_backend import run_in_process
 
         return run_in_process(prepare(self.spec(payload)))

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from app.composition.builders import Dispatched
+from app.backends import current
+from app.composition.batches import BatchRequest, _check_size
 from app.config import get_settings
 from app.errors import ValidationError
-from app.jobs.dispatch import JobCall, get_registry, set_publisher
-from app.services.batches import BatchRequest, _check_size
-from app.services.dispatching import DispatchSpec, ResolvedJob, resolve
+from app.jobs.builders import Dispatched
+from app.jobs.dispatch import JobCall
+from app.kernel.dispatching import DispatchSpec, ResolvedJob, resolve
 
 #: Captured jobs a failure message lists before it only counts the rest.
 MAX_LISTED = 30
@@ -332,7 +333,7 @@ class FakeQueue:
 
 
 def _resolve(spec: DispatchSpec, where: str) -> ResolvedJob:
-    """Resolve a batch or chain member as `app.services.batches` does, without SQL.
+    """Resolve a batch or chain member as `app.composition.batches` does, without SQL.
 
     Raises:
         ValidationError: prefixed with `where` (`jobs[2]`, `then`, ...).
@@ -340,7 +341,7 @@ def _resolve(spec: DispatchSpec, where: str) -> ResolvedJob:
     if spec.depends_on or spec.unique_for:
         raise ValidationError(f"{where}: depends_on and unique_for are not available inside a batch or chain")
     try:
-        return resolve(spec, get_registry().get(spec.job_class), None, get_settings())
+        return resolve(spec, current.backends().registry.get(spec.job_class), None, get_settings())
     except ValidationError as exc:
         raise ValidationError(f"{where}: {exc}") from exc
 
@@ -367,8 +368,5 @@ def fake_queue() -> Iterator[FakeQueue]:
     Nested fakes each capture their own block; the outer one sees nothing of the inner.
     """
     fake = FakeQueue()
-    previous = set_publisher(fake)
-    try:
+    with current.replaced(publisher=fake):
         yield fake
-    finally:
-        set_publisher(previous)

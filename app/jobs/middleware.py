@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.kernel.retry_policy import Backoff, calculate_retry_delay, should_retry
 from app.ratelimit.limits import RateLimit
-from app.services.retry_policy import Backoff, calculate_retry_delay, should_retry
 
 if TYPE_CHECKING:
     from app.jobs.base import Job

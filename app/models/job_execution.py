@@ -77,7 +77,7 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
     )
     job_class: Mapped[str] = mapped_column(String(200), nullable=False, default="unknown")
     queue: Mapped[str] = mapped_column(String(100), nullable=False, default="default")
-    #: 0 (lowest) to 9 (highest), Celeriac's scale; see app.priority for Redis's.
+    #: 0 (lowest) to 9 (highest), Celeriac's scale; see celeriac.priority for Redis's.
     priority: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
     payload: Mapped[Any] = mapped_column(JSONType, nullable=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
@@ -94,7 +94,7 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     exception_type: Mapped[str | None] = mapped_column(String(200), nullable=True)
     exception_trace: Mapped[str | None] = mapped_column(Text, nullable=True)
-    #: Failure group of a job that failed for good (F4; see app.failures.fingerprint).
+    #: Failure group of a job that failed for good (F4; see app.kernel.fingerprint).
     fingerprint: Mapped[str | None] = mapped_column(String(32), nullable=True)
     worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     execution_time_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -120,7 +120,7 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
     #: earlier than the truth: the reconciler calls a message lost only once a message
     #: published after it has left the same list.
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    #: What rebuilding its message needs beyond the columns (app.recording.message):
+    #: What rebuilding its message needs beyond the columns (app.kernel.message):
     #: the `celeriac` header, time limits, Celery's retry count and canvas links.
     message: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     #: Timeline lines that are not attempts: recovered outcomes, re-publishes, lost workers.

@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from app.kernel import aggregates
 from app.models import JobDefinition, JobExecution, JobStatsMinute
-from app.monitoring import aggregates
 from app.monitoring.planner import dialect_of, rare
 
 #: A class whose failures (of finished runs) pass this share gets a recommendation.

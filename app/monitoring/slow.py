@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 
 from app import redis_keys
 from app.config import Settings
+from app.kernel import aggregates
 from app.models import ExecutionStatus, JobExecution, JobStatsMinute
-from app.monitoring import aggregates
 from app.monitoring.stuck import class_timeouts, job_summary, processing_rows, running_seconds
 
 NEAR_TIMEOUT = "near_timeout"

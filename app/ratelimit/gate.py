@@ -26,12 +26,13 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from app import redis_keys
 from app.config import get_settings
 from app.crypto import REDACTED, is_sealed, open_payload
 from app.ratelimit.limits import REFUSAL_ATTR, Decision, Limiter, RateLimit, RateLimitKeyError
 from app.ratelimit.queue_limits import QueueLimit, cached_limit
-from app.recording import header, signals
 from app.redis_client import get_redis
+from celeriac import header, signals
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,6 @@ def counters(
     Raises:
         RateLimitKeyError: a key template names a field the payload lacks.
     """
-    from app import redis_keys
 
     payload = _payload(limits, kwargs)
     result = [(limit.redis_key(task_name, payload), limit.limit, limit.per_us) for limit in limits]
@@ -147,8 +147,6 @@ def _requeue(task: Any, request: Any, decision: Decision) -> None:
     task.signature_from_request(request, **options).apply_async()
 
 
-def register() -> None:
+def connect() -> None:
+    """Run `rate_gate` before every job (app.celery_app.connect_worker calls it)."""
     signals.register_gate(rate_gate)
-
-
-register()

@@ -19,6 +19,7 @@ other's admissions.
 
 from __future__ import annotations
 
+import hashlib
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -123,8 +124,6 @@ def fill_key(template: str, payload: Mapping[str, Any], job_class: str) -> str:
             f"({type(exc).__name__}: {exc}); the payload has: {have}"
         ) from None
     if len(filled) > MAX_KEY_CHARS:
-        import hashlib
-
         filled = filled[:100] + ":sha1:" + hashlib.sha1(filled.encode(), usedforsecurity=False).hexdigest()
     return filled
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from celery.worker.consumer import Consumer
 
-from app.recording import events as ev
-from app.recording import signals
+from celeriac import events as ev
+from celeriac import signals
 
 
 class RecordingConsumer(Consumer):

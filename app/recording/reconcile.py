@@ -34,33 +34,35 @@ Redis commands, and one MGET for the suspects; nothing per healthy queued job.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import states
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app import redis_keys
+from app.composition.hub import Hub
+from app.composition.resync import rehold_lost
 from app.config import Settings
+from app.kernel import message
+from app.kernel.writer import NOT_QUEUED, add_announcement, add_cancel_mark, not_queued_event
 from app.models import ExecutionStatus, JobExecution
 from app.monitoring.workers import list_workers
-from app.recording import events as ev
-from app.recording import header, message
+from app.recording.broker_view import Broker, Unacked, live_queues
+from app.recording.recoveries import ReconcileReport, count_recoveries
 from app.recording.worker_loss import (
     RESULT_BACKEND,
     WorkerLossLimit,
     loss_failure_message,
-    outcome_failure_event,
+    outcome_event,
     worker_lost_policy,
 )
-from app.recording.writer import NOT_QUEUED, add_announcement, not_queued_event
+from celeriac import events as ev
 
 logger = logging.getLogger(__name__)
 
@@ -77,128 +79,6 @@ UNREBUILDABLE = (
 )
 _LIVE_WAITING = (ExecutionStatus.PENDING.value, ExecutionStatus.RETRYING.value)
 _PROCESSING = ExecutionStatus.PROCESSING.value
-
-
-@dataclass
-class ReconcileReport:
-    """What one run found and did (all zero on a healthy system)."""
-
-    orphans_requeued: int = 0
-    orphans_failed: int = 0
-    recovered: int = 0
-    republished: int = 0
-    rechecked: int = 0
-    marks_set: int = 0
-    #: Lost jobs whose message cannot be rebuilt (published without Celeriac): failed, saying so.
-    unrebuildable: int = 0
-    #: Jobs waiting for dependencies, held again after Redis lost them.
-    reheld: int = 0
-    #: Lost jobs marked cancelled (or whose dispatch failed): ended, not published again.
-    voided: int = 0
-    redis_data_lost: bool = False
-    skipped: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-    @property
-    def judged(self) -> int:
-        """Suspects dealt with so far (their rows changed)."""
-        return self.recovered + self.republished + self.rechecked + self.unrebuildable + self.voided
-
-    def counters(self) -> dict[str, int]:
-        """What this run did, as counters for /metrics (zero ones left out)."""
-        counts = {
-            "orphans_requeued": self.orphans_requeued,
-            "orphans_failed": self.orphans_failed,
-            "recovered_from_result_backend": self.recovered,
-            "republished": self.republished,
-            "skip_marks_set": self.marks_set,
-            "unrebuildable": self.unrebuildable,
-            "reheld": self.reheld,
-            "voided": self.voided,
-            "redis_data_losses": int(self.redis_data_lost),
-        }
-        return {name: value for name, value in counts.items() if value}
-
-    @property
-    def changed_anything(self) -> bool:
-        return any(
-            (
-                self.orphans_requeued,
-                self.orphans_failed,
-                self.recovered,
-                self.republished,
-                self.rechecked,
-                self.marks_set,
-                self.unrebuildable,
-                self.reheld,
-                self.voided,
-                self.redis_data_lost,
-            )
-        )
-
-
-@dataclass(frozen=True)
-class Unacked:
-    """One entry of kombu's `unacked` hash: a message a worker took and has not acknowledged."""
-
-    tag: str
-    job_id: str | None
-    delivered_at: float
-
-
-class Broker:
-    """What the reconciler reads and moves in Celery's Redis broker, through kombu's own
-    channel (so key names, prefixes, priority lists and restores are exactly kombu's)."""
-
-    def __init__(self, channel: Any) -> None:
-        self.channel = channel
-        self.client = channel.client
-
-    def unacked(self) -> list[Unacked]:
-        raw: dict[bytes, bytes] = self.client.hgetall(self.channel.unacked_key)
-        delivered = dict(self.client.zrange(self.channel.unacked_index_key, 0, -1, withscores=True))
-        entries = []
-        for tag, value in raw.items():
-            try:
-                payload = json.loads(value)[0]
-                job_id = payload["headers"].get("id")
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-                job_id = None
-            entries.append(Unacked(tag.decode(), job_id, float(delivered.get(tag, 0.0))))
-        return entries
-
-    def queue_lists(self, queue: str) -> list[str]:
-        steps = sorted(set(self.channel.priority_steps))
-        return [self.channel._q_for_pri(queue, step) for step in steps]
-
-    def oldest_published_at(self, queue: str, now: float) -> float | None:
-        """Publish time of the oldest message still in `queue` (over its priority lists);
-        `now` when the queue is empty; None when a message there has no publish time."""
-        pipe = self.client.pipeline(transaction=False)
-        for name in self.queue_lists(queue):
-            pipe.lindex(name, -1)
-        oldest = now
-        for raw in pipe.execute():
-            if raw is None:
-                continue
-            try:
-                stamped = header.published_at(json.loads(raw).get("headers"))
-            except (ValueError, AttributeError):
-                stamped = None
-            if stamped is None:
-                return None  # published without Celeriac: we cannot order this queue
-            oldest = min(oldest, stamped)
-        return oldest
-
-    def restore(self, tag: str) -> None:
-        """Put an unacknowledged message back at the head of its queue (kombu's own restore)."""
-        self.channel.qos.restore_by_tag(tag)
-
-    def drop(self, tag: str) -> None:
-        """Remove an unacknowledged message for good (a job failed by the loss limit)."""
-        self.channel.qos._remove_from_indices(tag).execute()
 
 
 class Reconciler:
@@ -471,8 +351,6 @@ class Reconciler:
 
     def _rehold_lost(self, session: Session, now: float) -> list[str]:
         """5. Jobs waiting for dependencies whose held copy Redis lost (app.composition.resync)."""
-        from app.composition.hub import Hub
-        from app.composition.resync import rehold_lost
 
         grace = timedelta(seconds=self.settings.reliability.reconcile_grace_s)
         return rehold_lost(session, Hub(self.redis), datetime.fromtimestamp(now, UTC), grace)
@@ -498,7 +376,6 @@ class Reconciler:
             pipe.zscore(redis_keys.CANCELLED_RECENT, job_id)
         missing = [job_id for job_id, score in zip(ids, pipe.execute(), strict=True) if score is None]
         if missing:
-            from app.services.jobs import add_cancel_mark
 
             # Redis was down when their dispatch failed: mark them now, and announce the
             # failure so batches, chains and unique locks hear of it.
@@ -508,47 +385,6 @@ class Reconciler:
                 add_announcement(pipe, not_queued_event(job_id, "not queued (announced late: Redis was down)"))
             pipe.execute()
         return len(missing)
-
-
-def count_recoveries(redis: Any, counts: dict[str, int], last_run: float | None = None) -> None:
-    """Add to the recovery counters (best effort: a lost count is no reason to fail)."""
-    try:
-        pipe = redis.pipeline(transaction=False)
-        for name, value in counts.items():
-            pipe.hincrby(redis_keys.RECOVERY_STATS, name, value)
-        if last_run is not None:
-            pipe.hset(redis_keys.RECOVERY_STATS, "reconciled_at", last_run)
-        pipe.execute()
-    except Exception as exc:  # Redis boundary
-        logger.warning("Recovery counters not updated (%s)", exc)
-
-
-def live_queues(session: Session, statuses: Iterable[str]) -> list[tuple[str, str]]:
-    """Distinct (status, queue) pairs among rows of `statuses`, by a loose index scan:
-    one index seek per pair, however many rows each holds."""
-    pairs: list[tuple[str, str]] = []
-    for status in statuses:
-        last: str | None = None
-        while True:
-            query = select(JobExecution.queue).where(JobExecution.status == status)
-            if last is not None:
-                query = query.where(tuple_(JobExecution.queue) > tuple_(last))
-            queue = session.scalar(query.order_by(JobExecution.queue).limit(1))
-            if queue is None:
-                break
-            pairs.append((status, queue))
-            last = queue
-    return pairs
-
-
-def outcome_event(job_id: str, meta: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """The ok / fail / cancel event a stored result stands for."""
-    status = meta.get("status")
-    if status == states.SUCCESS:
-        return ev.succeeded(job_id, None, None, None, ev.bounded_result(meta.get("result"), settings.max_result_chars))
-    if status == states.REVOKED:
-        return ev.cancelled(job_id, reason="revoked")
-    return outcome_failure_event(job_id, meta)
 
 
 def _rechecked(row: JobExecution) -> bool:

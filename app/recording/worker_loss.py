@@ -26,12 +26,15 @@ from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]
 from billiard.exceptions import WorkerLostError
 from celery import states
 from celery.worker.request import Request
+from celery.worker.state import task_ready
 
 from app import redis_keys
-from app.config import get_settings
-from app.recording import events as ev
-from app.recording import signals
+from app.broker import celery_app
+from app.config import Settings, get_settings
+from app.recording.recoveries import count_recoveries
 from app.redis_client import get_redis
+from celeriac import events as ev
+from celeriac import signals
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +64,6 @@ class LossAwareRequest(Request):
 
 def handle_worker_lost(request: Any, exc: BaseException) -> None:
     """Record the stored outcome, or put the job back, or fail it past the loss limit."""
-    from celery.worker.state import task_ready
-
     task_ready(request)
     meta = stored_outcome(request.task.backend, request.id)
     if meta is not None:
@@ -97,14 +98,12 @@ def handle_worker_lost(request: Any, exc: BaseException) -> None:
 
 
 def _count(name: str) -> None:
-    from app.recording.reconcile import count_recoveries
 
     count_recoveries(get_redis(get_settings().redis_url), {name: 1})
 
 
 def worker_lost_policy(job_class: str, settings: Any) -> str:
     """"requeue" or "fail": the class's `on_worker_lost`, else CELERIAC_REAP_POLICY."""
-    from app.celery_app import celery_app
 
     task = celery_app.tasks.get(job_class)
     policy = getattr(getattr(task, "celeriac_job", None), "on_worker_lost", None)
@@ -186,3 +185,13 @@ def fail_lost_job(backend: Any, job_id: str, message: str) -> None:
         backend.mark_as_failure(job_id, WorkerLossLimit(message))
     except Exception as exc:  # clients reading results see it later, or time out
         logger.warning("Job %s: failure not stored in the result backend (%s)", job_id, exc)
+
+
+def outcome_event(job_id: str, meta: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The ok / fail / cancel event a stored result stands for."""
+    status = meta.get("status")
+    if status == states.SUCCESS:
+        return ev.succeeded(job_id, None, None, None, ev.bounded_result(meta.get("result"), settings.max_result_chars))
+    if status == states.REVOKED:
+        return ev.cancelled(job_id, reason="revoked")
+    return outcome_failure_event(job_id, meta)

@@ -1,7 +1,7 @@
 """Celery side of schedules: the fire task and the reconcile at beat start-up.
 
 `celery -A app.celery_app beat -S redbeat.RedBeatScheduler` runs the stock RedBeat
-scheduler; importing this module (app.celery_app does) is all the wiring:
+scheduler; `connect` (called by app.celery_app.connect_worker) is all the wiring:
 
 - `celeriac.schedules.fire` runs inside the beat process when beat applies it (Celery
   marks those calls with the `celery_beat_task` header): the due job is recorded and
@@ -18,30 +18,31 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redbeat.schedulers  # noqa: F401  (connects RedBeat's lock handler before ours)
-from celery import Task
+from celery import Celery, Task
 from celery.signals import beat_init
 
-from app.celery_app import celery_app
+from app.backends.current import backends
+from app.broker import celery_app
 from app.config import get_settings
 from app.db import session_scope
 from app.redis_client import get_redis
-from app.schedules.entries import FIRE_TASK, EntryStore
+from app.schedules.entries import FIRE_TASK
 from app.schedules.firing import Dispatcher, FireResult, fire
 from app.schedules.reconcile import reconcile
+from app.schedules.scheduler import HealingRedBeatScheduler
 
 logger = logging.getLogger(__name__)
 
 
 def fire_now(schedule_id: str, tick: int | None = None) -> FireResult:
-    """Fire one entry with production dependencies (SQL, Redis, Celery)."""
-    from app.jobs.dispatch import get_publisher, get_registry
-
+    """Fire one entry with this process's backends (app.backends.current), SQL and Redis."""
     settings = get_settings()
     client = get_redis(settings.redis_url)
-    dispatcher = Dispatcher(get_registry(), get_publisher(), settings)
+    used = backends()
+    dispatcher = Dispatcher(used.registry, used.publisher, settings)
     when = datetime.fromtimestamp(tick, UTC) if tick is not None else None
     with session_scope() as session:
-        return fire(session, EntryStore(client), client, schedule_id, when, dispatcher)
+        return fire(session, used.schedules, client, schedule_id, when, dispatcher, used.clock.now())
 
 
 class FireTask(Task):  # type: ignore[type-arg]
@@ -62,10 +63,9 @@ class FireTask(Task):  # type: ignore[type-arg]
 
 
 def _retry_later(schedule_id: str, tick: int | None = None) -> None:
-    client = get_redis(get_settings().redis_url)
     when = datetime.fromtimestamp(tick, UTC) if tick is not None else None
     try:
-        EntryStore(client).retry_later(schedule_id, when)
+        backends().schedules.retry_later(schedule_id, when)
     except Exception:  # Redis is down as well: RedBeat retries after its interval
         logger.exception("Schedule %s: could not postpone the retry of a failed fire", schedule_id)
 
@@ -76,23 +76,27 @@ def fire_schedule(schedule_id: str, tick: int | None = None) -> str | None:
     return fire_now(schedule_id, tick).job_id
 
 
-@beat_init.connect
 def reconcile_at_start(sender: Any = None, **_: Any) -> None:
     """Repair drift before the first tick; only the beat holding RedBeat's lock does it."""
     scheduler = getattr(sender, "scheduler", None)
     if type(scheduler) is redbeat.schedulers.RedBeatScheduler:
         # Started as API.md says (`-S redbeat.RedBeatScheduler`): give it the healing ticks
         # of the subclass (methods only, same state) so an outage does not stop beat.
-        from app.schedules.scheduler import HealingRedBeatScheduler
 
         scheduler.__class__ = HealingRedBeatScheduler
     if scheduler is None or (getattr(scheduler, "lock_key", None) and getattr(scheduler, "lock", None) is None):
         return
-    settings = get_settings()
+    used = backends()
     try:
         with session_scope() as session:
-            report = reconcile(session, EntryStore(get_redis(settings.redis_url)))
+            report = reconcile(session, used.schedules, used.clock.now())
     except Exception:  # process boundary: beat still runs the entries it has
         logger.exception("Schedules: reconcile at beat start-up failed")
         return
     logger.info("Schedules reconciled: %s", report)
+
+
+def connect(app: Celery) -> None:
+    """Reconcile the entries when `app`'s beat starts (the fire task is defined above)."""
+    assert app is celery_app, "schedules fire through the application they are defined on"
+    beat_init.connect(reconcile_at_start, weak=False)

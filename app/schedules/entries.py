@@ -20,7 +20,6 @@ keeps its tick and is retried RETRY_S later (`retry_later`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,7 +28,9 @@ from celery.schedules import schedule as interval
 from redbeat.decoder import RedBeatJSONDecoder, RedBeatJSONEncoder
 
 from app import redis_keys
+from app.backends.clock import SystemClock
 from app.errors import BackendUnavailable
+from app.kernel.ports import PAUSED_SCORE, RETRY_S, Clock, ScheduleEntry
 
 #: The Celery task every schedule entry runs (app.schedules.beat).
 FIRE_TASK = "celeriac.schedules.fire"
@@ -39,31 +40,18 @@ ENTRY_PREFIX = "job_schedule:"
 SCHEDULE_ZSET = redis_keys.REDBEAT_PREFIX + ":schedule"
 #: The entry's interval: how soon beat looks again after sending it (see above).
 INTERVAL_S = 1
-#: Seconds before a failed fire of a tick is tried again.
-RETRY_S = 30
-#: Score of a paused entry: RedBeat only loads scores from 0 up to now.
-PAUSED_SCORE = -1
 
 
 def entry_key(schedule_id: str) -> str:
     return redis_keys.REDBEAT_PREFIX + ENTRY_PREFIX + schedule_id
 
 
-@dataclass(frozen=True)
-class Entry:
-    """What Celeriac reads back from an entry."""
-
-    schedule_id: str
-    tick: datetime | None
-    enabled: bool
-    score: float | None
-
-
 class EntryStore:
-    """Writes, reads and deletes schedule entries in the RedBeat Redis."""
+    """Writes, reads and deletes schedule entries in the RedBeat Redis (a ScheduleStore)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, clock: Clock | None = None) -> None:
         self.redis = client
+        self.clock = clock or SystemClock()
 
     def write(self, schedule_id: str, tick: datetime | None, enabled: bool, due: datetime | None = None) -> None:
         """Point the entry at `tick` (None or paused: never due), due at `due` (default: the tick).
@@ -82,7 +70,7 @@ class EntryStore:
             "schedule": interval(run_every=timedelta(seconds=INTERVAL_S)),
             "enabled": enabled and tick is not None,
         }
-        last_run = (due or datetime.now(UTC)) - timedelta(seconds=INTERVAL_S)
+        last_run = (due or self.clock.now()) - timedelta(seconds=INTERVAL_S)
         meta = {"last_run_at": last_run.astimezone(UTC), "total_run_count": 0}
         score = int(due.timestamp()) if enabled and due is not None else PAUSED_SCORE
         key = entry_key(schedule_id)
@@ -97,7 +85,7 @@ class EntryStore:
 
     def retry_later(self, schedule_id: str, tick: datetime | None) -> None:
         """After a failed fire: the same tick again in RETRY_S (instead of beat's INTERVAL_S)."""
-        self.write(schedule_id, tick, enabled=True, due=datetime.now(UTC) + timedelta(seconds=RETRY_S))
+        self.write(schedule_id, tick, enabled=True, due=self.clock.now() + timedelta(seconds=RETRY_S))
 
     def delete(self, schedule_id: str) -> None:
         """Raises: BackendUnavailable: Redis cannot be reached."""
@@ -110,7 +98,7 @@ class EntryStore:
         except redis.RedisError as exc:
             raise BackendUnavailable(f"Redis is unavailable; schedule {schedule_id} was not removed") from exc
 
-    def read(self, schedule_id: str) -> Entry | None:
+    def read(self, schedule_id: str) -> ScheduleEntry | None:
         key = entry_key(schedule_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(key, "definition")
@@ -121,7 +109,7 @@ class EntryStore:
         definition: dict[str, Any] = json.loads(raw, cls=RedBeatJSONDecoder)
         kwargs = definition.get("kwargs") or {}
         tick = kwargs.get("tick")
-        return Entry(
+        return ScheduleEntry(
             schedule_id=schedule_id,
             tick=datetime.fromtimestamp(tick, UTC) if isinstance(tick, int) else None,
             enabled=bool(definition.get("enabled")),

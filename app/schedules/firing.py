@@ -21,14 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.composition.submit import submit
 from app.config import Settings
-from app.errors import ValidationError
+from app.errors import BackendUnavailable, ValidationError
+from app.kernel.dispatching import DispatchSpec
+from app.kernel.ports import Publisher, Registry, ScheduleStore
 from app.models import JobExecution, JobSchedule, ScheduleEvent
 from app.models.schedule_event import MISSED, REFUSED
 from app.schedules.claims import claim_ticks, release_ticks
 from app.schedules.cron import CronSchedule
-from app.schedules.entries import EntryStore
-from app.services.dispatching import DispatchSpec, Publisher, Registry
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def schedule_of(row: JobSchedule) -> CronSchedule:
 
 def fire(
     session: Session,
-    store: EntryStore,
+    store: ScheduleStore,
     client: redis.Redis,
     schedule_id: str,
     tick: datetime | None,
@@ -170,8 +171,6 @@ def dispatch(session: Session, row: JobSchedule, tick: datetime, dispatcher: Dis
     A refusal (job class gone or inactive) is recorded in the schedule's history; a broker
     failure leaves a failed run, as for any dispatch.
     """
-    from app.errors import BackendUnavailable
-    from app.services.jobs import submit
 
     spec = DispatchSpec(
         job_class=row.job_class,
@@ -211,7 +210,7 @@ def dispatch(session: Session, row: JobSchedule, tick: datetime, dispatcher: Dis
     return done.row.id
 
 
-def align(session: Session, store: EntryStore, row: JobSchedule) -> None:
+def align(session: Session, store: ScheduleStore, row: JobSchedule) -> None:
     """Point the entry at the row's next tick, then re-read the row: an edit that
     committed meanwhile may have written its entry before this write, so write again."""
     for _ in range(3):

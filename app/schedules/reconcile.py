@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ValidationError
+from app.kernel.ports import PAUSED_SCORE, ScheduleEntry, ScheduleStore
 from app.models import JobSchedule
 from app.schedules.cron import CronSchedule
-from app.schedules.entries import PAUSED_SCORE, Entry, EntryStore
 from app.schedules.firing import schedule_of
 
 logger = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class ReconcileReport:
         return f"{len(self.written)} entries written, {len(self.deleted)} orphans deleted, {len(self.invalid)} invalid"
 
 
-def reconcile(session: Session, store: EntryStore, now: datetime | None = None) -> ReconcileReport:
+def reconcile(session: Session, store: ScheduleStore, now: datetime | None = None) -> ReconcileReport:
     """Make every entry match its row; commits the rows' next_run_at."""
     now = now or datetime.now(UTC)
     report = ReconcileReport()
@@ -66,7 +66,7 @@ def reconcile(session: Session, store: EntryStore, now: datetime | None = None) 
     return report
 
 
-def _pending_tick(row: JobSchedule, entry: Entry | None, cron: CronSchedule, now: datetime) -> datetime:
+def _pending_tick(row: JobSchedule, entry: ScheduleEntry | None, cron: CronSchedule, now: datetime) -> datetime:
     """The tick the schedule waits for: the entry's, else the row's, if still one of its ticks."""
     for candidate in (entry.tick if entry and entry.enabled else None, row.next_run_at):
         if candidate is not None and cron.is_tick(candidate):

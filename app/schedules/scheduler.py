@@ -26,6 +26,10 @@ from redbeat.schedulers import LUA_EXTEND_TO_SCRIPT, RedBeatScheduler, get_redis
 from redis.exceptions import LockError
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.backends.current import backends
+from app.db import session_scope
+from app.schedules.reconcile import reconcile
+
 logger = logging.getLogger(__name__)
 
 #: Longest pause between two attempts while Redis is unreachable, in seconds.
@@ -105,12 +109,8 @@ class HealingRedBeatScheduler(RedBeatScheduler):  # type: ignore[misc]
 
 def repair_entries() -> None:
     """Every schedule's entry from `job_schedules` (app.schedules.reconcile)."""
-    from app.config import get_settings
-    from app.db import session_scope
-    from app.redis_client import get_redis as get_client
-    from app.schedules.entries import EntryStore
-    from app.schedules.reconcile import reconcile
 
     with session_scope() as session:
-        report = reconcile(session, EntryStore(get_client(get_settings().redis_url)))
+        used = backends()
+        report = reconcile(session, used.schedules, used.clock.now())
     logger.info("Schedules reconciled: %s", report)

@@ -1,4 +1,8 @@
-"""Audit trail: every state-changing action, from the console, the API or the CLI."""
+"""Audit trail: every state-changing action, from the console, the API or the CLI.
+
+`record` builds every audit row; the web process and the CLI call it through
+`ops_ui.trail.record_entry`, which commits.
+"""
 
 from __future__ import annotations
 

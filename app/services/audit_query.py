@@ -14,8 +14,8 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from app.errors import ValidationError
+from app.kernel.cursors import decode_position, encode_position
 from app.models import ApiToken, AuditLog, User
-from app.services.cursors import decode_position, encode_position
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200

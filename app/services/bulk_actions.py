@@ -19,12 +19,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, exists, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
+from app.composition.submit import retry_job
 from app.config import Settings
 from app.errors import BackendUnavailable, Conflict, NotFound, ValidationError
+from app.kernel.cancel import cancel_job
+from app.kernel.ports import Canceller, Publisher, Registry
 from app.models import ExecutionStatus, JobExecution
 from app.services import job_search
-from app.services.dispatching import Publisher, Registry
-from app.services.jobs import Canceller, cancel_job, retry_job
+from app.services.deferred_revokes import DeferredRevokes
 
 logger = logging.getLogger(__name__)
 
@@ -193,46 +195,6 @@ def _retry_each(
             outcome.truncated = True
             return outcome
     return outcome
-
-
-class DeferredRevokes:
-    """A Canceller that sends one revoke broadcast per chunk instead of one per job.
-
-    The persistent cancel mark is still set per job before its row changes, so a job that
-    a worker picks up in between is skipped; only the terminate of running jobs waits for
-    the end of the chunk.
-    """
-
-    def __init__(self, inner: Canceller, revoke_many: Callable[[list[str]], None]) -> None:
-        self.inner = inner
-        self.revoke_many = revoke_many
-        self.waiting: list[str] = []
-
-    def mark_cancelled(self, job_id: str) -> None:
-        self.inner.mark_cancelled(job_id)
-
-    def clear_mark(self, job_id: str) -> None:
-        self.inner.clear_mark(job_id)
-
-    def revoke(self, job_id: str, terminate: bool) -> None:
-        self.waiting.append(job_id)
-
-    def announce(self, job_id: str, reason: str) -> None:
-        self.inner.announce(job_id, reason)
-
-    def flush(self) -> None:
-        if self.waiting:
-            ids, self.waiting = self.waiting, []
-            self.revoke_many(ids)
-
-
-def celery_revoke_many(control: Any) -> Callable[[list[str]], None]:
-    """One Celery revoke broadcast (with terminate) for many ids."""
-
-    def revoke(ids: list[str]) -> None:
-        control.revoke(ids, terminate=True, signal="SIGTERM")
-
-    return revoke
 
 
 def _cancel_each(

@@ -16,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, ValidationError
+from app.kernel.dispatching import TaskInfo, _is_queue_name, find_definition
 from app.models import JobDefinition
-from app.priority import is_valid_priority
-from app.services.dispatching import TaskInfo, _is_queue_name, find_definition
+from celeriac.priority import is_valid_priority
 
 #: Fields an admin may change, as the API and the console name them.
 EDITABLE = (

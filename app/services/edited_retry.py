@@ -11,11 +11,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.composition.submit import retry_job
 from app.config import Settings
+from app.crypto import is_sealed
 from app.errors import Conflict, ValidationError
+from app.kernel.lookup import get_job
+from app.kernel.ports import Publisher, Registry
 from app.models import ExecutionStatus, JobExecution
-from app.services.dispatching import Publisher, Registry
-from app.services.jobs import get_job, retry_job
 
 #: Largest edited payload accepted, in characters of JSON.
 MAX_PAYLOAD_CHARS = 256 * 1024
@@ -42,7 +44,6 @@ def parse_payload(text: str) -> dict[str, Any]:
 
 def editable(row: JobExecution) -> bool:
     """Whether the console offers "retry with edited payload" for this job."""
-    from app.crypto import is_sealed
 
     retryable = row.status in (ExecutionStatus.FAILED.value, ExecutionStatus.CANCELLED.value)
     return retryable and not row.encrypted and not is_sealed(row.payload)

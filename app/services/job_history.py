@@ -102,7 +102,7 @@ def finished_at(row: JobExecution) -> datetime | None:
     return row.completed_at or row.failed_at or row.cancelled_at
 
 
-#: Timeline labels of the notes the recorder and the reconciler leave (app.recording.apply).
+#: Timeline labels of the notes the recorder and the reconciler leave (app.kernel.apply).
 _NOTE_LABELS = ("Worker lost", "Published again", "Outcome recovered")
 
 

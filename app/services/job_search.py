@@ -23,8 +23,9 @@ from sqlalchemy import ColumnElement, String, cast, false, func, or_, select, tu
 from sqlalchemy.orm import Session
 
 from app.crypto import ENVELOPE_KEY
+from app.errors import ValidationError
+from app.kernel.cursors import encode_position
 from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution
-from app.services.cursors import encode_position
 from app.services.jobs import MAX_PAGE, decode_cursor
 
 #: Rows a tag, payload or id-fragment search examines per page at most.
@@ -62,7 +63,7 @@ class JobQuery:
     job_id: str | None = None
     #: Text to find inside payloads.
     text: str | None = None
-    #: A failure group (app.failures.fingerprint), for "the jobs of this group".
+    #: A failure group (app.kernel.fingerprint), for "the jobs of this group".
     fingerprint: str | None = None
 
     @property
@@ -250,7 +251,6 @@ def search(session: Session, query: JobQuery, limit: int = 50, cursor: str | Non
     Raises:
         ValidationError: the cursor was not made by this search, or limit out of range.
     """
-    from app.errors import ValidationError
 
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError(f"limit must be from 1 to {MAX_PAGE}")

@@ -16,8 +16,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from app.config import Settings
+from app.failures.dead_letter import delete_executions
 from app.models import ExecutionStatus, FailureGroup, JobExecution
-from app.services.dead_letter import delete_executions
 from app.services.idempotency import purge_expired as purge_expired_keys
 
 logger = logging.getLogger(__name__)

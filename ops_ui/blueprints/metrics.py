@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, g
+from flask import Blueprint, Response, g
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
@@ -14,6 +14,7 @@ from app.monitoring.workers import ONLINE, list_workers
 from app.redis_client import get_redis
 from ops_ui.auth import api_auth
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
 
 bp = Blueprint("metrics", __name__)
 
@@ -28,7 +29,7 @@ class _Snapshot(Collector):
 
 def snapshot() -> metrics.Snapshot:
     """One reading for the token's tenant (a superadmin token sees every tenant)."""
-    settings = current_app.extensions["celeriac_settings"]
+    settings = app_settings()
     redis_client = get_redis(settings.redis_url)
     snap = metrics.take(sql(), redis_client, g.principal.tenant_id)
     snap.workers_online = sum(1 for w in list_workers(redis_client, settings.monitoring) if w.status == ONLINE)

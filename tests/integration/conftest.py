@@ -170,7 +170,8 @@ def reconciler() -> Iterator[Any]:
     from app.celery_app import celery_app
     from app.db import session_scope
     from app.recorder import Recorder
-    from app.recording.reconcile import Broker, Reconciler
+    from app.recording.broker_view import Broker
+    from app.recording.reconcile import Reconciler
     from app.redis_client import get_redis
 
     settings = quick_settings()
@@ -196,7 +197,7 @@ def reconcile_until(reconciler: Any, done: Any, what: str) -> Any:
 def wait_dealt_with(redis_client: Any, queue: str, job_id: str) -> None:
     """Until a worker took `job_id`'s message from `queue` and acknowledged it (kombu's
     `unacked` hash no longer holds it): after this, "did not run" is a real result."""
-    from app.services.queue_stats import broker_depth
+    from app.monitoring.queue_stats import broker_depth
 
     wait_for(lambda: broker_depth(redis_client, queue) == 0, what="the message to be taken")
     wait_for(

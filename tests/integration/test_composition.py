@@ -378,7 +378,7 @@ def test_higher_priority_overtakes_queued_lower_ones(
 def test_batch_chain_and_dependencies_from_code(
     stack: Any, client: Any, auth: Any, unique: str, redis_client: Any
 ) -> None:
-    from app.composition import batch, chain
+    from app.jobs import batch, chain
     from tasks.demo import Echo, Sleep
     from tests.sample_jobs import MarkerJob
 

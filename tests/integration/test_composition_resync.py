@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from app.composition.hub import batch_key, chain_key, held_key
+from app import redis_keys
 from tests.conftest import wait_for
 from tests.integration.conftest import WorkerProcess, reconcile_until
 from tests.integration.test_composition import dispatch, job, marker, runs, wait_group, wait_status
@@ -34,10 +34,12 @@ def test_a_job_waiting_for_its_dependency_is_held_again_after_redis_lost_it(
     queue = f"held-{unique}"
     first = dispatch(client, headers, "tests.marker", {"key": f"{unique}-first"}, queue=queue).get_json()["id"]
     second = dispatch(client, headers, "tests.marker", {"key": unique}, depends_on=[first]).get_json()["id"]
-    assert redis_client.exists(held_key(second))
-    redis_client.delete(held_key(second), f"celeriac:deps:{second}", f"celeriac:dependants:{first}")
+    assert redis_client.exists(redis_keys.held_job(second))
+    redis_client.delete(
+        redis_keys.held_job(second), redis_keys.job_dependencies(second), redis_keys.job_dependants(first)
+    )
     reconcile_until(reconciler, lambda r: r.reheld >= 1, "the waiting job to be held again")
-    assert redis_client.exists(held_key(second))
+    assert redis_client.exists(redis_keys.held_job(second))
     late = late_worker(tmp_path, queue, unique)
     try:
         wait_status(client, headers, first, "completed")
@@ -59,7 +61,11 @@ def test_a_batch_whose_counters_redis_lost_still_runs_its_callbacks_once(
     }
     created = client.post("/api/batches", json=body, headers=headers).get_json()
     batch = client.get(f"/api/batches/{created['id']}", headers=headers).get_json()
-    redis_client.delete(batch_key(created["id"]), held_key(batch["then_job_id"]), held_key(batch["finally_job_id"]))
+    redis_client.delete(
+        redis_keys.batch(created["id"]),
+        redis_keys.held_job(batch["then_job_id"]),
+        redis_keys.held_job(batch["finally_job_id"]),
+    )
     late = late_worker(tmp_path, queue, unique)
     try:
         wait_group(client, headers, f"/api/batches/{created['id']}", "finished")
@@ -83,8 +89,13 @@ def test_a_failed_chain_step_still_runs_the_catch_redis_lost(
     created = client.post("/api/chains", json=body, headers=headers).get_json()
     step_two = created["job_ids"][1]
     catch_id = client.get(f"/api/chains/{created['id']}", headers=headers).get_json()["catch_job_id"]
-    assert redis_client.exists(held_key(catch_id))
-    redis_client.delete(chain_key(created["id"]), held_key(step_two), f"celeriac:deps:{step_two}", held_key(catch_id))
+    assert redis_client.exists(redis_keys.held_job(catch_id))
+    redis_client.delete(
+        redis_keys.chain(created["id"]),
+        redis_keys.held_job(step_two),
+        redis_keys.job_dependencies(step_two),
+        redis_keys.held_job(catch_id),
+    )
     reconcile_until(reconciler, lambda r: r.reheld >= 1, "the second step to be held again")
     late = late_worker(tmp_path, queue, unique)
     try:

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from app.config import get_settings
 from app.db import session_scope
 from app.errors import ValidationError
+from app.kernel.dispatching import find_definition
 from app.models import JobAttempt, JobExecution
-from app.services.dispatching import find_definition
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.worker]

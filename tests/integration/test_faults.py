@@ -13,7 +13,7 @@ from kombu import Connection, Exchange, Producer
 
 from app.db import db
 from app.models import JobExecution
-from app.services.queue_stats import broker_depth
+from app.monitoring.queue_stats import broker_depth
 from tests.conftest import REDIS_URL, wait_for
 from tests.integration.conftest import WorkerProcess, wait_dealt_with
 from tests.integration.test_execution import row, wait_status

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from app import redis_keys
-from app.services.queue_stats import broker_depth
+from app.monitoring.queue_stats import broker_depth
 from tests.conftest import wait_for
 from tests.integration.conftest import WorkerProcess
 

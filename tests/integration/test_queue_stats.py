@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from app.services.queue_stats import broker_depth, broker_queue_keys
+from app.monitoring.queue_stats import broker_depth, broker_queue_keys
 from tests.conftest import wait_for
 from tests.integration.conftest import WorkerProcess
 

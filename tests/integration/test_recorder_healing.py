@@ -15,7 +15,7 @@ from app.db import session_scope
 from app.embedded_redis import start_embedded
 from app.models import JobExecution
 from app.recorder import Recorder
-from app.recording.buffer import encode_event
+from celeriac.buffer import encode_event
 from tests.unit.test_recording_apply import lifecycle
 
 pytestmark = pytest.mark.redis

@@ -17,8 +17,8 @@ from celery.result import AsyncResult
 
 from app.db import session_scope
 from app.errors import BackendUnavailable
+from app.monitoring.queue_stats import broker_depth, broker_queue_keys
 from app.recording.reconcile import Reconciler
-from app.services.queue_stats import broker_depth, broker_queue_keys
 from tests.conftest import wait_for
 from tests.integration.conftest import WorkerProcess, reconcile_until, wait_dealt_with
 from tests.integration.test_execution import attempts, row, wait_status
@@ -43,7 +43,7 @@ def runs(redis_client: Any, key: str) -> int:
 def test_pool_process_killed_right_after_success_is_recorded_completed_and_not_run_again(
     stack: Any, unique: str, redis_client: Any, tmp_path: Path
 ) -> None:
-    from app.jobs.celery_backend import CeleryPublisher  # noqa: F401  (the real broker)
+    from app.backends.celery_publisher import CeleryPublisher  # noqa: F401  (the real broker)
     from tests.sample_jobs import dies_after_success
 
     queue = f"silent-{unique}"
@@ -140,8 +140,9 @@ def test_running_job_of_a_worker_killed_outright_is_requeued_from_heartbeats(
 def test_dispatch_that_answered_an_error_never_runs_even_if_its_message_got_through(
     stack: Any, unique: str, redis_client: Any, tmp_path: Path
 ) -> None:
-    from app.jobs.celery_backend import CeleryPublisher
-    from app.jobs.dispatch import PendingDispatch, set_publisher
+    from app.backends.celery_publisher import CeleryPublisher
+    from app.backends.current import replaced
+    from app.jobs.dispatch import PendingDispatch
 
     class SentThenTimedOut(CeleryPublisher):
         """The broker got the message, but its answer never came back."""
@@ -151,12 +152,8 @@ def test_dispatch_that_answered_an_error_never_runs_even_if_its_message_got_thro
             raise TimeoutError("no answer from the broker")
 
     queue = f"ghost-{unique}"
-    previous = set_publisher(SentThenTimedOut())
-    try:
-        with pytest.raises(BackendUnavailable):
-            PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
-    finally:
-        set_publisher(previous)
+    with replaced(publisher=SentThenTimedOut()), pytest.raises(BackendUnavailable):
+        PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
     (message,) = [m for key in broker_queue_keys(queue) for m in redis_client.lrange(key, 0, -1)]
     job_id = json.loads(message)["headers"]["id"]
     assert broker_depth(redis_client, queue) == 1
@@ -182,9 +179,9 @@ def test_dispatch_answers_an_error_promptly_and_leaves_a_skip_mark_when_redis_is
     import signal
     import threading
 
+    from app.backends import celery_publisher
     from app.celery_app import celery_app
     from app.embedded_redis import PIDFILE_NAME, start_embedded
-    from app.jobs import celery_backend
     from app.jobs.dispatch import PendingDispatch
 
     frozen = start_embedded(tmp_path / "frozen", persist=False)
@@ -201,14 +198,14 @@ def test_dispatch_answers_an_error_promptly_and_leaves_a_skip_mark_when_redis_is
 
     try:
         celery_app.conf.broker_url = celery_app.conf.broker_write_url = frozen.url
-        celery_backend._dispatch_producers.cache_clear()
+        celery_publisher._dispatch_producers.cache_clear()
         caller = threading.Thread(target=dispatch)
         caller.start()
         caller.join(timeout=15)
         assert not caller.is_alive(), "dispatch hung on a frozen Redis"
     finally:
         celery_app.conf.broker_url, celery_app.conf.broker_write_url = saved
-        celery_backend._dispatch_producers.cache_clear()
+        celery_publisher._dispatch_producers.cache_clear()
         os.kill(pid, signal.SIGCONT)
         frozen.stop()
     (error,) = outcome
@@ -276,8 +273,8 @@ def test_a_job_that_must_never_run_twice_fails_at_its_first_lost_worker(
 def test_a_lost_job_marked_cancelled_is_ended_not_published_again(
     reconciler: Reconciler, unique: str, redis_client: Any
 ) -> None:
+    from app.backends.celery_canceller import CeleryCanceller
     from app.jobs.dispatch import PendingDispatch
-    from app.services.jobs import CeleryCanceller
 
     queue = f"void-{unique}"
     job_id = PendingDispatch("tests.counted", {"queue": queue}).dispatch(key=unique)
@@ -294,11 +291,11 @@ def test_a_dispatch_whose_commit_fails_answers_an_error_and_leaves_a_skip_mark(
     unique: str, redis_client: Any, recording_publisher: list[Any]
 ) -> None:
     from sqlalchemy.exc import OperationalError
+    from sqlalchemy.orm import Session
 
     from app.jobs.dispatch import PendingDispatch
-    from app.services import jobs as jobs_service
 
-    real_commit = jobs_service.Session.commit
+    real_commit = Session.commit
 
     def failing_commit(self: Any) -> None:
         if any(getattr(obj, "job_class", None) == "tests.counted" for obj in self.new):
@@ -307,12 +304,12 @@ def test_a_dispatch_whose_commit_fails_answers_an_error_and_leaves_a_skip_mark(
 
     before = set(redis_client.zrange("celeriac:cancelled:recent", 0, -1))
     # A commit whose answer never comes back (it may have landed).
-    jobs_service.Session.commit = failing_commit  # type: ignore[method-assign]
+    Session.commit = failing_commit  # type: ignore[method-assign]
     try:
         with pytest.raises(BackendUnavailable):
             PendingDispatch("tests.counted", {"queue": f"lost-{unique}"}).dispatch(key=unique)
     finally:
-        jobs_service.Session.commit = real_commit  # type: ignore[method-assign]
+        Session.commit = real_commit  # type: ignore[method-assign]
     assert recording_publisher == [], "nothing published"
     (marked,) = set(redis_client.zrange("celeriac:cancelled:recent", 0, -1)) - before
     assert row(marked.decode()) is None  # here the commit did not land; had it, workers would skip it

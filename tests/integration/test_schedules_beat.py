@@ -24,7 +24,7 @@ from app.db import session_scope
 from app.models import JobExecution, JobSchedule, ScheduleEvent
 from app.schedules.cron import CronSchedule
 from app.schedules.entries import SCHEDULE_ZSET, EntryStore, entry_key
-from app.services.schedules import default_service
+from app.schedules.service import default_service
 from tests.conftest import ROOT, wait_for
 
 pytestmark = pytest.mark.redis

@@ -6,8 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from app.db import db
+from app.kernel.aggregates import Aggregator
 from app.models import JobExecution
-from app.monitoring.aggregates import Aggregator
 
 
 def add_execution(

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.db import get_engine, session_scope
+from app.kernel import aggregates
+from app.kernel.aggregates import WindowStats, bucket_of
+from app.kernel.apply import EventApplier
 from app.models import JobStatsMinute
-from app.monitoring import aggregates
-from app.monitoring.aggregates import WindowStats, bucket_of
-from app.recording import events as ev
-from app.recording.apply import EventApplier
+from celeriac import events as ev
 from tests.unit.test_recording_apply import lifecycle
 
 
@@ -103,7 +103,7 @@ def test_retries_are_counted_once_whichever_batch_closes_the_attempt(app: Any) -
 
 def test_jobs_the_web_process_ends_are_counted_once(app: Any, client: Any, auth: Any, unique: str) -> None:
     from app.db import db
-    from app.services.jobs import mark_unqueued
+    from app.kernel.writer import mark_unqueued
 
     queue = f"quiet-{unique}"
     headers = auth("operator", f"agg-{unique}")

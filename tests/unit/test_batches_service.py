@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from app.composition.batches import BatchRequest, create_batch, create_chain
+from app.composition.dependencies import check_dependencies
 from app.composition.hub import Hub
 from app.errors import ValidationError
+from app.kernel.dispatching import DispatchSpec, ResolvedJob
+from app.kernel.writer import pending_row
 from app.models import JobBatch, JobExecution
-from app.services.batches import BatchRequest, create_batch, create_chain
-from app.services.dependencies import check_dependencies
-from app.services.dispatching import DispatchSpec, ResolvedJob
-from app.services.jobs import pending_row
 
 pytestmark = pytest.mark.redis
 
@@ -29,10 +29,10 @@ class Recording:
 
 
 def deps(settings: Any, redis_client: Any, **changes: Any) -> dict[str, Any]:
-    from app.jobs.dispatch import get_registry
+    from app.backends.current import backends
 
     return {
-        "registry": get_registry(),
+        "registry": backends().registry,
         "publisher": Recording(),
         "settings": dataclasses.replace(settings, **changes),
         "hub": Hub(redis_client),

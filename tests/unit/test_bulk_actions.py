@@ -1,4 +1,7 @@
-"""Bulk retry / cancel and the job search behind them (app.services.bulk_actions, job_search)."""
+"""Bulk retry / cancel and the job search behind them (app.services.bulk_actions, job_search).
+
+On in-memory twins (app.backends.twins): no Redis, no broker.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.backends.current import backends
+from app.backends.twins import MemoryCanceller
 from app.db import db
 from app.errors import ValidationError
 from app.models import JobExecution
 from app.services import bulk_actions, job_search
-from app.services.jobs import CeleryCanceller
+from app.services.deferred_revokes import DeferredRevokes
 from tests.job_rows import T0, add_job
+
+pytestmark = pytest.mark.usefixtures("twins", "no_redis")
 
 
 @pytest.fixture()
@@ -22,17 +29,16 @@ def tenant(app: Any, unique: str) -> str:
 
 
 @pytest.fixture()
-def canceller(redis_client: Any) -> CeleryCanceller:
-    from app.celery_app import celery_app
-
-    return CeleryCanceller(redis_client, celery_app.control)
+def canceller(twins: Any) -> MemoryCanceller:
+    canceller: MemoryCanceller = twins.canceller
+    return canceller
 
 
 def retry_kwargs() -> dict[str, Any]:
     from app.config import get_settings
-    from app.jobs.dispatch import get_publisher, get_registry
 
-    return {"registry": get_registry(), "publisher": get_publisher(), "settings": get_settings()}
+    used = backends()
+    return {"registry": used.registry, "publisher": used.publisher, "settings": get_settings()}
 
 
 def ids_of(page: job_search.Page) -> list[str]:
@@ -156,14 +162,12 @@ def test_retry_selected_skips_what_cannot_be_retried(tenant: str, recording_publ
 
 
 def test_cancel_matching_cancels_live_jobs_and_marks_them_for_workers(
-    tenant: str, canceller: CeleryCanceller, redis_client: Any
+    tenant: str, canceller: MemoryCanceller
 ) -> None:
-    from app import redis_keys
-
     live = {add_job(tenant, status, minutes=n) for n, status in enumerate(["pending", "processing", "retrying"])}
     done = add_job(tenant, "completed", minutes=5)
     sent: list[list[str]] = []
-    deferred = bulk_actions.DeferredRevokes(canceller, sent.append)
+    deferred = DeferredRevokes(canceller, sent.append)
     q = job_search.JobQuery(tenant_id=tenant)
     assert bulk_actions.preview(db.session, q, "cancel").count == 3
     outcome = bulk_actions.cancel_matching(db.session, q, canceller=deferred)
@@ -173,11 +177,11 @@ def test_cancel_matching_cancels_live_jobs_and_marks_them_for_workers(
         db.session.execute(select(JobExecution.id, JobExecution.status).where(JobExecution.tenant_id == tenant)).all()
     )
     assert {statuses[i] for i in live} == {"cancelled"} and statuses[done] == "completed"
-    assert all(redis_client.exists(redis_keys.cancelled(i)) for i in live)
+    assert canceller.marked == live and {job_id for job_id, _ in canceller.announced} == live
     assert len(sent) == 1 and set(sent[0]) == live  # one revoke broadcast for the chunk
 
 
-def test_cancel_selected_skips_finished_and_foreign_jobs(tenant: str, canceller: CeleryCanceller) -> None:
+def test_cancel_selected_skips_finished_and_foreign_jobs(tenant: str, canceller: MemoryCanceller) -> None:
     pending = add_job(tenant, "pending")
     failed = add_job(tenant, "failed")
     theirs = add_job(f"{tenant}-x", "pending")

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from app import redis_keys
-from app.recording.cancel_cache import CancelCache
-from app.services.jobs import CeleryCanceller
+from app.backends.celery_canceller import CeleryCanceller
+from celeriac.cancel_cache import CancelCache
 
 pytestmark = pytest.mark.redis
 

@@ -8,20 +8,21 @@ from typing import Any
 
 import pytest
 
-from app.composition.followups import INFLIGHT, drain_outbox, follow_up, involved, recover_inflight
-from app.composition.hub import OUTBOX, Hub, held_key, payload_identity
+from app import redis_keys
+from app.composition.followups import drain_outbox, follow_up, involved, recover_inflight
+from app.composition.hub import Hub, new_id, payload_identity
 from app.composition.specs import from_spec, to_spec
-from app.recording.apply import Finished
-from app.services.dispatching import ResolvedJob
+from app.kernel.dispatching import ResolvedJob
+from app.kernel.row_batch import Finished
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture()
 def hub(redis_client: Any) -> Any:
-    redis_client.delete(OUTBOX, INFLIGHT)
+    redis_client.delete(redis_keys.OUTBOX, redis_keys.OUTBOX_INFLIGHT)
     yield Hub(redis_client)
-    redis_client.delete(OUTBOX, INFLIGHT)
+    redis_client.delete(redis_keys.OUTBOX, redis_keys.OUTBOX_INFLIGHT)
 
 
 def resolved(job_id: str, **changes: Any) -> ResolvedJob:
@@ -45,7 +46,7 @@ def resolved(job_id: str, **changes: Any) -> ResolvedJob:
 
 
 def outbox(redis_client: Any) -> list[dict[str, Any]]:
-    return [json.loads(raw) for raw in redis_client.lrange(OUTBOX, 0, -1)]
+    return [json.loads(raw) for raw in redis_client.lrange(redis_keys.OUTBOX, 0, -1)]
 
 
 class Recording:
@@ -124,7 +125,7 @@ def test_dependant_is_released_after_its_last_dependency_only(hub: Any, unique: 
     assert hub.resolve(f"{unique}-b", "completed", "") == ([job], [])
     assert outbox(redis_client)[-1]["dep"] == f"{unique}-b"
     assert hub.awaited([f"{unique}-a", f"{unique}-b"]) == []
-    assert redis_client.exists(held_key(job)) == 0
+    assert redis_client.exists(redis_keys.held_job(job)) == 0
 
 
 def test_failed_dependency_cancels_through_the_event_stream(hub: Any, unique: str, redis_client: Any) -> None:
@@ -176,7 +177,7 @@ def test_outbox_publishes_released_jobs_with_the_previous_result(hub: Any, uniqu
     results = {f"{unique}-prev": 41}
     assert drain_outbox(hub, publisher, results.get, lambda *_: None) == 1
     assert [j.payload for j in publisher.published] == [{"value": 1, "previous_result": 41}]
-    assert redis_client.llen(OUTBOX) == 0 and redis_client.llen(INFLIGHT) == 0
+    assert redis_client.llen(redis_keys.OUTBOX) == 0 and redis_client.llen(redis_keys.OUTBOX_INFLIGHT) == 0
 
 
 def test_broker_outage_keeps_released_jobs_in_the_outbox(hub: Any, unique: str, redis_client: Any) -> None:
@@ -185,14 +186,14 @@ def test_broker_outage_keeps_released_jobs_in_the_outbox(hub: Any, unique: str, 
     hub.resolve(f"{unique}-prev", "completed", "")
     with pytest.raises(ConnectionError):
         drain_outbox(hub, Recording(fail=True), lambda _: None, lambda *_: None)
-    assert redis_client.llen(OUTBOX) == 1 and redis_client.llen(INFLIGHT) == 0
+    assert redis_client.llen(redis_keys.OUTBOX) == 1 and redis_client.llen(redis_keys.OUTBOX_INFLIGHT) == 0
     publisher = Recording()
     assert drain_outbox(hub, publisher, lambda _: None, lambda *_: None) == 1
     assert [j.job_id for j in publisher.published] == [job.job_id]
 
 
 def test_entries_of_a_drainer_that_died_are_recovered(hub: Any, unique: str, redis_client: Any) -> None:
-    redis_client.rpush(INFLIGHT, json.dumps({"spec": json.dumps(to_spec(resolved(unique)))}))
+    redis_client.rpush(redis_keys.OUTBOX_INFLIGHT, json.dumps({"spec": json.dumps(to_spec(resolved(unique)))}))
     assert recover_inflight(hub) == 1
     publisher = Recording()
     drain_outbox(hub, publisher, lambda _: None, lambda *_: None)
@@ -200,10 +201,25 @@ def test_entries_of_a_drainer_that_died_are_recovered(hub: Any, unique: str, red
 
 
 def test_unreadable_spec_is_reported_and_does_not_block_the_rest(hub: Any, unique: str, redis_client: Any) -> None:
-    redis_client.rpush(OUTBOX, json.dumps({"spec": json.dumps({"job_id": f"{unique}-bad", "nonsense": 1})}))
-    redis_client.rpush(OUTBOX, json.dumps({"spec": json.dumps(to_spec(resolved(f"{unique}-good")))}))
+    redis_client.rpush(redis_keys.OUTBOX, json.dumps({"spec": json.dumps({"job_id": f"{unique}-bad", "nonsense": 1})}))
+    redis_client.rpush(redis_keys.OUTBOX, json.dumps({"spec": json.dumps(to_spec(resolved(f"{unique}-good")))}))
     reported: list[tuple[str, str]] = []
     publisher = Recording()
     drain_outbox(hub, publisher, lambda _: None, lambda job_id, reason: reported.append((job_id, reason)))
     assert [j.job_id for j in publisher.published] == [f"{unique}-good"]
     assert reported and reported[0][0] == f"{unique}-bad" and "could not be queued" in reported[0][1]
+
+
+def test_the_scripts_build_the_keys_redis_keys_names(hub: Any, redis_client: Any) -> None:
+    """hub.py's Lua builds its keys from the prefix; app.redis_keys must name the same ones."""
+    dep, job, batch = new_id(), new_id(), new_id()
+    hub.hold(job, to_spec(resolved(job)), [dep])
+    assert redis_client.exists(redis_keys.held_job(job), redis_keys.job_dependencies(job)) == 2
+    assert redis_client.exists(redis_keys.job_dependants(dep)) == 1
+    assert redis_client.sismember(redis_keys.AWAITED, dep)
+    hub.open_batch(batch, 2, 0, {})
+    hub.account_batch_job(batch, job, failed=False)
+    assert redis_client.sismember(redis_keys.batch_done(batch), job)
+    hub.resolve(dep, "completed", "")
+    assert [entry["dep"] for entry in outbox(redis_client)] == [dep]
+    redis_client.delete(redis_keys.batch(batch), redis_keys.batch_done(batch))

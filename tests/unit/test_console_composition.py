@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
+from app.composition import batch_pages
 from app.db import db
 from app.models import AuditLog, JobBatch, JobExecution
-from app.services import batch_pages
 
 
 def echo(value: Any = 1) -> dict[str, Any]:

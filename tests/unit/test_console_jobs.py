@@ -174,12 +174,14 @@ def test_retry_selected_retries_and_audits_one_row(console: Any, tenant: str, re
     assert set(entry.before["ids"]) == {a, b, done}
 
 
-def test_cancel_selected_cancels_live_jobs(console: Any, tenant: str) -> None:
+def test_cancel_selected_cancels_live_jobs(console: Any, tenant: str, twins: Any) -> None:
     pending, done = add_job(tenant, "pending"), add_job(tenant, "completed", minutes=1)
     operator = console(tenant=tenant)
     operator.post("/jobs/bulk", data={"action": "cancel", "ids": [pending, done]})
     db.session.expire_all()
     assert db.session.get(JobExecution, pending).status == "cancelled"
+    assert twins.canceller.marked == {pending}  # a mark for workers, then one revoke broadcast
+    assert twins.workers.sent == [("revoke", {"job_ids": [pending], "terminate": True})]
     assert db.session.get(JobExecution, done).status == "completed"
     assert "Cancelled 1, skipped 1." in html(operator.get("/jobs"))
     assert audit("job.bulk_cancel", tenant)[0].after["cancelled"] == 1
@@ -317,12 +319,14 @@ def test_retry_from_detail_redirects_to_the_new_job_and_audits(
     assert "Not retried" in html(operator.get(f"/jobs/{done}")) and len(recording_publisher) == 1
 
 
-def test_cancel_from_detail(console: Any, tenant: str) -> None:
+def test_cancel_from_detail(console: Any, tenant: str, twins: Any) -> None:
     pending = add_job(tenant, "pending")
     operator = console(tenant=tenant)
     assert operator.post(f"/jobs/{pending}/cancel").status_code == 302
     db.session.expire_all()
     assert db.session.get(JobExecution, pending).status == "cancelled"
+    assert twins.canceller.revoked == [(pending, True)]  # the detail page revokes at once, not per chunk
+    assert twins.canceller.announced == [(pending, "cancelled by request")]
     assert "Job cancelled." in html(operator.get(f"/jobs/{pending}"))
     [entry] = audit("job.cancel", tenant)
     assert entry.before == {"status": "pending"} and entry.after == {"status": "cancelled"}

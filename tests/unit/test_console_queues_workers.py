@@ -1,4 +1,7 @@
-"""Console Queues and Workers pages (W2): access matrix, CSRF, audit rows, live partials, tenant scope."""
+"""Console Queues and Workers pages (W2): access matrix, CSRF, audit rows, live partials, tenant scope.
+
+Broadcasts to workers go to the in-memory worker control (app.backends.twins).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.backends.current import Backends
 from app.config import MonitoringConfig
 from app.control import pauses
 from app.db import db
@@ -16,7 +20,7 @@ from app.monitoring.workers import Heartbeat, write_heartbeat
 from app.ratelimit import queue_limits
 from tests.unit.console_data import add_execution
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("twins")]
 
 
 def audit_rows(action: str, target: str) -> list[AuditLog]:
@@ -108,7 +112,7 @@ def test_viewer_sees_workers_and_a_worker_but_no_controls(console: Any, worker_e
     assert viewer.get("/workers/nobody@nowhere").status_code == 404
 
 
-def test_admin_worker_actions_show_form_errors_and_audit(console: Any, worker_entry: str) -> None:
+def test_admin_worker_actions_show_form_errors_and_audit(console: Any, worker_entry: str, twins: Backends) -> None:
     admin = console(role="admin")
     detail = admin.get(f"/workers/{worker_entry}").get_data(as_text=True)
     assert "Grow pool" in detail and "Restart needs supervisord" in detail
@@ -127,3 +131,4 @@ def test_admin_worker_actions_show_form_errors_and_audit(console: Any, worker_en
     assert stopped.status_code == 302
     [row] = audit_rows("worker.shutdown", worker_entry)
     assert row.reason == "scale down" and row.after["status"] == "accepted"
+    assert twins.workers.sent == [("shutdown", {"destination": [worker_entry]})]  # type: ignore[attr-defined]

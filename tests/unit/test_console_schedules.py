@@ -35,7 +35,7 @@ def synced(app: Any) -> None:
 
 
 def make_schedule(tenant: str, **changes: Any) -> JobSchedule:
-    from app.services.schedules import default_service
+    from app.schedules.service import default_service
 
     row = default_service(db.session).schedule_job(
         "demo.echo", "0 3 * * *", "UTC", {"value": 1}, tenant_id=tenant, **changes

@@ -118,7 +118,7 @@ def test_api_answers_show_encrypted_errors(keys: None, client: Any, auth: Any, t
 def test_failure_report_of_an_encrypted_job_hides_message_traceback_and_attempt_errors(
     keys: None, app: Any, tenant: str, canary: str
 ) -> None:
-    from app.services.failures import failure_report
+    from app.failures.groups import failure_report
 
     job_id, token = sealed_failure(tenant, canary)
     row = db.session.get(JobExecution, job_id)

@@ -1,4 +1,8 @@
-"""Queue pause registry, the worker-side reconcile plan, and the control API's refusals (W2)."""
+"""Queue pause registry, the worker-side reconcile plan, and the control API's refusals (W2).
+
+The pause registry and heartbeats are real Redis (our own keys); broadcasts to workers go to
+the in-memory worker control (app.backends.twins), which records them.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.backends.current import Backends
 from app.config import MonitoringConfig
 from app.control import pauses
 from app.control.supervisor import redacted, url_for_machine
@@ -22,7 +27,7 @@ from app.monitoring.workers import Heartbeat, write_heartbeat
 from app.ratelimit import queue_limits
 from tests.conftest import assert_problem
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.usefixtures("twins")]
 
 
 def test_plan_cancels_paused_queues_and_brings_back_only_what_the_worker_wanted() -> None:
@@ -74,7 +79,9 @@ def audit_rows(action: str, target: str) -> list[AuditLog]:
     return list(db.session.scalars(select(AuditLog).where(AuditLog.action == action, AuditLog.target_id == target)))
 
 
-def test_pause_and_resume_need_admin_and_a_known_queue(client: Any, auth: Any, redis_client: Any, unique: str) -> None:
+def test_pause_and_resume_need_admin_and_a_known_queue(
+    client: Any, auth: Any, redis_client: Any, unique: str, twins: Backends
+) -> None:
     queue = f"limited-{unique}"  # known through its rate limit (no worker of other tests consumes it)
     queue_limits.set_limit(redis_client, queue, 10, 60)
     url = f"/api/queues/{queue}/pause"
@@ -87,11 +94,13 @@ def test_pause_and_resume_need_admin_and_a_known_queue(client: Any, auth: Any, r
     assert_problem(client.post(url, json=[1], headers=admin), 400)
     assert_problem(client.post(url, json={"why": "x"}, headers=admin), 400)
     assert not pauses.is_paused(redis_client, queue)  # refused requests changed nothing
+    assert twins.workers.sent == []  # type: ignore[attr-defined]
     paused = client.post(url, json={"reason": "maintenance"}, headers=admin)
     assert paused.status_code == 200
     body = paused.get_json()
     assert body["queue"] == queue and body["paused"] is True and body["reason"] == "maintenance"
     assert body["by"].startswith("token:") and body["at"].endswith("+00:00")
+    assert twins.workers.sent == [("cancel_consumer", {"queue": queue})]  # type: ignore[attr-defined]
     listed = client.get("/api/queues", headers=auth("viewer")).get_json()["queues"]
     assert {q["queue"]: q["paused"] for q in listed}[queue] is True
     [row] = audit_rows("queue.pause", queue)
@@ -107,7 +116,7 @@ def beat(hostname: str, last: float, queues: list[str]) -> Heartbeat:
 
 
 def test_worker_commands_refuse_unknown_offline_and_silent_workers(
-    app: Any, client: Any, auth: Any, redis_client: Any, unique: str
+    app: Any, client: Any, auth: Any, redis_client: Any, unique: str, twins: Backends
 ) -> None:
     config = MonitoringConfig()
     settings = app.extensions["celeriac_settings"]
@@ -129,6 +138,10 @@ def test_worker_commands_refuse_unknown_offline_and_silent_workers(
     no_reply = assert_problem(client.post(f"/api/workers/{silent}/pool-grow", json={"n": 1}, headers=admin), 503)
     assert "did not answer" in no_reply["detail"]
     assert [r.outcome for r in audit_rows("worker.pool_grow", silent)] == ["no_reply"]
+    twins.workers.answers[silent] = {"ok": "pool will grow"}  # type: ignore[attr-defined]
+    grown = client.post(f"/api/workers/{silent}/pool-grow", json={"n": 2}, headers=admin)
+    assert grown.status_code == 200 and grown.get_json()["detail"] == "pool will grow"
+    assert twins.workers.sent[-1] == ("pool_grow", {"n": 2, "destination": [silent]})  # type: ignore[attr-defined]
     restart = assert_problem(client.post(f"/api/workers/{silent}/restart", headers=admin), 409)
     assert "supervisord" in restart["detail"]
 

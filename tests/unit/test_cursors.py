@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from app.errors import ValidationError
-from app.services.cursors import decode_position, encode_position
+from app.kernel.cursors import decode_position, encode_position
 
 
 def test_a_cursor_gives_back_its_timestamp_and_parts() -> None:

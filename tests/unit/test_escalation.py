@@ -8,9 +8,9 @@ from typing import Any
 
 from app.config import EscalationConfig, load_settings
 from app.failures.escalation import Escalator, FailureRates
-from app.failures.fingerprint import fingerprint
-from app.failures.groups import NewFailure
-from app.recording.apply import Finished
+from app.kernel.failure_groups import NewFailure
+from app.kernel.fingerprint import fingerprint
+from app.kernel.row_batch import Finished
 from tests.receivers import smtp_sink, webhook_receiver
 
 

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from app.db import session_scope
-from app.failures.fingerprint import fingerprint, normalise_message, top_frames
+from app.kernel.apply import EventApplier
+from app.kernel.fingerprint import fingerprint, normalise_message, top_frames
 from app.models import FailureGroup, JobExecution
-from app.recording import events as ev
-from app.recording.apply import EventApplier
+from celeriac import events as ev
 
 TRACE = """Traceback (most recent call last):
   File "/srv/venv/lib/python3.11/site-packages/celery/app/trace.py", line 453, in trace_task

@@ -11,9 +11,10 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Engine, event
 
 import tests.sample_jobs_crypto as crypto_jobs
-from app.composition import batch, chain
+from app.backends.current import backends, replaced
 from app.errors import ValidationError
-from app.jobs.dispatch import JobCall, PendingDispatch, get_publisher, set_publisher
+from app.jobs import batch, chain
+from app.jobs.dispatch import JobCall, PendingDispatch
 from app.testing import CapturedBatch, CapturedJob, FakeQueue, fake_queue
 from tasks.demo import Echo, Fail, add
 from tests.crypto_keys import use_keys
@@ -262,14 +263,11 @@ def test_fake_queue_restores_the_previous_publisher_even_on_error() -> None:
             raise AssertionError("the real publisher must not be used here")
 
     sentinel = Sentinel()
-    previous = set_publisher(sentinel)
-    try:
+    with replaced(publisher=sentinel):
         with pytest.raises(RuntimeError, match="boom"), fake_queue():
-            assert isinstance(get_publisher(), FakeQueue)
+            assert isinstance(backends().publisher, FakeQueue)
             raise RuntimeError("boom")
-        assert get_publisher() is sentinel
-    finally:
-        set_publisher(previous)
+        assert backends().publisher is sentinel
 
 
 def test_nested_fakes_each_capture_their_own_block() -> None:
@@ -281,7 +279,7 @@ def test_nested_fakes_each_capture_their_own_block() -> None:
 
     assert [j.payload["value"] for j in outer.pushed()] == ["outer-1", "outer-2"]
     assert [j.payload["value"] for j in inner.pushed()] == ["inner"]
-    assert not isinstance(get_publisher(), FakeQueue)
+    assert not isinstance(backends().publisher, FakeQueue)
 
 
 def test_assertions_still_work_after_the_block_and_clear_forgets(q: FakeQueue) -> None:

@@ -171,26 +171,16 @@ def test_a_refused_request_releases_its_key(
 
 
 def test_a_503_releases_its_key_so_the_retry_runs(client: Any, headers: dict[str, str]) -> None:
-    from app.jobs.dispatch import set_publisher
+    from app.backends.current import replaced
+    from app.backends.twins import MemoryPublisher
 
     value, body = key(), {"job_class": "demo.echo"}
-    previous = set_publisher(ClosedBroker())
-    try:
+    with replaced(publisher=ClosedBroker()):
         assert_problem(client.post(DISPATCH, json=body, headers=with_key(headers, value)), 503)
-    finally:
-        set_publisher(previous)
-    sent: list[Any] = []
-
-    class Recording:
-        def publish(self, job: Any) -> None:
-            sent.append(job)
-
-    previous = set_publisher(Recording())
-    try:
+    recording = MemoryPublisher()
+    with replaced(publisher=recording):
         retried = client.post(DISPATCH, json=body, headers=with_key(headers, value))
-    finally:
-        set_publisher(previous)
-    assert retried.status_code == 201 and [job.job_id for job in sent] == [retried.get_json()["id"]]
+    assert retried.status_code == 201 and [job.job_id for job in recording.published] == [retried.get_json()["id"]]
 
 
 @pytest.mark.parametrize("value", ["", "x" * 256, "caf\u00e9", "tab\there"])

@@ -9,7 +9,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.db import session_scope
-from app.recording.apply import EventApplier
+from app.kernel.apply import EventApplier
 from tests.unit.test_recording_apply import lifecycle
 
 
@@ -65,7 +65,7 @@ def test_admin_queue_stats_and_metrics_json(client: Any, auth: Any) -> None:
 
 
 def test_metrics_carry_the_wait_histogram_and_retries(client: Any, auth: Any) -> None:
-    from app.recording import events as ev
+    from celeriac import events as ev
 
     tenant, queue = f"m-{uuid.uuid4().hex[:8]}", f"mq-{uuid.uuid4().hex[:8]}"
     _complete(tenant, queue, 10)  # waited 1 s between publish and start
@@ -87,7 +87,7 @@ def test_metrics_carry_the_wait_histogram_and_retries(client: Any, auth: Any) ->
 
 
 def test_metrics_count_what_the_reconciler_and_workers_recovered(client: Any, auth: Any, redis_client: Any) -> None:
-    from app.recording.reconcile import count_recoveries
+    from app.recording.recoveries import count_recoveries
 
     def recovered() -> dict[str, float]:
         samples = _samples(client.get("/metrics", headers=auth("viewer")).get_data(as_text=True))

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from app.config import MonitoringConfig
 from app.db import db
+from app.kernel.aggregates import Aggregator
 from app.models import AuditLog, JobDefinition, JobExecution
-from app.monitoring.aggregates import Aggregator
 from app.monitoring.workers import Heartbeat, list_workers, write_heartbeat
 
 FAST = MonitoringConfig(offline_after_s=2, forget_after_s=60, p95_min_samples=5, reap_after_s=5)

@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app import redis_keys
 from app.db import session_scope
+from app.kernel.apply import EventApplier
 from app.models import JobAttempt, JobExecution
-from app.recording import events as ev
-from app.recording.apply import EventApplier
-from app.recording.buffer import encode_event
+from celeriac import events as ev
+from celeriac.buffer import encode_event
 
 
 def lifecycle(job_id: str, t0: float = 1_000.0) -> list[dict[str, Any]]:
@@ -230,17 +231,17 @@ def test_worker_clock_behind_the_web_clock_still_completes_the_row() -> None:
 
 def test_recorder_sets_aside_an_event_it_cannot_apply(redis_client: Any) -> None:
     from app.config import get_settings
-    from app.recorder import DEAD_STREAM, Recorder
+    from app.recorder import Recorder
 
     recorder = Recorder(get_settings(), redis_client, name="unit-recorder")
     good_id = str(uuid.uuid4())
     good = lifecycle(good_id)
     bad = {"t": "ok", "id": str(uuid.uuid4()), "eid": "x"}  # no "ts": the applier cannot use it
     entries = [(f"{n}-0".encode(), {b"e": encode_event(e).encode()}) for n, e in enumerate([*good, bad], 1)]
-    dead_before = redis_client.xlen(DEAD_STREAM)
+    dead_before = redis_client.xlen(redis_keys.DEAD_EVENTS_STREAM)
     assert recorder.process(entries) == 4
     assert load(good_id)[0].status == "completed"
-    assert redis_client.xlen(DEAD_STREAM) == dead_before + 1
+    assert redis_client.xlen(redis_keys.DEAD_EVENTS_STREAM) == dead_before + 1
 
 
 def test_updates_leave_columns_the_events_do_not_touch() -> None:
@@ -274,8 +275,9 @@ def test_a_none_result_is_stored_as_json_null_like_the_orm_did() -> None:
 def test_flushed_entries_hold_many_events_and_are_acked_only_when_all_are_written(redis_client: Any) -> None:
     """A buffer flush is one stream entry; junk inside it is dropped, good events kept."""
     from app.config import get_settings
-    from app.recorder import DEAD_STREAM, Recorder, decode_entries
-    from app.recording.buffer import EventBuffer
+    from app.recorder import Recorder
+    from app.recording.stream import decode_entries
+    from celeriac.buffer import EventBuffer
 
     stream = f"celeriac:test-events:{uuid.uuid4().hex}"
     buffer = EventBuffer(lambda: redis_client, stream=stream)
@@ -296,10 +298,10 @@ def test_flushed_entries_hold_many_events_and_are_acked_only_when_all_are_writte
     bad = {"t": "ok", "id": str(uuid.uuid4()), "eid": "y"}  # refused: forces the one-by-one path
     third = str(uuid.uuid4())
     entry = (b"10-0", {b"b": ("[" + ",".join(encode_event(e) for e in [bad, *lifecycle(third)]) + "]").encode()})
-    dead_before = redis_client.xlen(DEAD_STREAM)
+    dead_before = redis_client.xlen(redis_keys.DEAD_EVENTS_STREAM)
     assert recorder.process([entry]) == 4
     assert load(third)[0].status == "completed"
-    assert redis_client.xlen(DEAD_STREAM) == dead_before + 1
+    assert redis_client.xlen(redis_keys.DEAD_EVENTS_STREAM) == dead_before + 1
 
 
 def test_a_job_re_published_from_its_own_run_is_not_its_own_parent() -> None:
@@ -351,7 +353,7 @@ def test_a_recovered_outcome_and_a_republish_say_so_on_the_timeline() -> None:
 
 
 def test_a_job_that_could_not_be_queued_fails_without_an_invented_attempt() -> None:
-    from app.recording.writer import not_queued_event
+    from app.kernel.writer import not_queued_event
 
     job_id = str(uuid.uuid4())
     pub = lifecycle(job_id)[0]

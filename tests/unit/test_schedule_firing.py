@@ -1,4 +1,8 @@
-"""Fires without a beat: claims, missed-fire policies, refusals, drift, run_scheduled_jobs (S3, S4)."""
+"""Fires without a beat: claims, missed-fire policies, refusals, drift, run_scheduled_jobs (S3, S4).
+
+Schedule entries, publisher and clock are in-memory twins (app.backends.twins); the claims
+are real Redis (SET NX is what makes a tick run once). RedBeat itself: tests/integration.
+"""
 
 from __future__ import annotations
 
@@ -9,37 +13,29 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.backends.current import Backends
+from app.backends.twins import MemoryPublisher
 from app.config import get_settings
 from app.db import session_scope
-from app.jobs.dispatch import get_registry
+from app.kernel.dispatching import find_definition
 from app.models import JobExecution, JobSchedule, ScheduleEvent
-from app.schedules.entries import EntryStore
 from app.schedules.firing import Dispatcher, fire
-from app.services.dispatching import ResolvedJob, find_definition
-from app.services.schedules import JobSchedulerService
-
-
-class Captured:
-    """A publisher that keeps what it was given (the jobs are still recorded in SQL)."""
-
-    def __init__(self) -> None:
-        self.jobs: list[ResolvedJob] = []
-
-    def publish(self, job: ResolvedJob) -> None:
-        self.jobs.append(job)
+from app.schedules.service import JobSchedulerService
 
 
 @pytest.fixture()
-def published() -> Captured:
-    return Captured()
+def published(twins: Backends) -> MemoryPublisher:
+    """Keeps what it was given (the jobs are still recorded in SQL)."""
+    publisher = twins.publisher
+    assert isinstance(publisher, MemoryPublisher)
+    return publisher
 
 
 @pytest.fixture()
-def service(redis_client: Any, published: Captured) -> Iterator[JobSchedulerService]:
+def service(redis_client: Any, twins: Backends) -> Iterator[JobSchedulerService]:
     with session_scope() as session:
-        yield JobSchedulerService(
-            session, EntryStore(redis_client), Dispatcher(get_registry(), published, get_settings()), redis_client
-        )
+        dispatcher = Dispatcher(twins.registry, twins.publisher, get_settings())
+        yield JobSchedulerService(session, twins.schedules, dispatcher, redis_client)  # type: ignore[arg-type]
 
 
 NOW = datetime(2030, 1, 7, 12, 0, 5, tzinfo=UTC)  # a Monday, 5 s past noon
@@ -71,14 +67,16 @@ def events(service: JobSchedulerService, row: JobSchedule) -> list[ScheduleEvent
     return list(service.session.scalars(select(ScheduleEvent).where(ScheduleEvent.schedule_id == row.id)))
 
 
-def test_an_on_time_tick_runs_once_however_often_it_is_fired(service: JobSchedulerService, published: Captured) -> None:
+def test_an_on_time_tick_runs_once_however_often_it_is_fired(
+    service: JobSchedulerService, published: MemoryPublisher
+) -> None:
     row = hourly(service)
     tick = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)
     first = do_fire(service, row, tick)
     again = do_fire(service, row, tick)
     assert first.job_id is not None and again.job_id is None
-    assert [job.schedule_id for job in published.jobs] == [row.id]
-    assert published.jobs[0].celeriac_header()["schedule"] == row.id
+    assert [job.schedule_id for job in published.published] == [row.id]
+    assert published.published[0].celeriac_header()["schedule"] == row.id
     (run,) = runs(service, row)
     assert run.tenant_id == "fire-tests" and run.payload == {"value": "x"}
     assert row.last_run_at == NOW and row.next_run_at == datetime(2030, 1, 7, 13, 0, tzinfo=UTC)
@@ -182,21 +180,21 @@ def test_reconcile_repairs_drift_both_ways_and_keeps_a_pending_tick(service: Job
 
 
 def test_beat_applies_the_fire_task_in_process_and_reconciles_at_start(
-    service: JobSchedulerService, monkeypatch: pytest.MonkeyPatch, published: Captured
+    service: JobSchedulerService, monkeypatch: pytest.MonkeyPatch, published: MemoryPublisher, twins: Backends
 ) -> None:
     from types import SimpleNamespace
 
     from app.schedules import beat
 
     row = hourly(service, cron="* * * * * *")
-    monkeypatch.setattr("app.jobs.dispatch._publisher", published)
     tick = int(datetime.now(UTC).timestamp())
+    twins.clock.at = datetime.fromtimestamp(tick, UTC)  # type: ignore[attr-defined]  # beat fires at the tick
     # As Celery's Scheduler.apply_async calls it: beat's header, no broker involved
     result = beat.fire_schedule.apply_async(
         [], {"schedule_id": row.id, "tick": tick}, headers={"celery_beat_task": True}
     )
     assert result is None
-    assert [job.schedule_id for job in published.jobs] == [row.id]
+    assert [job.schedule_id for job in published.published] == [row.id]
     # a failing fire keeps its tick and is retried RETRY_S later
     monkeypatch.setattr(beat, "fire_now", lambda **_: (_ for _ in ()).throw(RuntimeError("SQL down")))
     with pytest.raises(RuntimeError):
@@ -213,7 +211,7 @@ def test_beat_applies_the_fire_task_in_process_and_reconciles_at_start(
 
 
 def test_a_tick_claimed_by_a_beat_that_died_mid_fire_still_runs_once(
-    service: JobSchedulerService, published: Captured
+    service: JobSchedulerService, published: MemoryPublisher
 ) -> None:
     from app import redis_keys
     from app.schedules.firing import tick_job_id
@@ -223,7 +221,7 @@ def test_a_tick_claimed_by_a_beat_that_died_mid_fire_still_runs_once(
     claim = redis_keys.schedule_claim(row.id, int(tick.timestamp()))
     service.redis.set(claim, "1", ex=redis_keys.SCHEDULE_CLAIM_TTL_S)  # claimed, then SIGKILLed
     held_back = do_fire(service, row, tick)
-    assert held_back.job_id is None and published.jobs == []
+    assert held_back.job_id is None and published.published == []
     assert service.redis.ttl(claim) <= redis_keys.SCHEDULE_CLAIM_TTL_S  # it frees the tick in minutes
     service.redis.delete(claim)  # ... as it does once it expires
     ran = do_fire(service, row, tick, now=NOW + timedelta(seconds=30))
@@ -231,4 +229,4 @@ def test_a_tick_claimed_by_a_beat_that_died_mid_fire_still_runs_once(
     # Claims gone, the job's row still says the tick fired: a third fire runs nothing.
     service.redis.delete(claim)
     assert do_fire(service, row, tick, now=NOW + timedelta(seconds=40)).job_id is None
-    assert [job.job_id for job in published.jobs] == [tick_job_id(row.id, tick)]
+    assert [job.job_id for job in published.published] == [tick_job_id(row.id, tick)]

@@ -31,12 +31,12 @@ from app.crypto import (
     unseal,
 )
 from app.db import session_scope
-from app.failures.fingerprint import fingerprint, is_sealed_message
-from app.failures.groups import NewFailure
+from app.kernel.apply import EventApplier
+from app.kernel.failure_groups import NewFailure
+from app.kernel.fingerprint import fingerprint, is_sealed_message
 from app.models import FailureGroup, JobExecution
-from app.recording import events as ev
-from app.recording.apply import EventApplier
 from app.tracked_task import sealed_exception
+from celeriac import events as ev
 from tests.crypto_keys import use_keys
 
 KEY = Fernet.generate_key().decode()

@@ -7,11 +7,7 @@ group is its own module; they all register their routes on `bp`.
 
 from __future__ import annotations
 
-from flask import Blueprint
-
-bp = Blueprint("console", __name__)
-
-from ops_ui.blueprints.console import (  # noqa: E402,F401  (routes register on bp)
+from ops_ui.blueprints.console import (  # noqa: F401  (routes register on bp)
     admin,
     audit_log,
     auth_views,
@@ -25,3 +21,4 @@ from ops_ui.blueprints.console import (  # noqa: E402,F401  (routes register on 
     schedules,
     workers,
 )
+from ops_ui.blueprints.console.blueprint import bp as bp

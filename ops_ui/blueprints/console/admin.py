@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -18,33 +18,12 @@ from wtforms.validators import DataRequired, Length
 
 from app.errors import ValidationError
 from app.models import ApiToken, Tenant, User
-from app.services import audit
 from app.services import auth as accounts
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
+from ops_ui.blueprints.console.blueprint import bp
 from ops_ui.blueprints.console.common import tenant
 from ops_ui.extensions import sql
-from ops_ui.trail import request_reason
-
-
-def _audit(action: str, target_type: str, target_id: str, tenant_id: str | None, **fields: Any) -> None:
-    """Audit like ops_ui.trail.record_action, but filed under the tenant of the token or user changed.
-
-    A superadmin has no tenant of their own; filing their change under the tenant it touched
-    lets that tenant's admins see it in their audit log.
-    """
-    audit.record(
-        sql(),
-        actor=g.principal.actor,
-        action=action,
-        tenant_id=tenant_id,
-        target_type=target_type,
-        target_id=target_id,
-        ip=request.remote_addr,
-        reason=request_reason(),
-        **fields,
-    )
-    sql().commit()
+from ops_ui.trail import record_action_for
 
 
 def _me() -> User:
@@ -134,7 +113,7 @@ def create_token() -> Any:
         form.tenant.errors = [str(exc)]
         return _token_page(form, 422)
     after = {"name": new.token.name, "role": new.token.role, "tenant": new.token.tenant_id, "prefix": new.token.prefix}
-    _audit("token.create", "token", new.token.id, new.token.tenant_id, after=after)
+    record_action_for(new.token.tenant_id, "token.create", "token", new.token.id, after=after)
     # The raw token goes straight into this response: never into the session, a flash or a log.
     response = render_template("console/tokens_created.html", token=new.token, raw=new.raw)
     return response, 200, {"Cache-Control": "no-store"}
@@ -149,7 +128,8 @@ def revoke_token(token_id: str) -> Any:
     except ValidationError as exc:
         flash(str(exc), "error")
         return redirect(url_for("console.tokens"))
-    _audit("token.revoke", "token", token.id, token.tenant_id, before={"revoked": False}, after={"revoked": True})
+    before, after = {"revoked": False}, {"revoked": True}
+    record_action_for(token.tenant_id, "token.revoke", "token", token.id, before=before, after=after)
     flash(f"Token {token.name or token.prefix} is revoked: requests with it now get 401.", "success")
     return redirect(url_for("console.tokens"))
 
@@ -214,7 +194,7 @@ def create_user() -> Any:
         _field_for(str(exc), form).errors = [str(exc)]
         return _users_page(form, 422)
     after = {"email": user.email, "role": user.role, "tenant": user.tenant_id, "superadmin": user.is_superadmin}
-    _audit("user.create", "user", user.id, user.tenant_id, after=after)
+    record_action_for(user.tenant_id, "user.create", "user", user.id, after=after)
     flash(f"User {user.email} created. Give them the password through a private channel.", "success")
     return redirect(url_for("console.users"))
 
@@ -231,7 +211,7 @@ def change_user_role(user_id: str) -> Any:
         sql().rollback()
         flash(f"{target.email}: {exc}", "error")
         return redirect(url_for("console.users"))
-    _audit("user.role", "user", target.id, target.tenant_id, before={"role": before}, after={"role": role})
+    record_action_for(target.tenant_id, "user.role", "user", target.id, before={"role": before}, after={"role": role})
     flash(f"{target.email} is now {role}.", "success")
     return redirect(url_for("console.users"))
 
@@ -245,7 +225,9 @@ def _set_active(user_id: str, active: bool) -> Any:
         flash(str(exc), "error")
         return redirect(url_for("console.users"))
     action = "user.reactivate" if active else "user.deactivate"
-    _audit(action, "user", target.id, target.tenant_id, before={"active": not active}, after={"active": active})
+    record_action_for(
+        target.tenant_id, action, "user", target.id, before={"active": not active}, after={"active": active}
+    )
     if active:
         flash(f"{target.email} can log in again.", "success")
     else:

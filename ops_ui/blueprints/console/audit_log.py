@@ -19,7 +19,7 @@ from app.errors import ValidationError
 from app.models import User
 from app.services import audit_query
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
+from ops_ui.blueprints.console.blueprint import bp
 from ops_ui.blueprints.console.common import render_page, tenant
 from ops_ui.extensions import sql
 

@@ -13,13 +13,14 @@ from wtforms.validators import DataRequired, Length
 
 from app.models import User
 from app.models.base import utcnow
-from app.services import audit, login_throttle
+from app.services import login_throttle
 from app.services.auth import end_sessions, verify_user
 from app.services.login_throttle import Lockout, LoginThrottle
 from ops_ui.auth import LoginUser, console_role
-from ops_ui.blueprints.console import bp
+from ops_ui.blueprints.console.blueprint import bp
 from ops_ui.blueprints.console.common import redis
 from ops_ui.extensions import sql
+from ops_ui.trail import record_entry
 
 #: What a locked-out caller is told, by what is locked.
 LOCKOUT_MESSAGES = {
@@ -58,16 +59,7 @@ def _lockout_message(lockout: Lockout) -> str:
 
 
 def _audit_denied(email: str, reason: str | None = None) -> None:
-    audit.record(
-        sql(),
-        actor=f"login:{email}",
-        action="user.login",
-        tenant_id=None,
-        ip=request.remote_addr,
-        outcome="denied",
-        reason=reason,
-    )
-    sql().commit()
+    record_entry(f"login:{email}", "user.login", None, ip=request.remote_addr, outcome="denied", reason=reason)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -92,8 +84,7 @@ def login() -> Any:
     throttle.record_success(email, address)
     login_user(LoginUser(user))
     user.last_login_at = utcnow()
-    audit.record(sql(), actor=f"user:{user.id}", action="user.login", tenant_id=user.tenant_id, ip=request.remote_addr)
-    sql().commit()
+    record_entry(f"user:{user.id}", "user.login", user.tenant_id, ip=request.remote_addr)  # commits last_login_at too
     return redirect(_safe_next(request.args.get("next")))
 
 
@@ -102,8 +93,7 @@ def login() -> Any:
 def logout() -> Any:
     user: User = current_user.user
     end_sessions(sql(), user)
-    audit.record(sql(), actor=f"user:{user.id}", action="user.logout", tenant_id=user.tenant_id, ip=request.remote_addr)
-    sql().commit()
+    record_entry(f"user:{user.id}", "user.logout", user.tenant_id, ip=request.remote_addr)
     logout_user()
     flash("You are logged out, here and in every other browser where you were logged in.")
     return redirect(url_for("console.login"))

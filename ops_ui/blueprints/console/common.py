@@ -1,22 +1,25 @@
-"""What every console page needs: settings, Redis, the caller's tenant, htmx partials."""
+"""What every console page needs: Redis, the caller's tenant, htmx partials (settings: ops_ui.settings;
+backends: app.backends.current)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app, g, render_template, request
+from flask import g, render_template, request
 
-from app.config import Settings
+from app.backends.current import backends
 from app.redis_client import get_redis
-
-
-def settings() -> Settings:
-    value: Settings = current_app.extensions["celeriac_settings"]
-    return value
+from ops_ui.settings import app_settings
 
 
 def redis() -> Any:
-    return get_redis(settings().redis_url)
+    return get_redis(app_settings().redis_url)
+
+
+def dispatching() -> dict[str, Any]:
+    """What a retry needs: the process's registry and publisher, the app's settings."""
+    used = backends()
+    return {"registry": used.registry, "publisher": used.publisher, "settings": app_settings()}
 
 
 def tenant() -> str | None:

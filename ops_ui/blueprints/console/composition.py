@@ -11,17 +11,18 @@ from typing import Any
 
 from flask import flash, redirect, request, url_for
 
+from app.backends.current import backends
+from app.composition import batch_pages
+from app.composition import batches as batches_service
 from app.composition.runtime import get_hub
 from app.errors import Conflict
 from app.models import JobExecution
-from app.services import batch_pages
-from app.services import batches as batches_service
-from app.services.jobs import CeleryCanceller
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import redis, render_page, settings, tenant
+from ops_ui.blueprints.console.blueprint import bp
+from ops_ui.blueprints.console.common import render_page, tenant
 from ops_ui.extensions import sql
 from ops_ui.presenters import shown_job
+from ops_ui.settings import app_settings
 from ops_ui.trail import record_action
 
 #: Seconds between refreshes of a page that shows a running batch or chain.
@@ -31,12 +32,6 @@ CALLBACKS = (
     ("catch", "catch_job", "runs on the first failure past the allowance"),
     ("finally", "finally_job", "runs once the batch is over, whatever the outcome"),
 )
-
-
-def _canceller() -> CeleryCanceller:
-    from app.celery_app import celery_app
-
-    return CeleryCanceller(redis(), celery_app.control)
 
 
 @bp.get("/batches")
@@ -82,7 +77,7 @@ def batch_detail(batch_id: str) -> Any:
 def batch_cancel(batch_id: str) -> Any:
     try:
         _batch, cancelled = batches_service.cancel_batch(
-            sql(), batch_id, tenant(), canceller=_canceller(), hub=get_hub(settings())
+            sql(), batch_id, tenant(), canceller=backends().canceller, hub=get_hub(app_settings())
         )
     except Conflict as exc:
         sql().rollback()
@@ -131,7 +126,7 @@ def chain_detail(chain_id: str) -> Any:
 @console_role("operator")
 def chain_cancel(chain_id: str) -> Any:
     try:
-        _view, cancelled = batches_service.cancel_chain(sql(), chain_id, tenant(), canceller=_canceller())
+        _view, cancelled = batches_service.cancel_chain(sql(), chain_id, tenant(), canceller=backends().canceller)
     except Conflict as exc:
         sql().rollback()
         flash(f"Not cancelled: {exc}.", "error")

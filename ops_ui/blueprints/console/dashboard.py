@@ -1,7 +1,7 @@
 """Dashboard: queues, workers, recent and failed jobs, throughput and health at a glance.
 
 The live part is one partial that htmx re-fetches every 5 s; everything in it comes from
-aggregates, indexed live counts and the worker registry (app.services.dashboard).
+aggregates, indexed live counts and the worker registry (app.monitoring.dashboard).
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from typing import Any
 
 from flask import request
 
+from app.kernel import aggregates
 from app.models import JobStatsMinute
-from app.monitoring import aggregates
-from app.services import dashboard as figures
+from app.monitoring import dashboard as figures
 from app.services import jobs as jobs_service
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import redis, render_page, settings, tenant
+from ops_ui.blueprints.console.blueprint import bp
+from ops_ui.blueprints.console.common import redis, render_page, tenant
 from ops_ui.charts import bar_chart
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
 
 RECENT_JOBS = 10
 
@@ -48,8 +49,8 @@ def dashboard() -> Any:
     scope = tenant()
     client = redis()
     queues = figures.all_queue_stats(sql(), scope, client)
-    workers = figures.worker_summary(client, settings())
-    report = figures.health_report(sql(), client, settings(), scope, queues, workers.workers)
+    workers = figures.worker_summary(client, app_settings())
+    report = figures.health_report(sql(), client, app_settings(), scope, queues, workers.workers)
     recent, _ = jobs_service.list_jobs(sql(), jobs_service.JobFilter(tenant_id=scope), limit=RECENT_JOBS)
     chart = figures.series(sql(), scope, window, now)
     unit = "minute" if window == "hour" else "15 minutes"

@@ -17,9 +17,10 @@ from wtforms import BooleanField, StringField, TextAreaField
 from app.errors import Conflict
 from app.services import definitions as service
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import settings, tenant
+from ops_ui.blueprints.console.blueprint import bp
+from ops_ui.blueprints.console.common import tenant
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
 from ops_ui.trail import record_action
 
 #: Form fields holding whole numbers (parsed here, judged by the service).
@@ -38,7 +39,7 @@ class DefinitionForm(FlaskForm):  # type: ignore[misc]
 
 
 def _limits() -> service.Limits:
-    return service.Limits(max_timeout_s=settings().max_timeout_s)
+    return service.Limits(max_timeout_s=app_settings().max_timeout_s)
 
 
 def _number(raw: str | None) -> Any:

@@ -9,13 +9,13 @@ from flask import flash, redirect, request, url_for
 from sqlalchemy import func, select
 
 from app.errors import NotFound, ValidationError
-from app.jobs.dispatch import get_publisher, get_registry
+from app.failures import dead_letter
+from app.failures import groups as failures_service
 from app.models import ExecutionStatus, FailureGroup, JobExecution
-from app.services import bulk_actions, dead_letter, job_search
-from app.services import failures as failures_service
+from app.services import bulk_actions, job_search
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import render_page, settings, tenant
+from ops_ui.blueprints.console.blueprint import bp
+from ops_ui.blueprints.console.common import dispatching, render_page, tenant
 from ops_ui.extensions import sql
 from ops_ui.presenters import shown_job
 from ops_ui.trail import record_action
@@ -79,14 +79,7 @@ def _group(tenant_id: str, fingerprint: str) -> FailureGroup:
 @console_role("operator")
 def failed_group_retry(tenant_id: str, fingerprint: str) -> Any:
     group = _group(tenant_id, fingerprint)
-    outcome = bulk_actions.retry_failure_group(
-        sql(),
-        group.tenant_id,
-        group.fingerprint,
-        registry=get_registry(),
-        publisher=get_publisher(),
-        settings=settings(),
-    )
+    outcome = bulk_actions.retry_failure_group(sql(), group.tenant_id, group.fingerprint, **dispatching())
     record_action(
         "failure_group.retry",
         "failure_group",
@@ -110,9 +103,7 @@ def _queue_field() -> str:
 @console_role("operator")
 def failed_queue_retry() -> Any:
     queue = _queue_field()
-    outcome = dead_letter.retry_queue(
-        sql(), tenant(), queue, registry=get_registry(), publisher=get_publisher(), settings=settings()
-    )
+    outcome = dead_letter.retry_queue(sql(), tenant(), queue, **dispatching())
     record_action("queue.retry_failed", "queue", queue, after={"retried": outcome.retried, "skipped": outcome.skipped})
     flash(f"Queue {queue}: retried {outcome.retried}, skipped {outcome.skipped}.", "success")
     return redirect(url_for("console.failed"))

@@ -9,15 +9,18 @@ from urllib.parse import urlencode
 from flask import abort, flash, make_response, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from app.backends.current import backends
+from app.composition import submit as submission
 from app.errors import AppError, BackendUnavailable, Conflict, ValidationError
-from app.jobs.dispatch import get_publisher, get_registry
+from app.kernel import cancel as cancelling
+from app.kernel import lookup
 from app.models import TERMINAL_STATUSES, ExecutionStatus, JobDefinition
 from app.monitoring.metrics import DEFAULT_QUEUES
 from app.services import bulk_actions, edited_retry, job_history, job_search
-from app.services import jobs as jobs_service
+from app.services.deferred_revokes import DeferredRevokes
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import redis, render_page, settings, tenant
+from ops_ui.blueprints.console.blueprint import bp
+from ops_ui.blueprints.console.common import dispatching, render_page, tenant
 from ops_ui.extensions import sql
 from ops_ui.presenters import is_encrypted, reveal_errors, shown_attempts, shown_job
 from ops_ui.trail import record_action, request_reason
@@ -27,12 +30,10 @@ PAGE_SIZE = 50
 STATUSES = [s.value for s in ExecutionStatus]
 
 
-def canceller() -> bulk_actions.DeferredRevokes:
-    """Cancels through Redis and Celery remote control; revokes go out one broadcast per chunk."""
-    from app.celery_app import celery_app
-
-    inner = jobs_service.CeleryCanceller(redis(), celery_app.control)
-    return bulk_actions.DeferredRevokes(inner, bulk_actions.celery_revoke_many(celery_app.control))
+def canceller() -> DeferredRevokes:
+    """The process's canceller, with revokes sent as one broadcast per chunk."""
+    used = backends()
+    return DeferredRevokes(used.canceller, lambda ids: used.workers.revoke(ids, terminate=True))
 
 
 def _fixed_tenant() -> bool:
@@ -110,9 +111,7 @@ def jobs_bulk_selected() -> Any:
     try:
         bulk_actions.statuses_for(action)
         if action == "retry":
-            outcome = bulk_actions.retry_selected(
-                sql(), ids, tenant(), registry=get_registry(), publisher=get_publisher(), settings=settings()
-            )
+            outcome = bulk_actions.retry_selected(sql(), ids, tenant(), **dispatching())
         else:
             outcome = bulk_actions.cancel_selected(sql(), ids, tenant(), canceller=canceller())
     except ValidationError as exc:
@@ -178,9 +177,7 @@ def jobs_bulk_matching() -> Any:
         return redirect(url_for("console.jobs"))
     args = job_search.query_args(query, _fixed_tenant())
     if action == "retry":
-        outcome = bulk_actions.retry_matching(
-            sql(), query, registry=get_registry(), publisher=get_publisher(), settings=settings()
-        )
+        outcome = bulk_actions.retry_matching(sql(), query, **dispatching())
     else:
         outcome = bulk_actions.cancel_matching(sql(), query, canceller=canceller())
     record_action(
@@ -200,7 +197,7 @@ def jobs_bulk_matching() -> Any:
 
 def _detail_context(job_id: str) -> dict[str, Any]:
     session = sql()
-    row = jobs_service.get_job(session, job_id, tenant())
+    row = lookup.get_job(session, job_id, tenant())
     runs = job_history.attempts(session, row.id)
     family = job_history.lineage(session, row)
     # An encrypted job's error texts read "[encrypted]" everywhere on the page (J9).
@@ -234,11 +231,9 @@ def job_detail(job_id: str) -> Any:
 @bp.post("/jobs/<job_id>/retry")
 @console_role("operator")
 def job_retry(job_id: str) -> Any:
-    jobs_service.get_job(sql(), job_id, tenant())  # 404 before anything else
+    lookup.get_job(sql(), job_id, tenant())  # 404 before anything else
     try:
-        row = jobs_service.retry_job(
-            sql(), job_id, tenant(), registry=get_registry(), publisher=get_publisher(), settings=settings()
-        )
+        row = submission.retry_job(sql(), job_id, tenant(), **dispatching())
     except (Conflict, ValidationError, BackendUnavailable) as exc:
         sql().rollback()
         record_action("job.retry", "job", job_id, after={"error": str(exc)}, outcome="refused")
@@ -252,9 +247,9 @@ def job_retry(job_id: str) -> Any:
 @bp.post("/jobs/<job_id>/cancel")
 @console_role("operator")
 def job_cancel(job_id: str) -> Any:
-    before = jobs_service.get_job(sql(), job_id, tenant()).status
+    before = lookup.get_job(sql(), job_id, tenant()).status
     try:
-        row = jobs_service.cancel_job(sql(), job_id, tenant(), canceller=canceller().inner)
+        row = cancelling.cancel_job(sql(), job_id, tenant(), canceller=canceller().inner)
     except Conflict as exc:
         flash(f"Not cancelled: {exc}", "error")
         return redirect(url_for("console.job_detail", job_id=job_id))
@@ -266,15 +261,13 @@ def job_cancel(job_id: str) -> Any:
 @bp.post("/jobs/<job_id>/retry-edited")
 @console_role("operator")
 def job_retry_edited(job_id: str) -> Any:
-    old = jobs_service.get_job(sql(), job_id, tenant())
+    old = lookup.get_job(sql(), job_id, tenant())
     if is_encrypted(old):
         abort(409, description="an encrypted job can only be retried with its own payload")
     text = request.form.get("payload", "")
     try:
         payload = edited_retry.parse_payload(text)
-        row = edited_retry.retry_with_payload(
-            sql(), job_id, tenant(), payload, registry=get_registry(), publisher=get_publisher(), settings=settings()
-        )
+        row = edited_retry.retry_with_payload(sql(), job_id, tenant(), payload, **dispatching())
     except AppError as exc:
         sql().rollback()
         context = _detail_context(job_id)
@@ -291,7 +284,7 @@ def job_reveal_error(job_id: str) -> Any:
 
     The decrypted text is neither logged nor put in the audit entry, the session or a flash.
     """
-    row = jobs_service.get_job(sql(), job_id, tenant())
+    row = lookup.get_job(sql(), job_id, tenant())
     if not is_encrypted(row):
         flash("This job is not encrypted: its error is shown as it is.", "error")
         return redirect(url_for("console.job_detail", job_id=job_id))

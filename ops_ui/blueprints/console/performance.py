@@ -12,15 +12,15 @@ from typing import Any
 
 from flask import request
 
-from app.monitoring.health import Thresholds
+from app.monitoring import dashboard as figures
 from app.monitoring.performance import performance as class_performance
 from app.monitoring.performance import queue_throughput
-from app.services import dashboard as figures
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
+from ops_ui.blueprints.console.blueprint import bp
 from ops_ui.blueprints.console.common import render_page, tenant
 from ops_ui.charts import bar_chart
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
 
 
 def starving_advice(queues: list[dict[str, Any]]) -> list[str]:
@@ -43,7 +43,7 @@ def performance() -> Any:
     scope = tenant()
     conn = sql().connection()
     # One retry-rate threshold for health and performance, as the API uses.
-    classes = class_performance(conn, scope, since, now, Thresholds.from_environ().retry_rate_warning)
+    classes = class_performance(conn, scope, since, now, app_settings().health.retry_rate_warning)
     queues = queue_throughput(conn, scope, since, now)
     recommendations = [advice for item in classes for advice in item.recommendations] + starving_advice(queues)
     names = [c.job_class for c in classes]

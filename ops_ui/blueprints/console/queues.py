@@ -1,6 +1,6 @@
 """Queues: depth, latency, throughput, failures, rate limit and pause / resume (W2).
 
-Figures come from app.services.queue_stats (indexed counts and the per-minute aggregates),
+Figures come from app.monitoring.queue_stats (indexed counts and the per-minute aggregates),
 scoped to the signed-in tenant; pause state and consumers are global. Pausing is global
 infrastructure control, so it needs the admin role (as in the API).
 """
@@ -19,14 +19,15 @@ from app.control.queues import configured_queues, control_states
 from app.errors import AppError, NotFound
 from app.models import User
 from app.monitoring.metrics import known_queues
+from app.monitoring.queue_stats import QueueStats, stats_of_queues
 from app.monitoring.workers import ONLINE, list_workers
 from app.ratelimit import queue_limits
-from app.services.queue_stats import QueueStats, stats_of_queues
 from ops_ui import control_actions
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import redis, render_page, settings, tenant
+from ops_ui.blueprints.console.blueprint import bp
+from ops_ui.blueprints.console.common import redis, render_page, tenant
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
 from ops_ui.trail import record_action, request_reason
 
 
@@ -65,10 +66,10 @@ def actor_names(actors: set[str]) -> dict[str, str]:
 
 def queue_rows() -> list[QueueRow]:
     client = redis()
-    names = sorted(set(known_queues(sql(), tenant())) | configured_queues(client, settings()))
+    names = sorted(set(known_queues(sql(), tenant())) | configured_queues(client, app_settings()))
     states = pauses.all_states(client)
-    limits = queue_limits.load_all(client, settings())
-    online = [w.heartbeat for w in list_workers(client, settings().monitoring) if w.status == ONLINE]
+    limits = queue_limits.load_all(client, app_settings())
+    online = [w.heartbeat for w in list_workers(client, app_settings().monitoring) if w.status == ONLINE]
     holders = [set(s.get("held") or []) for s in control_states(client).values()]
     names_of = actor_names({state.by for state in states.values()})
     stats = {found.queue: found for found in stats_of_queues(sql(), names, tenant(), client)}

@@ -19,15 +19,17 @@ from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
+from app.backends.current import backends
 from app.errors import ValidationError
-from app.jobs.dispatch import get_registry
 from app.schedules.cron import CronSchedule, parse_zone
+from app.schedules.service import MAX_NAME, JobSchedulerService, default_service
+from app.schedules.views import preview, schedule_view
 from app.services import definitions as definitions_service
-from app.services.schedules import MAX_NAME, JobSchedulerService, default_service, preview, schedule_view
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import render_page, settings, tenant
+from ops_ui.blueprints.console.blueprint import bp
+from ops_ui.blueprints.console.common import render_page, tenant
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
 from ops_ui.templating import when
 from ops_ui.trail import record_action
 
@@ -89,7 +91,7 @@ def cron_of(values: Any) -> str:
 def _job_classes() -> list[tuple[str, str]]:
     rows = definitions_service.list_definitions(sql(), tenant())
     labels = {row.job_class: row.job_class + ("" if row.is_active else " (inactive)") for row in rows}
-    names = getattr(get_registry(), "names", None)
+    names = getattr(backends().registry, "names", None)
     for name in names() if names is not None else []:
         labels.setdefault(name, name)
     return sorted(labels.items())
@@ -122,7 +124,7 @@ def _values(form: ScheduleForm) -> dict[str, Any] | None:
         values["timezone"] = form.timezone.data
     except ValidationError as exc:
         form.timezone.errors.append(str(exc))
-    if get_registry().get(form.job_class.data or "") is None:
+    if backends().registry.get(form.job_class.data or "") is None:
         form.job_class.errors.append(f"unknown job class {form.job_class.data!r}: no such task is registered")
     values["job_class"] = form.job_class.data
     try:
@@ -171,12 +173,12 @@ def schedule_new() -> Any:
     _prepare(form)
     if request.method == "GET":
         form.cron.data = cron_of({n: getattr(form, n).data for n, _ in CRON_FIELDS})
-        form.tenant.data = settings().default_tenant
+        form.tenant.data = app_settings().default_tenant
         return _form_page(form, None, 200)
     values = _values(form) if form.validate() else None
     if values is None:
         return _form_page(form, None, 422)
-    owner = tenant() or (form.tenant.data or "").strip() or settings().default_tenant
+    owner = tenant() or (form.tenant.data or "").strip() or app_settings().default_tenant
     try:
         row = _service().schedule_job(
             values.pop("job_class"), values.pop("cron"), values.pop("timezone"), values.pop("payload"),

@@ -18,8 +18,9 @@ from app.errors import AppError, NotFound
 from app.monitoring.workers import ONLINE, WorkerInfo, list_workers
 from ops_ui import control_actions
 from ops_ui.auth import console_role
-from ops_ui.blueprints.console import bp
-from ops_ui.blueprints.console.common import redis, render_page, settings
+from ops_ui.blueprints.console.blueprint import bp
+from ops_ui.blueprints.console.common import redis, render_page
+from ops_ui.settings import app_settings
 from ops_ui.trail import record_action
 
 #: Form actions of the worker page -> what the command needs from the form.
@@ -39,7 +40,7 @@ def utc(epoch: float | None) -> datetime | None:
 
 
 def _workers() -> list[WorkerInfo]:
-    found = list_workers(redis(), settings().monitoring)
+    found = list_workers(redis(), app_settings().monitoring)
     return sorted(found, key=lambda w: (w.status != ONLINE, w.heartbeat.hostname))
 
 
@@ -51,12 +52,12 @@ def workers() -> Any:
         "console/workers_table.html",
         workers=_workers(),
         utc=utc,
-        offline_after_s=settings().monitoring.offline_after_s,
+        offline_after_s=app_settings().monitoring.offline_after_s,
     )
 
 
 def _detail(hostname: str, error: str | None = None, failed_action: str | None = None, status: int = 200) -> Any:
-    info = next((w for w in list_workers(redis(), settings().monitoring) if w.heartbeat.hostname == hostname), None)
+    info = next((w for w in list_workers(redis(), app_settings().monitoring) if w.heartbeat.hostname == hostname), None)
     if info is None:
         raise NotFound(f"no worker named {hostname!r}")
     state = control_states(redis()).get(hostname) or {}
@@ -66,8 +67,8 @@ def _detail(hostname: str, error: str | None = None, failed_action: str | None =
         w=info,
         utc=utc,
         state=state,
-        restart_ready=bool(settings().supervisor_url and state.get("supervisor")),
-        supervisor_configured=bool(settings().supervisor_url),
+        restart_ready=bool(app_settings().supervisor_url and state.get("supervisor")),
+        supervisor_configured=bool(app_settings().supervisor_url),
         max_step=MAX_POOL_STEP,
         error=error,
         failed_action=failed_action,

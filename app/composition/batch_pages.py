@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
+from app.composition.batch_views import batch_view_from, chain_state
 from app.errors import NotFound
+from app.kernel.cursors import decode_position, encode_position
 from app.models import JobBatch, JobExecution
-from app.services.batches import batch_view_from, chain_state
-from app.services.cursors import decode_position, encode_position
 
 #: Groups on one page of the list.
 PAGE_SIZE = 25

@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
+from app.broker import celery_app
 from app.errors import NotFound
+from app.kernel import aggregates
 from app.models import ExecutionStatus, JobExecution, JobStatsMinute
-from app.monitoring import aggregates
 from app.monitoring.planner import dialect_of, rare
 
 #: Window of the completed / failed counts and runtime figures.
@@ -60,7 +61,6 @@ class QueueStats:
 @functools.cache
 def broker_transport_options() -> Mapping[str, Any]:
     """The Celery app's `broker_transport_options` (read once: they do not change at runtime)."""
-    from app.celery_app import celery_app
 
     return dict(celery_app.conf.broker_transport_options or {})
 

@@ -29,8 +29,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from app.crypto import REDACTED, is_sealed
-from app.recording.storable import is_storable_number, storable
+from celeriac.sealed import REDACTED, is_sealed
+from celeriac.storable import is_storable_number, storable
 
 #: Longest error message and traceback kept, in characters.
 MAX_ERROR_CHARS = 2_000
@@ -80,7 +80,7 @@ def payload_from_body(body: Any) -> Any:
 
 def bounded_result(result: Any, limit: int) -> Any:
     """`result` if its JSON fits in `limit` characters, else a truncated preview; in a form
-    SQL can store (an infinity becomes "inf", see app.recording.storable)."""
+    SQL can store (an infinity becomes "inf", see celeriac.storable)."""
     if result is None or isinstance(result, (bool, int)) or (isinstance(result, float) and is_storable_number(result)):
         return result  # the common case: nothing to measure
     try:
@@ -108,7 +108,7 @@ def published(
     shape: dict[str, Any] | None = None,
     ts: float | None = None,
 ) -> dict[str, Any]:
-    """`shape`: what rebuilding the message needs (app.recording.message); `ts`: the
+    """`shape`: what rebuilding the message needs (app.kernel.message); `ts`: the
     publish time stamped on the message, so row and message agree on it."""
     event = _base("pub", job_id)
     if ts is not None:

@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session
 from app import redis_keys
 from app.config import Settings
 from app.errors import ValidationError
+from app.kernel import aggregates
 from app.models import JobStatsMinute
 from app.models.job_stats import BUCKETS
-from app.monitoring import aggregates, health, metrics
+from app.monitoring import health, metrics
+from app.monitoring.queue_stats import QueueStats, stats_of_queues
 from app.monitoring.stuck import find_stuck
 from app.monitoring.workers import ONLINE, WorkerInfo, list_workers
-from app.services.queue_stats import QueueStats, stats_of_queues
 
 #: Chart windows: name -> (length, bucket size, label format).
 WINDOWS: dict[str, tuple[timedelta, timedelta, str]] = {
@@ -157,7 +158,7 @@ def health_report(
     workers: list[WorkerInfo],
 ) -> health.Report:
     """The same judgement as GET /api/admin/queue/health, from figures already read."""
-    limits = health.Thresholds.from_environ()
+    limits = settings.health
     since = (datetime.now(UTC) - timedelta(seconds=limits.recent_window_s)).replace(second=0, microsecond=0)
     scope = [] if tenant_id is None else [_TABLE.c.tenant_id == tenant_id]
     return health.assess(

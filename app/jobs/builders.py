@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Protocol
 
+from app.backends.current import backends
+from app.composition.batches import BatchRequest, create_batch, create_chain
+from app.composition.runtime import get_hub
 from app.config import get_settings
 from app.db import session_scope
-from app.jobs.dispatch import JobCall, get_publisher, get_registry, is_fake
-from app.services.dispatching import DispatchSpec
+from app.jobs.dispatch import JobCall, is_fake
+from app.kernel.dispatching import DispatchSpec
 
 
 class _ToCall(Protocol):
@@ -78,8 +81,6 @@ class PendingBatch:
         Raises:
             ValidationError: empty or oversized batch, or a bad job or callback.
         """
-        from app.composition.runtime import get_hub
-        from app.services.batches import BatchRequest, create_batch
 
         tenant = self.tenant_id or get_settings().default_tenant
         request = BatchRequest(
@@ -91,13 +92,14 @@ class PendingBatch:
             catch=_spec(self.catch_job, tenant),
             finally_=_spec(self.finally_job, tenant),
         )
-        publisher = get_publisher()
+        used = backends()
+        publisher = used.publisher
         if is_fake(publisher):
             return publisher.capture_batch(request)  # type: ignore[attr-defined,no-any-return]
         settings = get_settings()
         with session_scope() as session:
             created = create_batch(
-                session, request, registry=get_registry(), publisher=publisher, settings=settings, hub=get_hub(settings)
+                session, request, registry=used.registry, publisher=publisher, settings=settings, hub=get_hub(settings)
             )
         return Dispatched(created.id, created.job_ids)
 
@@ -125,13 +127,12 @@ class PendingChain:
         Raises:
             ValidationError: empty or oversized chain, or a bad step.
         """
-        from app.composition.runtime import get_hub
-        from app.services.batches import create_chain
 
         tenant = self.tenant_id or get_settings().default_tenant
         steps = [call.spec(tenant) for call in self.jobs]
         catch = _spec(self.catch_job, tenant)
-        publisher = get_publisher()
+        used = backends()
+        publisher = used.publisher
         if is_fake(publisher):
             return publisher.capture_chain(steps, catch, self.chain_name)  # type: ignore[attr-defined,no-any-return]
         settings = get_settings()
@@ -142,7 +143,7 @@ class PendingChain:
                 steps,
                 catch,
                 self.chain_name,
-                registry=get_registry(),
+                registry=used.registry,
                 publisher=publisher,
                 settings=settings,
                 hub=get_hub(settings),

@@ -12,10 +12,7 @@ messages by it (app.recording.reconcile).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from app.services.dispatching import ResolvedJob
+from typing import Any, Protocol
 
 #: Name of the header (a JSON object) in every message Celeriac builds.
 NAME = "celeriac"
@@ -23,7 +20,36 @@ NAME = "celeriac"
 PUBLISHED_AT = "celeriac_ts"
 
 
-def build(job: ResolvedJob) -> dict[str, Any]:
+class HeaderSource(Protocol):
+    """What the header is built from: a resolved dispatch (app.kernel.dispatching.ResolvedJob)."""
+
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def max_attempts(self) -> int: ...
+    @property
+    def backoff(self) -> list[int] | None: ...
+    @property
+    def tags(self) -> list[str]: ...
+    @property
+    def retry_of(self) -> str | None: ...
+    @property
+    def job_definition_id(self) -> str | None: ...
+    @property
+    def encrypted(self) -> bool: ...
+    @property
+    def depends_on(self) -> list[str] | None: ...
+    @property
+    def batch_id(self) -> str | None: ...
+    @property
+    def chain_id(self) -> str | None: ...
+    @property
+    def chain_step(self) -> int | None: ...
+    @property
+    def schedule_id(self) -> str | None: ...
+
+
+def build(job: HeaderSource) -> dict[str, Any]:
     """The header of `job`'s message: what the recorder and the job runner read."""
     header: dict[str, Any] = {"tenant": job.tenant_id, "max_attempts": job.max_attempts}
     if job.backoff is not None:

@@ -8,75 +8,31 @@ written, the fire and the reconcile at beat start-up see the row as it really is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from app.crypto import REDACTED
+from app.backends.current import backends
+from app.composition.submit import submit
+from app.config import get_settings
 from app.errors import NotFound, ValidationError
+from app.kernel.dispatching import DispatchSpec, find_definition
+from app.kernel.ports import ScheduleStore
 from app.models import JobExecution, JobSchedule, ScheduleEvent
 from app.models.schedule_event import MISSED, REFUSED
+from app.redis_client import get_redis
 from app.schedules.cron import CronSchedule
-from app.schedules.entries import EntryStore
 from app.schedules.firing import POLICIES, SKIP, Dispatcher, FireResult, align, fire, schedule_of
-from app.services.dispatching import find_definition
+from app.schedules.views import event_view, run_view
 
-#: Run times a preview shows.
-PREVIEW_RUNS = 5
 MAX_NAME = 200
 MAX_CRON = 200
 #: Largest page of a schedule's history.
 MAX_HISTORY = 200
 #: Fields `update_schedule` accepts.
 EDITABLE = ("job_class", "cron", "timezone", "payload", "active", "name", "missed_fire_policy")
-
-
-@dataclass(frozen=True)
-class Preview:
-    description: str
-    next_runs: list[datetime]
-
-
-def preview(cron: object, timezone: object = "UTC", count: int = PREVIEW_RUNS, now: datetime | None = None) -> Preview:
-    """Description and next run times (in the zone) of a cron expression, before saving.
-
-    Raises:
-        ValidationError: what is wrong with the expression or the zone.
-    """
-    schedule = CronSchedule.parse(cron, timezone)
-    return Preview(schedule.describe(), schedule.next_runs(now or datetime.now(UTC), count))
-
-
-def schedule_view(row: JobSchedule) -> dict[str, Any]:
-    """The public shape of a schedule (API.md fields first, then extensions)."""
-    try:
-        schedule = schedule_of(row)
-        description: str | None = schedule.describe()
-    except ValidationError:
-        description = None
-    return {
-        "id": row.id,
-        "job_class": row.job_class,
-        "cron": row.cron_expression,
-        "timezone": row.timezone,
-        "active": row.is_active,
-        "description": description,
-        "next_run_at": _iso(row.next_run_at),
-        "last_run_at": _iso(row.last_run_at),
-        "name": row.name,
-        "payload": row.payload if row.payload is not None else {},
-        "missed_fire_policy": row.missed_fire_policy,
-        "tenant_id": row.tenant_id,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat() if value is not None else None
 
 
 class JobSchedulerService:
@@ -86,7 +42,7 @@ class JobSchedulerService:
     tenant's schedule is NotFound.
     """
 
-    def __init__(self, session: Session, store: EntryStore, dispatcher: Dispatcher, redis_client: Any) -> None:
+    def __init__(self, session: Session, store: ScheduleStore, dispatcher: Dispatcher, redis_client: Any) -> None:
         self.session = session
         self.store = store
         self.dispatcher = dispatcher
@@ -187,8 +143,6 @@ class JobSchedulerService:
             ValidationError: the job class is unknown or inactive.
             BackendUnavailable: the broker refused the job (recorded as failed).
         """
-        from app.services.jobs import submit
-
         row = self.get_schedule(schedule_id, tenant_id)
         done = submit(
             self.session,
@@ -287,8 +241,8 @@ class JobSchedulerService:
                 "missed": int(by_kind.get(MISSED) or 0),
                 "refused": int(by_kind.get(REFUSED) or 0),
             },
-            "runs": [_run_view(run) for run in runs],
-            "events": [_event_view(event) for event in events],
+            "runs": [run_view(run) for run in runs],
+            "events": [event_view(event) for event in events],
         }
 
     # -- internals -----------------------------------------------------------------
@@ -364,47 +318,14 @@ _COLUMNS = {"payload": "payload", "active": "is_active", "name": "name", "missed
 
 
 def _spec(row: JobSchedule) -> Any:
-    from app.services.dispatching import DispatchSpec
-
     return DispatchSpec(
         job_class=row.job_class, payload=dict(row.payload or {}), tenant_id=row.tenant_id, schedule_id=row.id
     )
 
 
-def _run_view(run: JobExecution) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "status": run.status,
-        "attempts": run.attempts,
-        # An encrypted job's error is a sealed token: never shown as such (J9).
-        "error_message": REDACTED if run.encrypted and run.error_message else run.error_message,
-        "created_at": _iso(run.created_at),
-        "started_at": _iso(run.started_at),
-        "completed_at": _iso(run.completed_at),
-        "failed_at": _iso(run.failed_at),
-    }
-
-
-def _event_view(event: ScheduleEvent) -> dict[str, Any]:
-    return {
-        "kind": event.kind,
-        "tick_at": _iso(event.tick_at),
-        "last_tick_at": _iso(event.last_tick_at),
-        "count": event.count,
-        "action": event.action,
-        "job_id": event.job_id,
-        "detail": event.detail,
-        "created_at": _iso(event.created_at),
-    }
-
-
 def default_service(session: Session) -> JobSchedulerService:
-    """The service with production dependencies (settings' Redis, Celery registry and publisher)."""
-    from app.config import get_settings
-    from app.jobs.dispatch import get_publisher, get_registry
-    from app.redis_client import get_redis
-
+    """The service with this process's backends (app.backends.current) and the settings' Redis."""
     settings = get_settings()
-    client = get_redis(settings.redis_url)
-    dispatcher = Dispatcher(get_registry(), get_publisher(), settings)
-    return JobSchedulerService(session, EntryStore(client), dispatcher, client)
+    used = backends()
+    dispatcher = Dispatcher(used.registry, used.publisher, settings)
+    return JobSchedulerService(session, used.schedules, dispatcher, get_redis(settings.redis_url))

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from app import redis_keys
+from celeriac import keys as redis_keys
 
 logger = logging.getLogger(__name__)
 

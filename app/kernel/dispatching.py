@@ -8,19 +8,18 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from app.config import Settings
+from app.config import HARD_LIMIT_GRACE_S, Settings
+from app.crypto import is_sealed, require_keys, seal_payload
 from app.errors import ValidationError
 from app.models import JobDefinition
-from app.priority import DEFAULT_PRIORITY, is_valid_priority, to_broker_priority
 from app.validation import check_json
-
-#: Seconds between a job's soft time limit (exception in the job) and the hard kill.
-HARD_LIMIT_GRACE_S = 10
+from celeriac import header
+from celeriac.priority import DEFAULT_PRIORITY, is_valid_priority, to_broker_priority
 
 
 @dataclass(frozen=True)
@@ -35,18 +34,6 @@ class TaskInfo:
     encrypted: bool = False
     unique_for: int | None = None
     unique_by: tuple[str, ...] = ()
-
-
-class Registry(Protocol):
-    """Looks up registered tasks by name (the Celery app in production)."""
-
-    def get(self, job_class: str) -> TaskInfo | None: ...
-
-
-class Publisher(Protocol):
-    """Sends a job to the broker (Celery in production, a fake in users' tests)."""
-
-    def publish(self, job: ResolvedJob) -> None: ...
 
 
 @dataclass
@@ -120,15 +107,13 @@ class ResolvedJob:
 
     def wire_payload(self) -> dict[str, Any]:
         """The payload as it leaves this process: a sealed envelope when encrypted (J9)."""
-        from app.crypto import is_sealed, seal_payload
 
         if not self.encrypted or is_sealed(self.payload):
             return self.payload  # a retry of an encrypted job carries its envelope already
         return seal_payload(self.payload)
 
     def celeriac_header(self) -> dict[str, Any]:
-        """The `celeriac` message header (built by app.recording.header)."""
-        from app.recording import header
+        """The `celeriac` message header (built by celeriac.header)."""
 
         return header.build(self)
 
@@ -225,7 +210,6 @@ def resolve(
     _validate(spec, settings)
     encrypted = spec.encrypted if spec.encrypted is not None else info.encrypted
     if encrypted:
-        from app.crypto import require_keys
 
         if spec.args:
             raise ValidationError("positional arguments cannot be encrypted; pass a payload object")

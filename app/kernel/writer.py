@@ -1,7 +1,7 @@
 """The one writer of job rows (R1): every status a job row takes goes through this module.
 
 - `pending_row`: a dispatch's row, inserted and committed before its message is published.
-- `EventApplier` (app.recording.apply), used by the recorder for workers' events and by
+- `EventApplier` (app.kernel.apply), used by the recorder for workers' events and by
   the reconciler for what it finds: it folds events into rows and, in the same
   transaction, keeps the per-minute aggregates and the failure groups.
 - `end_job`: the web process ends a live job (a cancel, a job the broker refused) with an
@@ -21,13 +21,15 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from app import redis_keys
+from app.config import Settings, get_settings
+from app.kernel.apply import EventApplier
+from app.kernel.dispatching import ResolvedJob
+from app.kernel.message import shape_of_job
 from app.models import ExecutionStatus, JobExecution
-from app.recording import events as ev
-from app.recording.apply import EventApplier
-from app.recording.buffer import encode_event
-from app.recording.events import payload_from_args
-from app.recording.message import shape_of_job
-from app.services.dispatching import ResolvedJob
+from app.redis_client import get_quick_redis
+from celeriac import events as ev
+from celeriac.buffer import encode_event
+from celeriac.events import payload_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -130,3 +132,41 @@ def not_queued_event(job_id: str, reason: str) -> dict[str, Any]:
     event = ev.failed(job_id, None, None, None, None, None)
     event.update(err=reason, exc=NOT_QUEUED)
     return event
+
+
+def mark_unqueued(session: Session, job_id: str, reason: str, settings: Settings | None = None) -> None:
+    """An accepted job whose publish failed: failed with the reason, never silently gone.
+
+    Whether the broker got the message is unknown (a timeout after sending it), so the job
+    is also marked cancelled for workers: if its message did arrive, a worker skips it
+    instead of running a job whose dispatch answered an error. If Redis is down now, the
+    reconciler sets that mark, and announces the failure, once it is back.
+    """
+    event = not_queued_event(job_id, reason)
+    end_job(session, event, None)
+    session.expire_all()
+    try:
+        pipe = get_quick_redis((settings or get_settings()).redis_url).pipeline(transaction=True)
+        add_cancel_mark(pipe, job_id)
+        add_announcement(pipe, event)
+        pipe.execute()
+    except Exception as exc:  # Redis boundary: the reconciler marks and announces it later
+        logger.warning("Job %s: not marked for workers to skip yet (%s)", job_id, exc)
+
+
+def void_job(job_id: str, settings: Settings) -> None:
+    try:
+        pipe = get_quick_redis(settings.redis_url).pipeline(transaction=True)
+        add_cancel_mark(pipe, job_id)
+        pipe.execute()
+    except Exception as exc:  # Redis is down too: nothing was published either
+        logger.warning("Job %s: not marked void (%s)", job_id, exc)
+
+
+def add_cancel_mark(pipe: Any, job_id: str) -> None:
+    """Queue the commands that mark `job_id` cancelled for every worker (see CancelCache)."""
+    now = time.time()
+    pipe.set(redis_keys.cancelled(job_id), "1", ex=redis_keys.CANCEL_MARK_TTL_S)
+    pipe.zadd(redis_keys.CANCELLED_RECENT, {job_id: now})
+    pipe.zremrangebyscore(redis_keys.CANCELLED_RECENT, "-inf", now - redis_keys.CANCEL_MARK_TTL_S)
+    pipe.incr(redis_keys.CANCELLED_VERSION)

@@ -10,37 +10,61 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
+import redis
 from celery import signals
 
-from app.config import get_settings
-from app.priority import from_broker_priority
-from app.recording import events as ev
-from app.recording import header, message
-from app.recording.buffer import EventBuffer
-from app.recording.cancel_cache import CancelCache
-from app.redis_client import get_redis
+from celeriac import events as ev
+from celeriac import header
+from celeriac.buffer import EventBuffer
+from celeriac.cancel_cache import CancelCache
+from celeriac.priority import from_broker_priority
+from celeriac.shape import shape_of_message
 
 logger = logging.getLogger(__name__)
 
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    """What the handlers need from the process's settings (app.config builds it)."""
+
+    #: The Redis client of the event stream and the cancel marks (one per process, fork-safe).
+    redis: Callable[[], redis.Redis]
+    #: Longest result kept on a success event, in characters.
+    max_result_chars: int = 10_000
+    #: Events buffered before a flush, and the longest wait before one.
+    event_buffer_size: int = 64
+    event_flush_ms: int = 20
+
+
+_config: RecordingConfig | None = None
 _buffer: EventBuffer | None = None
+_cancel_cache: CancelCache | None = None
+
+
+def configure(config: RecordingConfig) -> None:
+    """Set what the handlers use; every process calls it once, before its first task or publish."""
+    global _config, _buffer, _cancel_cache
+    _config, _buffer, _cancel_cache = config, None, None
+
+
+def _current() -> RecordingConfig:
+    if _config is None:
+        raise RuntimeError("celeriac.signals.configure() was not called in this process")
+    return _config
 
 
 def get_buffer() -> EventBuffer:
-    """The process's event buffer, built from settings on first use."""
+    """The process's event buffer, built on first use."""
     global _buffer
     if _buffer is None:
-        settings = get_settings()
-        _buffer = EventBuffer(
-            lambda: get_redis(settings.redis_url),
-            max_events=settings.event_buffer_size,
-            flush_ms=settings.event_flush_ms,
-        )
+        config = _current()
+        _buffer = EventBuffer(config.redis, max_events=config.event_buffer_size, flush_ms=config.event_flush_ms)
     return _buffer
 
 
@@ -81,25 +105,22 @@ def register_gate(gate: Gate) -> None:
 
 #: Attempts running in this process, by task id (prefork: one at a time per child).
 _running: dict[str, _RunningAttempt] = {}
-_process: tuple[int, psutil.Process] | None = None
 #: This process's /proc/self/statm, kept open: a pread at offset 0 re-reads it fresh.
 _statm: tuple[int, int] | None = None
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 def _rss() -> int:
-    """Resident set size in bytes, twice per task: procfs read directly, psutil elsewhere."""
-    global _process, _statm
+    """Resident set size in bytes, twice per task: procfs read directly; the peak where there is none."""
+    global _statm
     try:
         if _statm is None or _statm[0] != os.getpid():
             # After a fork the inherited descriptor still names the parent's file.
             _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
         return int(os.pread(_statm[1], 128, 0).split()[1]) * _PAGE
     except (OSError, ValueError, IndexError):
-        pass  # no procfs (macOS): ask psutil
-    if _process is None or _process[0] != os.getpid():
-        _process = (os.getpid(), psutil.Process())
-    return int(_process[1].memory_info().rss)
+        pass  # no procfs (macOS): the peak instead, in bytes there
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 @_guarded
@@ -130,21 +151,17 @@ def on_before_publish(
             parent_id=headers.get("parent_id"),
             root_id=headers.get("root_id"),
             celeriac=header.read_or_empty(headers),
-            shape=message.shape_of_message(headers, body),
+            shape=shape_of_message(headers, body),
             ts=now,
         )
     )
 
 
-_cancel_cache: CancelCache | None = None
-
-
 def _is_cancelled(job_id: str) -> bool:
-    """From the process's copy of the cancel marks (see app.recording.cancel_cache)."""
+    """From the process's copy of the cancel marks (see celeriac.cancel_cache)."""
     global _cancel_cache
     if _cancel_cache is None:
-        url = get_settings().redis_url
-        _cancel_cache = CancelCache(lambda: get_redis(url))
+        _cancel_cache = CancelCache(_current().redis)
     return _cancel_cache.is_cancelled(job_id)
 
 
@@ -198,7 +215,7 @@ def _finish(task_id: str) -> tuple[str | None, int | None, float | None]:
 def on_success(sender: Any = None, result: Any = None, **_: Any) -> None:
     task_id = sender.request.id
     key, runtime_ms, memory_mb = _finish(task_id)
-    limit = get_settings().max_result_chars
+    limit = _current().max_result_chars
     emit(ev.succeeded(task_id, key, runtime_ms, memory_mb, ev.bounded_result(result, limit)))
 
 
@@ -276,9 +293,9 @@ _connected = False
 
 
 def connect() -> None:
-    """Connect every handler once (tracking can be switched off for the benchmark)."""
+    """Connect every handler once (app.celery_app leaves them off when tracking is off)."""
     global _connected
-    if _connected or not get_settings().tracking_enabled:
+    if _connected:
         return
     signals.before_task_publish.connect(on_before_publish, weak=False)
     signals.task_prerun.connect(on_prerun, weak=False)

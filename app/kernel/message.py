@@ -11,21 +11,17 @@ payload, queue, priority, ETA and deadline; its `message` column holds the rest,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from app.broker import celery_app
 from app.crypto import REDACTED
-from app.priority import to_broker_priority
-from app.recording import header
+from celeriac import header
+from celeriac.priority import to_broker_priority
 
 if TYPE_CHECKING:
+    from app.kernel.dispatching import ResolvedJob
     from app.models import JobExecution
-    from app.services.dispatching import ResolvedJob
-
-#: Keys of a protocol-2 body's third element ("embed") that link other tasks.
-_LINKS = ("callbacks", "errbacks", "chain", "chord")
-
 
 def shape_of_job(job: ResolvedJob) -> dict[str, Any]:
     """The shape of a job Celeriac dispatches (before it is published)."""
@@ -36,28 +32,8 @@ def shape_of_job(job: ResolvedJob) -> dict[str, Any]:
     return shape
 
 
-def shape_of_message(headers: Mapping[str, Any], body: Any) -> dict[str, Any]:
-    """The shape of a message as `before_task_publish` sees it (any producer), without its
-    `celeriac` header, which the publish event carries already (`with_header` adds it back)."""
-    shape: dict[str, Any] = {"r": int(headers.get("retries") or 0)}
-    limits = headers.get("timelimit")
-    if isinstance(limits, (list, tuple)) and any(limit is not None for limit in limits):
-        shape["tl"] = list(limits)
-    embed = body[2] if isinstance(body, (list, tuple)) and len(body) >= 3 else None
-    if isinstance(embed, Mapping):
-        links = {key: embed[key] for key in _LINKS if embed.get(key)}
-        if links:
-            shape["links"] = links
-    return shape
-
-
-def with_header(shape: dict[str, Any], celeriac: dict[str, Any] | None) -> dict[str, Any]:
-    """A publish event's shape with its `celeriac` header (None: published without Celeriac)."""
-    return {**shape, "h": celeriac or None}
-
-
 def split_payload(payload: Any) -> tuple[list[Any] | None, dict[str, Any]]:
-    """(args, kwargs) of a recorded payload (see app.recording.events.payload_from_args)."""
+    """(args, kwargs) of a recorded payload (see celeriac.events.payload_from_args)."""
     if isinstance(payload, dict) and set(payload) == {"args", "kwargs"} and isinstance(payload["args"], list):
         kwargs = payload["kwargs"]
         return payload["args"], dict(kwargs) if isinstance(kwargs, dict) else {}
@@ -75,7 +51,6 @@ def republish(row: JobExecution, producer: Any = None) -> None:
     Raises:
         Exception: whatever the broker raised (the caller leaves the job to the next round).
     """
-    from app.celery_app import celery_app
 
     shape: dict[str, Any] = row.message or {}
     args, kwargs = split_payload(row.payload)

@@ -13,11 +13,11 @@ from datetime import datetime
 from sqlalchemy import and_, delete, exists, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from app.composition.submit import retry_job
 from app.config import Settings
 from app.errors import Conflict, NotFound, ValidationError
+from app.kernel.ports import Publisher, Registry
 from app.models import ExecutionStatus, JobAttempt, JobExecution
-from app.services.dispatching import Publisher, Registry
-from app.services.jobs import retry_job
 
 logger = logging.getLogger(__name__)
 
