@@ -1,4 +1,4 @@
-"""Base class of every task: skips jobs a prerun gate took out, opens encrypted payloads.
+"""Base class of every task: skips jobs a prerun gate took out (celeriac.task), opens encrypted payloads.
 
 The recording itself happens in signal handlers (celeriac.signals), so tasks with
 another base class are tracked as well. This class adds the cancel check's effect and
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from cryptography.fernet import InvalidToken
 
@@ -29,6 +28,7 @@ from app.crypto import (
     seal_text,
 )
 from celeriac import header
+from celeriac.task import CeleriacTask, is_skipped
 
 
 class EncryptedJobError(EncryptionError):
@@ -39,7 +39,7 @@ class EncryptedJobError(EncryptionError):
     """
 
 
-class TrackedTask(Task):  # type: ignore[type-arg]
+class TrackedTask(CeleriacTask):
     #: The worker's request: a pool process dying under the job puts it back in its queue
     #: (up to the worker-loss limit) instead of failing it (R1, app.recording.worker_loss).
     Request = "app.recording.worker_loss:LossAwareRequest"
@@ -47,10 +47,10 @@ class TrackedTask(Task):  # type: ignore[type-arg]
     default_retry_delay = get_settings().worker_lost_retry_delay_s
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if getattr(self.request, "celeriac_skip", False):
-            raise Ignore()
         if not (is_sealed(kwargs) or header.is_encrypted(self.request)):
-            return super().__call__(*args, **kwargs)
+            return super().__call__(*args, **kwargs)  # CeleriacTask: a skipped job does not run
+        if is_skipped(self.request):
+            raise Ignore()
         payload = _open(kwargs)
         try:
             result = self._run_body(args, payload)

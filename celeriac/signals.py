@@ -25,6 +25,7 @@ from celeriac.buffer import EventBuffer
 from celeriac.cancel_cache import CancelCache
 from celeriac.priority import from_broker_priority
 from celeriac.shape import shape_of_message
+from celeriac.task import mark_skipped
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     request = task.request
     if _is_cancelled(task_id):
         # TrackedTask.__call__ sees this flag and skips the body.
-        request.celeriac_skip = True
+        mark_skipped(request)
         emit(ev.cancelled(task_id, reason="cancelled before it started"))
         return
     for gate in _gates:
@@ -182,7 +183,7 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
             logger.exception("Prerun gate %s failed; running job %s anyway", gate.__name__, task_id)
             taken = False
         if taken:
-            request.celeriac_skip = True
+            mark_skipped(request)
             return
     attempt = _RunningAttempt(ev.unique_id(), time.monotonic(), _rss())
     _running[task_id] = attempt

@@ -11,20 +11,12 @@ from kombu.pools import producers
 
 from app.broker import celery_app
 from app.config import get_settings
-from app.crypto import REDACTED
 from app.kernel.dispatching import ResolvedJob
+from celeriac.publish import QUICK_RETRY_POLICY, send
 
-#: One reconnect on a broken connection (Redis restarted since it was pooled), no more:
-#: a dispatch answers within about twice CELERIAC_PUBLISH_TIMEOUT_S when Redis is down.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
-
-
-def _repr_options(job: ResolvedJob) -> dict[str, Any]:
-    """Celery copies the arguments into plaintext headers (argsrepr/kwargsrepr) that reach
-    logs, events and Flower; for an encrypted job they must say nothing (J9)."""
-    if not job.encrypted:
-        return {}
-    return {"argsrepr": REDACTED, "kwargsrepr": REDACTED}
+#: One reconnect on a broken connection, no more: a dispatch answers within about twice
+#: CELERIAC_PUBLISH_TIMEOUT_S when Redis is down.
+PUBLISH_RETRY_POLICY = QUICK_RETRY_POLICY
 
 
 @lru_cache(maxsize=2)
@@ -59,14 +51,15 @@ class CeleryPublisher:
 
     @staticmethod
     def _send(job: ResolvedJob, producer: Any) -> None:
-        celery_app.send_task(
+        send(
+            celery_app,
             job.job_class,
             args=job.args,
             kwargs=job.wire_payload(),
+            options=job.celery_options(),
+            sealed=job.encrypted,
             producer=producer,
             retry_policy=PUBLISH_RETRY_POLICY,
-            **_repr_options(job),
-            **job.celery_options(),
         )
 
     def publish_many(self, jobs: Sequence[ResolvedJob]) -> int:

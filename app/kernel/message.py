@@ -18,6 +18,7 @@ from app.broker import celery_app
 from app.crypto import REDACTED
 from celeriac import header
 from celeriac.priority import to_broker_priority
+from celeriac.publish import send
 
 if TYPE_CHECKING:
     from app.kernel.dispatching import ResolvedJob
@@ -59,7 +60,6 @@ def republish(row: JobExecution, producer: Any = None) -> None:
         "queue": row.queue,
         "priority": to_broker_priority(row.priority),
         "retries": int(shape.get("r") or 0),
-        "producer": producer,
     }
     celeriac = shape.get("h")
     if isinstance(celeriac, dict):
@@ -81,6 +81,4 @@ def republish(row: JobExecution, producer: Any = None) -> None:
         options["chain"] = links["chain"]
     if links.get("chord"):
         options["chord"] = links["chord"]
-    if row.encrypted:
-        options.update(argsrepr=REDACTED, kwargsrepr=REDACTED)
-    celery_app.send_task(row.job_class, args=args, kwargs=kwargs, **options)
+    send(celery_app, row.job_class, args=args, kwargs=kwargs, options=options, sealed=row.encrypted, producer=producer)
