@@ -8,12 +8,13 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 
 .PHONY: run test lint bench faults clean
 
-# `make .venv` (re)builds the virtualenv when a requirements file changed; the stamp
-# file records the last successful install. Browser tests drive Debian's chromium
-# (Playwright may not download its own browsers here), installed when we can.
+# `make .venv` (re)builds the virtualenv when a requirements file (or this recipe)
+# changed; the stamp file records the last successful install. Browser tests drive
+# Debian's chromium (Playwright may not download its own browsers here), and
+# `promtool check metrics` (Debian's prometheus) lints /metrics: both installed when we can.
 $(VENV): $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip || echo "warning: could not upgrade pip; continuing" >&2
 	$(BIN)/python -m pip install -r requirements-dev.txt
@@ -26,6 +27,17 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	    fi; \
 	  else \
 	    echo "note: /usr/bin/chromium is missing; install Debian's chromium package for the browser tests" >&2; \
+	  fi; \
+	fi
+	@if [ ! -x /usr/bin/promtool ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Debian's prometheus for promtool (lints /metrics and the Grafana queries)"; \
+	    if ! { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus; }; then \
+	      if [ "$${CI:-}" = true ]; then echo "error: could not install prometheus (promtool)" >&2; exit 1; fi; \
+	      echo "warning: could not install prometheus; the promtool tests will not run" >&2; \
+	    fi; \
+	  else \
+	    echo "note: /usr/bin/promtool is missing; install Debian's prometheus package for the promtool tests" >&2; \
 	  fi; \
 	fi
 	touch $@

@@ -24,7 +24,7 @@ beat_scheduler = "app.schedules.scheduler:HealingRedBeatScheduler"
 beat_max_loop_interval = 5
 
 #: Task modules every worker loads. Users add theirs with CELERIAC_TASK_MODULES.
-imports = ("tasks.demo", "tasks.maintenance", *_settings.task_modules)
+imports = ("tasks.demo", "tasks.maintenance", "tasks.bulk", *_settings.task_modules)
 
 # JSON only: a pickle message from the network would be code execution.
 accept_content = ["json"]
@@ -46,15 +46,23 @@ worker_prefetch_multiplier = 1
 # asks the result backend, for redelivered messages only.
 worker_deduplicate_successful_tasks = True
 
-#: See Settings.visibility_timeout_s: longer than any allowed delay plus runtime.
+#: See Settings.visibility_timeout_s: longer than the longest broker ETA plus runtime (longer
+#: delays and backoffs wait in Celeriac's scheduled set, not in the broker).
 _visibility = _settings.visibility_timeout_s
+if _settings.attach.enabled:
+    # Attach mode shares the project's broker: kombu puts back any unacknowledged message
+    # older than the timeout, the project's too, so ours must not be the shorter one.
+    _visibility = max(_visibility, _settings.attach.project_visibility_timeout_s)
 broker_transport_options = {
     "visibility_timeout": _visibility,
     # Priorities 0-9 within a queue: ten Redis lists per queue ("emails", "emails:1", ...).
     "priority_steps": list(range(10)),
-    "sep": ":",
-    # A worker started with -Q critical,default,low drains them in that order.
-    "queue_order_strategy": "priority",
+    # Attach mode keeps kombu's separator: it also separates the fields of the broker's
+    # binding tables, which the project's workers read (replies, retries) and would choke on.
+    **({} if _settings.attach.enabled else {"sep": ":"}),
+    # A worker started with -Q critical,default,low drains them in that order, unless a queue
+    # it consumes has a weight: then it takes from each in proportion (docs/queues.md).
+    "queue_order_strategy": "app.control.weighted_cycle:WeightedCycle",
 }
 result_backend_transport_options = {"visibility_timeout": _visibility}
 # A job's outcome is stored before its message is acknowledged, and it is what the
@@ -92,5 +100,11 @@ enable_utc = True
 #: leaves them alone). Retention (E3) hourly: each run deletes in short batches. (Orphaned
 #: and lost jobs are the recorder's reconciler's business, not beat's: it needs no worker.)
 beat_schedule = {
-    "celeriac-purge-history": {"task": "celeriac.maintenance.purge_history", "schedule": 3600.0},
+    "celeriac-purge-history": {
+        "task": "celeriac.maintenance.purge_history",
+        "schedule": 3600.0,
+        "options": {"queue": _settings.attach.system_queue},
+    },
 }
+#: Celeriac's own tasks go to its own queue (in attach mode, the only one its worker consumes).
+task_routes = {"celeriac.maintenance.*": {"queue": _settings.attach.system_queue}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from app import task_modules
 from app.backends import current
 from app.backends.celery_canceller import CeleryCanceller
 from app.backends.celery_control import CeleryWorkerControl
@@ -24,6 +25,7 @@ from app.redis_client import get_redis
 from app.schedules import beat
 from app.schedules.entries import EntryStore
 from celeriac import signals
+from celeriac.instrument import connect as connect_tracking
 
 
 def recording_config(settings: Settings) -> signals.RecordingConfig:
@@ -62,13 +64,14 @@ def connect_worker(app: Celery) -> None:
     """
     settings = get_settings()
     current.start(lambda: real_backends(app, settings))
-    signals.configure(recording_config(settings))
-    if settings.tracking_enabled:  # off only for the benchmark's baseline
-        signals.connect()
+    # The path a project's own app takes with `celeriac.instrument` (heartbeats: ours, below);
+    # tracking is off only for the benchmark's baseline.
+    connect_tracking(app, recording_config(settings), record=settings.tracking_enabled)
     gate.connect()
     heartbeat.connect()
     worker_side.connect()
     beat.connect(app)
+    task_modules.connect()  # a misspelt CELERIAC_TASK_MODULES entry: one line, not a traceback
 
 
 connect_worker(celery_app)

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from app.config_attach import AttachConfig, attach_config
 from app.config_parsing import ConfigError as ConfigError
 from app.config_parsing import env_bool, env_csv, env_float, env_int
+from app.config_stats import StatsRetention, stats_retention
 
 #: Repository root; the default SQLite file and the embedded Redis data live under var/.
 ROOT_DIR = Path(__file__).resolve().parent.parent
@@ -236,9 +238,11 @@ class Settings:
     flower_port: int = 5555
     #: Where the console's navigation links to Flower (FLOWER_URL; default: this host's FLOWER_PORT).
     flower_url: str = ""
-    #: Longest `delay` a dispatch may ask for, in seconds. Longer delays are refused (422)
-    #: because an ETA past the broker's visibility timeout is redelivered and run twice.
-    max_delay_s: int = 900
+    #: Longest `delay` (and each `backoff` value) a dispatch may ask for, in seconds (422 past it).
+    max_delay_s: int = 30 * 24 * 3600
+    #: A delay or retry backoff longer than this waits in Celeriac's scheduled set, not as a
+    #: broker ETA (which would outlive the visibility timeout); see docs/jobs.md "Delays".
+    scheduled_after_s: int = 60
     #: Longest per-job `timeout` (hard time limit) in seconds.
     max_timeout_s: int = 900
     #: Default soft time limit for jobs that set none, in seconds.
@@ -286,6 +290,8 @@ class Settings:
     failed_retention_days: int = 90
     #: Rows deleted per purge transaction, so no lock is held for long.
     retention_batch_size: int = 1000
+    #: Ages at which job stats become hourly, daily, and are deleted (app.config_stats).
+    stats_retention: StatsRetention = field(default_factory=StatsRetention)
     #: Worker registry, stuck and slow jobs, orphan reaper (M2, M3).
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     #: Worker and queue control (W2): supervisord's XML-RPC URL (restart needs it; empty: no
@@ -302,16 +308,19 @@ class Settings:
     #: outside supervisord. A worker publishes them so restarts can find its program (W2).
     supervisor_process_name: str = ""
     supervisor_group_name: str = ""
+    #: Attach mode (CELERIAC_ATTACH): a project's unchanged workers recorded from their events.
+    attach: AttachConfig = field(default_factory=AttachConfig)
 
     @property
     def visibility_timeout_s(self) -> int:
-        """Broker visibility timeout, derived so no allowed delay or runtime outlives it.
+        """Broker visibility timeout, derived so no broker ETA or allowed runtime outlives it.
 
         A message is unacked from delivery (ETA jobs are delivered at once and held by the
-        worker) until its task finishes, so it must cover the longest delay plus the longest
-        hard time limit, doubled for queue wait and safety (CELERY-NOTES.md).
+        worker) until its task finishes, so it covers the longest broker ETA (longer waits
+        are held in the scheduled set) plus the longest hard time limit, doubled for queue
+        wait and safety (CELERY-NOTES.md). It no longer grows with CELERIAC_MAX_DELAY_S.
         """
-        return 2 * (self.max_delay_s + self.max_timeout_s + 30)
+        return 2 * (self.scheduled_after_s + self.max_timeout_s + HARD_LIMIT_GRACE_S + 30)
 
     @property
     def is_sqlite(self) -> bool:
@@ -332,7 +341,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         port=env_int(environ, "PORT", 8000, 1),
         flower_port=env_int(environ, "FLOWER_PORT", 5555, 1),
         flower_url=environ.get("FLOWER_URL", ""),
-        max_delay_s=env_int(environ, "CELERIAC_MAX_DELAY_S", 900, 0),
+        max_delay_s=env_int(environ, "CELERIAC_MAX_DELAY_S", 30 * 24 * 3600, 0),
+        scheduled_after_s=env_int(environ, "CELERIAC_SCHEDULED_AFTER_S", 60, 1),
         max_timeout_s=env_int(environ, "CELERIAC_MAX_TIMEOUT_S", 900, 1),
         default_timeout_s=env_int(environ, "CELERIAC_DEFAULT_TIMEOUT_S", 300, 1),
         max_body_bytes=env_int(environ, "CELERIAC_MAX_BODY_BYTES", 1024 * 1024, 1024),
@@ -359,6 +369,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         retention_days=env_int(environ, "CELERIAC_RETENTION_DAYS", 30, 1),
         failed_retention_days=env_int(environ, "CELERIAC_FAILED_RETENTION_DAYS", 90, 1),
         retention_batch_size=env_int(environ, "CELERIAC_RETENTION_BATCH_SIZE", 1000, 1),
+        stats_retention=stats_retention(environ),
         monitoring=_monitoring(environ),
         supervisor_url=environ.get("CELERIAC_SUPERVISOR_URL", "").strip(),
         queue_pause_check_s=env_int(environ, "CELERIAC_QUEUE_PAUSE_CHECK_S", 2, 1),
@@ -367,6 +378,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         health=_health(environ),
         supervisor_process_name=environ.get("SUPERVISOR_PROCESS_NAME", ""),
         supervisor_group_name=environ.get("SUPERVISOR_GROUP_NAME") or environ.get("SUPERVISOR_PROCESS_NAME", ""),
+        attach=attach_config(environ),
     )
 
 

@@ -43,3 +43,17 @@ class BackendUnavailable(AppError):
 
     status = 503
     title = "Service unavailable"
+
+
+class QueueFull(AppError):
+    """Raised when a dispatch would put more jobs pending on a queue than its `max_pending`.
+
+    `retry_after_s` says when trying again is likely to succeed (the 429's Retry-After).
+    """
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after_s: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

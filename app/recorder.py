@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import socket
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -33,31 +30,28 @@ from app.kernel.apply import EventApplier
 from app.kernel.failure_groups import NewFailure
 from app.kernel.row_batch import Finished
 from app.models import JobDefinition
+from app.recording.attach import AttachedRecording
 from app.recording.broker_view import Broker
 from app.recording.reconcile import Reconciler
-from app.recording.stream import Entry, RecorderStats, decode_entries
+from app.recording.scheduled import Releaser
+from app.recording.stream import Entry, decode_entries
+from app.recording.stream_reader import CLAIM_IDLE_MS, StreamReader
 from app.redis_client import get_redis
 from celeriac.storable import storable
 
 logger = logging.getLogger("app.recorder")
 
-#: Pending events of another (dead) recorder are claimed after this many idle ms (a write
-#: takes well under a second; a recorder retrying through an SQL outage re-reads its own).
-CLAIM_IDLE_MS = 15_000
 #: Longest pause between attempts while SQL is unreachable, in seconds.
 MAX_BACKOFF_S = 5.0
 #: How often the definition-id cache is refreshed, in seconds.
 DEFINITIONS_REFRESH_S = 60.0
 
 
-class Recorder:
-    """One consumer of the event stream."""
+class Recorder(StreamReader):
+    """One consumer of the event stream (reading it: app.recording.stream_reader)."""
 
     def __init__(self, settings: Settings, client: redis.Redis, name: str | None = None) -> None:
-        self.settings = settings
-        self.redis = client
-        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.stats = RecorderStats()
+        super().__init__(settings, client, name)
         self.applier = EventApplier(default_tenant=settings.default_tenant)
         #: Batch callbacks, chain steps, dependants and unique locks of finished jobs.
         self.composition = CompositionStep(settings, client)
@@ -70,19 +64,10 @@ class Recorder:
         self._definitions_loaded_at = 0.0
         self._stopping = False
         self._backoff_s = 0.0
-        #: Read our own pending entries first (after a restart or a failed write).
-        self._read_pending = True
-        #: Events in the stream not yet written (from the last stats), and the reconciler.
-        self.backlog = 0
         self._reconciler: Any = None
         self._last_reconcile = 0.0
-
-    def ensure_group(self) -> None:
-        try:
-            self.redis.xgroup_create(redis_keys.EVENTS_STREAM, redis_keys.RECORDER_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        #: Jobs held in Celeriac's scheduled set (long delays), released here when due.
+        self.scheduled = Releaser(settings, client, lambda: session_scope(settings.database_url))
 
     def stop(self, *_: Any) -> None:
         self._stopping = True
@@ -97,64 +82,6 @@ class Recorder:
         self.applier.definition_ids = {job_class: def_id for job_class, def_id in rows}
         self._definitions_loaded_at = time.monotonic()
 
-    def _xread(self, start: str, count: int, block_ms: int | None) -> list[Entry]:
-        response = self.redis.xreadgroup(
-            redis_keys.RECORDER_GROUP,
-            self.name,
-            {redis_keys.EVENTS_STREAM: start},
-            count=count,
-            block=block_ms,
-        )
-        entries: list[Entry] = response[0][1] if response else []  # type: ignore[index,assignment]
-        return entries
-
-    def read(self) -> list[Entry]:
-        """The next batch: own pending events first, then new ones.
-
-        New events are gathered for up to `recorder_linger_ms` once the first arrive: workers
-        flush every 20 ms, and one SQL transaction per dozen events would cost more CPU
-        than the jobs themselves.
-        """
-        size = self.settings.recorder_batch_size
-        if self._read_pending:
-            entries = self._xread("0", size, None)
-            if not entries:
-                self._read_pending = False
-            return entries
-        entries = self._xread(">", size, self.settings.recorder_block_ms)
-        deadline = time.monotonic() + self.settings.recorder_linger_ms / 1000
-        while entries and len(entries) < size:
-            remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0:
-                break
-            more = self._xread(">", size - len(entries), remaining_ms)
-            if not more:
-                break
-            entries.extend(more)
-        return entries
-
-    def claim_stale(self) -> int:
-        """Take over events another recorder read but never acknowledged."""
-        _next, claimed, *_rest = self.redis.xautoclaim(
-            redis_keys.EVENTS_STREAM,
-            redis_keys.RECORDER_GROUP,
-            self.name,
-            min_idle_time=CLAIM_IDLE_MS,
-            start_id="0-0",
-            count=self.settings.recorder_batch_size,
-        )
-        if claimed:
-            self._read_pending = True
-        return len(claimed)
-
-    def _ack(self, ids: Sequence[bytes]) -> None:
-        if not ids:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xack(redis_keys.EVENTS_STREAM, redis_keys.RECORDER_GROUP, *ids)
-        pipe.xdel(redis_keys.EVENTS_STREAM, *ids)
-        pipe.execute()
-
     def _write(self, events: list[dict[str, Any]]) -> None:
         sqlite = self.settings.is_sqlite
         with session_scope(self.settings.database_url) as session:
@@ -163,6 +90,7 @@ class Recorder:
                 # process between our read and our write cannot be overwritten.
                 session.connection().exec_driver_sql("BEGIN IMMEDIATE")
             self.applier.apply(session, events, lock=not sqlite)
+        self.scheduled.after_write(events)  # held retries join the set once their rows say so
         self._finished.extend(self.applier.finished)
         self._failures.extend(self.applier.failures)
 
@@ -246,26 +174,6 @@ class Recorder:
         self.stats.batches += 1
         return len(events)
 
-    def publish_stats_quietly(self) -> None:
-        """Read the stream's backlog (for the reconciler's check) without failing on a missing group."""
-        try:
-            for group in self.redis.xinfo_groups(redis_keys.EVENTS_STREAM):
-                if group.get("name") in (redis_keys.RECORDER_GROUP, redis_keys.RECORDER_GROUP.encode()):
-                    self.backlog = int(group.get("lag") or 0) + int(group.get("pending") or 0)
-        except redis.ResponseError:
-            self.backlog = 0  # no stream yet: nothing waits to be written
-
-    def publish_stats(self) -> None:
-        backlog = 0
-        for group in self.redis.xinfo_groups(redis_keys.EVENTS_STREAM):
-            if group.get("name") in (redis_keys.RECORDER_GROUP, redis_keys.RECORDER_GROUP.encode()):
-                backlog = int(group.get("lag") or 0) + int(group.get("pending") or 0)
-        self.backlog = backlog
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(redis_keys.RECORDER_STATS, mapping=self.stats.published(backlog))
-        pipe.set(redis_keys.RECORDER_HEARTBEAT, self.name, ex=redis_keys.RECORDER_HEARTBEAT_TTL_S)
-        pipe.execute()
-
     def run_once(self) -> int:
         """Read and write one batch; on an outage, wait (with backoff) and return 0."""
         try:
@@ -273,10 +181,11 @@ class Recorder:
             self._backoff_s = 0.0
             return written
         except redis.ResponseError as exc:
-            if "NOGROUP" not in str(exc):
+            if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                 raise
-            # Redis lost the stream and its group (restarted without its data): make them
-            # again and go on; the reconciler deals with what was lost with them.
+            # Redis lost the stream and its group (restarted without its data, or flushed
+            # while this read was blocked): make them again and go on; the reconciler deals
+            # with what was lost with them.
             logger.error("Recorder: the event stream or its group is gone (%s); recreating it", exc)
             self.ensure_group()
             self._read_pending = True
@@ -307,6 +216,7 @@ class Recorder:
             except redis.RedisError as exc:
                 logger.warning("Recorder: could not publish stats: %s", exc)
             self.maybe_reconcile()
+            self.scheduled.maybe_release()
         self.escalation.stop()
         logger.info("Recorder %s stopped", self.name)
 
@@ -337,7 +247,9 @@ class Recorder:
             ):
                 return None
             try:
-                return self.reconciler().run_once()
+                report = self.reconciler().run_once()
+                self.scheduled.after_reconcile(report)
+                return report
             finally:
                 self.redis.delete(redis_keys.RECONCILE_LOCK)
         except (SQLAlchemyError, redis.RedisError) as exc:
@@ -385,7 +297,13 @@ def main() -> None:
     recorder = Recorder(settings, get_redis(settings.redis_url))
     signal.signal(signal.SIGTERM, recorder.stop)
     signal.signal(signal.SIGINT, recorder.stop)
-    recorder.run()
+    # CELERIAC_ATTACH: the project's own workers, recorded from Celery's task events.
+    attached = AttachedRecording(settings, recorder.redis, celery_app).start() if settings.attach.enabled else None
+    try:
+        recorder.run()
+    finally:
+        if attached is not None:
+            attached.stop()
 
 
 if __name__ == "__main__":

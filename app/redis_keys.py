@@ -20,6 +20,7 @@ Key map (key -> type -> writer -> TTL):
     celeriac:worker:<hostname>      string  worker heartbeat thread (JSON)     CELERIAC_WORKER_FORGET_AFTER_S
     celeriac:p95:<job class>        string  app.monitoring.slow         CELERIAC_P95_CACHE_S
     celeriac:queues:paused          hash    app.control.pauses (queue -> JSON state)  none
+    celeriac:queues:weights         hash    app.control.queue_settings (queue -> weight; SQL is the truth)  none
     celeriac:control:worker:<hostname>  string  app.control.worker_side (JSON)  CONTROL_STATE_TTL_S
     celeriac:worker-losses:<job id>  string  worker main process / reconciler (a counter)  WORKER_LOSSES_TTL_S
     celeriac:reconcile:lock         string  app.recording.reconcile (SET NX EX)  RECONCILE_LOCK_TTL_S
@@ -39,6 +40,15 @@ Key map (key -> type -> writer -> TTL):
     celeriac:unique:<tenant>:<class>:<identity>  string  app.composition.hub (id of the lock holder)  unique_for
     celeriac:outbox                 list    app.composition.hub (released specs to publish)  none
     celeriac:outbox:inflight        list    app.composition.followups (taken, not yet published)  none
+    celeriac:scheduled              zset    app.kernel.scheduled (job id -> due epoch)  none
+    celeriac:dispatch-defaults      string  definition / queue setting edits (random token)  none
+
+    celeriac:concurrency:limits     hash    dispatch / API / worker (scoped key -> limit)  none
+    celeriac:concurrency:keys       set     celeriac.concurrency scripts (keys in use)  none
+    celeriac:concurrency:holders:<tenant>:<key>  zset  same (job id -> lease expiry)  entries expire by score
+    celeriac:concurrency:waiting:<tenant>:<key>  zset  same (job id -> arrival)  none
+    celeriac:concurrency:parked:<tenant>:<key>   hash  same (job id -> message JSON)  none
+    celeriac:concurrency:seq        string  same (arrival counter)  none
 
 The composition keys are also built inside hub.py's Lua scripts, from PREFIX and the same
 suffixes: change both together.
@@ -62,6 +72,9 @@ RECORDER_STATS = PREFIX + "recorder:stats"
 RECORDER_HEARTBEAT = PREFIX + "recorder:heartbeat"
 #: Seconds a recorder heartbeat lives without renewal.
 RECORDER_HEARTBEAT_TTL_S = 30
+#: A random token replaced whenever job definitions or queue settings change: dispatch keeps
+#: its copies while the token stays (app.kernel.dispatch_defaults).
+DISPATCH_DEFAULTS_TOKEN = PREFIX + "dispatch-defaults"
 #: RedBeat's key prefix (set as `redbeat_key_prefix`).
 REDBEAT_PREFIX = PREFIX + "redbeat:"
 
@@ -160,6 +173,9 @@ def p95_cache(job_class: str) -> str:
 
 #: Pause state of queues (field: queue, value: JSON {paused, by, at, reason}); W2, app.control.pauses.
 QUEUE_PAUSES = PREFIX + "queues:paused"
+#: Hash queue -> weight: a mirror of the `queues` table's weights, read by every worker's
+#: queue cycle (app.control.weighted_cycle) so it never queries SQL while consuming.
+QUEUE_WEIGHTS = PREFIX + "queues:weights"
 #: Seconds a worker's control state outlives its last reconcile tick.
 CONTROL_STATE_TTL_S = 60
 
@@ -171,6 +187,10 @@ def worker_control(hostname: str) -> str:
 
 #: Events the recorder could not apply, with the error (kept for inspection, never retried).
 DEAD_EVENTS_STREAM = PREFIX + "events:dead"
+
+#: Celeriac's scheduled set: job id -> due epoch of jobs whose delay or backoff is too long
+#: for a broker ETA (app.kernel.scheduled; rebuilt from job_executions.due_at).
+SCHEDULED = PREFIX + "scheduled"
 
 # -- composition (app.composition.hub): held jobs, dependencies, batches, chains, unique locks.
 #: Specs of released jobs waiting to be published (pushed by the hub's scripts).

@@ -27,7 +27,9 @@ from app.crypto import (
     seal_exception,
     seal_text,
 )
-from celeriac import header
+from app.kernel.held_retry import held_wait, hold_retry
+from celeriac import header, signals
+from celeriac.progress import check_message, percent_of
 from celeriac.task import CeleriacTask, is_skipped
 
 
@@ -46,6 +48,27 @@ class TrackedTask(CeleriacTask):
     #: Wait before re-running a job whose worker process died (task_retry_on_worker_lost).
     default_retry_delay = get_settings().worker_lost_retry_delay_s
 
+    def retry(
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: Any = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: Any = None,
+        max_retries: Any = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's retry, except that a wait too long for a broker ETA is held in Celeriac's
+        scheduled set (app.kernel.held_retry): the message is acknowledged, nothing published."""
+        wait = held_wait(self, args, kwargs, eta, countdown, max_retries)
+        if wait is None:
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+        ignore = hold_retry(self, exc, wait)
+        if throw:
+            raise ignore
+        return ignore
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not (is_sealed(kwargs) or header.is_encrypted(self.request)):
             return super().__call__(*args, **kwargs)  # CeleriacTask: a skipped job does not run
@@ -62,6 +85,10 @@ class TrackedTask(CeleriacTask):
         # can print the original.
         raise stand_in from None
 
+    def progress(self, done: Any, total: Any, message: str | None = None) -> None:
+        """Report how far this run got (plain tasks bound with `bind=True`); see `Job.progress`."""
+        report_progress(self.request, done, total, message)
+
     def _run_body(self, args: tuple[Any, ...], payload: dict[str, Any]) -> Any:
         request = self.request_stack.top
         if request is not None and not request.called_directly:
@@ -70,6 +97,23 @@ class TrackedTask(CeleriacTask):
             # payload, where a retry, a failure report or a log could pick it up.
             return self.run(*args, **payload)
         return super().__call__(*args, **payload)
+
+
+def report_progress(request: Any, done: Any, total: Any, message: str | None) -> None:
+    """Send the progress of the run of `request`: checked, throttled (celeriac.progress).
+
+    An encrypted job's message never leaves the worker (it could quote the payload): it
+    is recorded as "[encrypted]". Outside a worker run (no request id) only the checks run.
+
+    Raises:
+        TypeError, ValueError: done or total not numbers >= 0, done > total, message not a string.
+    """
+    percent_of(done, total)
+    if check_message(message) is not None and header.is_encrypted(request):
+        message = REDACTED
+    job_id = getattr(request, "id", None)
+    if job_id:
+        signals.report_progress(job_id, done, total, message)
 
 
 def sealed_exception(exc: Exception) -> Exception:

@@ -1,8 +1,10 @@
 """`python -m bench` (`make bench`): drain N no-op jobs without and with tracking.
 
 Usage: python -m bench [--n 20000] [--repeat 1] [--database sqlite|postgresql]
-       [--concurrency 2] [--dispatch-requests 2000] [--batch-n 10000] [--no-ratelimit]
-       [--monitoring-rows 1000000] [--reconcile-rows 1000000] [--keep-logs]
+       [--concurrency 2] [--batch-n 10000] [--no-ratelimit]
+       [--databases sqlite,postgresql] [--code-dispatch 3000] [--code-rounds 6] [--bulk-n 10000]
+       [--api-rate 200] [--api-seconds 15] [--api-clients 8]
+       [--monitoring-rows 1000000] [--reconcile-rows 1000000] [--stats-series 300] [--keep-logs]
 """
 
 from __future__ import annotations
@@ -14,16 +16,16 @@ import sys
 from types import FrameType
 from typing import Any
 
-from bench import env
+from bench import env, speed
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Celeriac tracking overhead benchmark")
-    parser.add_argument("--n", type=int, default=20_000, help="no-op jobs per drain (default 20000)")
+    parser.add_argument("--n", type=int, default=20_000, help="no-op jobs per drain (default 20000); 0 skips")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the median is reported")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c (default 2)")
-    parser.add_argument("--dispatch-requests", type=int, default=2000, help="0 skips the dispatch latency run")
+    parser.add_argument("--dispatch-requests", type=int, default=1, help="0 skips the API dispatch run")
     parser.add_argument("--batch-n", type=int, default=10_000, help="jobs of the batch-vs-single run; 0 skips it")
     parser.add_argument("--no-ratelimit", action="store_true", help="skip the rate-limited throughput run")
     parser.add_argument(
@@ -32,7 +34,11 @@ def _parse() -> argparse.Namespace:
     parser.add_argument(
         "--reconcile-rows", type=int, default=1_000_000, help="live jobs seeded for the reconciler run; 0 skips it"
     )
+    parser.add_argument(
+        "--stats-series", type=int, default=300, help="minute rows a minute in the /metrics-after-a-year run; 0 skips"
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs (path printed)")
+    speed.add_arguments(parser)
     return parser.parse_args()
 
 
@@ -46,7 +52,6 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         backends = env.prepare(args.database, stack)
         # Imported only now: app modules read the environment prepare() exported.
-        from bench.dispatch import run_dispatch
         from bench.drain import run_drain
         from bench.report import render, summarise, write_json
 
@@ -57,17 +62,14 @@ def main() -> int:
             log_dir.mkdir(parents=True, exist_ok=True)
         print(f"Redis {backends.redis_url}, database {args.database}; logs in {log_dir}", flush=True)
         plain, tracked = [], []
-        for run in range(1, args.repeat + 1):
+        for run in range(1, args.repeat + 1 if args.n > 0 else 1):
             print(f"run {run}/{args.repeat}", flush=True)
             plain.append(run_drain("plain", False, args.n, args.concurrency, backends.redis_url, log_dir))
             print(f"  plain:   {plain[-1].jobs_per_s:.0f} jobs/s", flush=True)
             tracked.append(run_drain("tracked", True, args.n, args.concurrency, backends.redis_url, log_dir))
             print(f"  tracked: {tracked[-1].jobs_per_s:.0f} jobs/s", flush=True)
-        dispatch = None
-        if args.dispatch_requests > 0:
-            print(f"dispatch latency over {args.dispatch_requests} requests", flush=True)
-            dispatch = run_dispatch(args.dispatch_requests, backends.redis_url, log_dir)
         extras: dict[str, Any] = {}
+        dispatch, extras["speed"] = speed.run_speed(args, backends, stack, log_dir)
         if args.batch_n > 0:
             from bench.batches import run_batch_vs_single
 
@@ -92,6 +94,11 @@ def main() -> int:
 
             print(f"reconciler at {args.reconcile_rows:,} live jobs", flush=True)
             extras["reconcile"] = run_reconcile_bench(args.reconcile_rows, 20_000)
+        if args.stats_series > 0:
+            from bench.stats_year import run_stats_year_bench
+
+            print(f"/metrics on day 1 and after a year of job stats ({args.stats_series} series)", flush=True)
+            extras["stats_year"] = run_stats_year_bench(args.stats_series)
         summary = summarise(args.n, args.database, args.concurrency, plain, tracked, dispatch)
         summary.update(extras)
         print()

@@ -63,27 +63,24 @@ def render(summary: dict[str, Any]) -> str:
     runs = f", median of {summary['repeat']} runs" if summary["repeat"] > 1 else ""
     rows = ", ".join(str(r) for r in summary["rows"])
     completed = ", ".join(str(r) for r in summary["rows_completed"])
-    lines = [
-        f"N={n}, database={summary['database']}, worker -c {summary['concurrency']}{runs}",
-        f"plain Celery:        {_fmt(summary['plain_jobs_per_s'])} jobs/s",
-        f"Celeriac tracking:   {_fmt(summary['tracked_jobs_per_s'])} jobs/s   ratio {_fmt(summary['ratio'], '.2f')}",
-        f"recorder lag:        p50 {_fmt(summary['lag_p50_ms'])} ms, p99 {_fmt(summary['lag_p99_ms'])} ms; "
-        f"all rows written {_fmt(summary['rows_after_drain_s'], '.2f')} s after the drain",
-        f"rows in job_executions: {rows} (completed {completed}; expected {n})",
-    ]
+    lines = [f"database={summary['database']}"]
+    if n > 0:
+        lines = [
+            f"N={n}, database={summary['database']}, worker -c {summary['concurrency']}{runs}",
+            f"plain Celery:        {_fmt(summary['plain_jobs_per_s'])} jobs/s",
+            f"Celeriac tracking:   {_fmt(summary['tracked_jobs_per_s'])} jobs/s   "
+            f"ratio {_fmt(summary['ratio'], '.2f')}",
+            f"recorder lag:        p50 {_fmt(summary['lag_p50_ms'])} ms, p99 {_fmt(summary['lag_p99_ms'])} ms; "
+            f"all rows written {_fmt(summary['rows_after_drain_s'], '.2f')} s after the drain",
+            f"rows in job_executions: {rows} (completed {completed}; expected {n})",
+        ]
+    lines.extend(render_speed(summary.get("speed") or {}))
     for mode, cpu in summary["cpu_s"].items():
         if cpu:
             parts = ", ".join(f"{role} {seconds:.1f}" for role, seconds in cpu.items())
             lines.append(f"CPU s during the {mode} drain: {parts}")
     if summary["repeat"] > 1:
         lines.append("ratio per run:       " + ", ".join(f"{r:.2f}" for r in summary["run_ratios"]))
-    dispatch = summary["dispatch"]
-    if dispatch:
-        errors = f", {dispatch['errors']} errors" if dispatch["errors"] else ""
-        lines.append(
-            f"POST /api/jobs/dispatch over {dispatch['requests']} requests: "
-            f"p50 {dispatch['p50_ms']:.1f} ms, p99 {dispatch['p99_ms']:.1f} ms{errors}"
-        )
     for run in summary.get("batch") or []:
         lines.append(
             f"{run['n']} jobs {'as one batch' if run['mode'] == 'batch' else 'one by one'}: "
@@ -96,6 +93,53 @@ def render(summary: dict[str, Any]) -> str:
             f"({100 * limit['ratio']:.1f} %), at most {limit['max_in_any_second']} in any second"
         )
     return "\n".join(lines)
+
+
+def render_speed(speed: dict[str, Any]) -> list[str]:
+    """Issue 15's figures (bench.speed): dispatch against apply_async, the API, the bulks."""
+    lines = []
+    dispatch = speed.get("dispatch") or {}
+    plain = dispatch.get("apply_async")
+    if plain:
+        lines.append("dispatch from code, same Redis, interleaved rounds (ratio to apply_async):")
+        for name, figures in dispatch.items():
+            ratio = ""
+            if name != "apply_async":
+                ratio = (
+                    f"   x{figures['p50_ms'] / plain['p50_ms']:.2f} p50, x{figures['p99_ms'] / plain['p99_ms']:.2f} p99"
+                )
+            lines.append(
+                f"  {name:24s} p50 {figures['p50_ms']:.3f} ms  p99 {figures['p99_ms']:.3f} ms  "
+                f"(n={figures['n']}){ratio}"
+            )
+    fsync = speed.get("fsync") or {}
+    if fsync:
+        parts = [f"{kind} dir write+fsync p50 {f['p50_ms']:.3f} ms p99 {f['p99_ms']:.3f} ms"
+                 for kind, f in fsync.items() if "p50_ms" in f]  # fmt: skip
+        pg = fsync.get("postgresql") or {}
+        if "pg_test_fsync_fdatasync_ms" in pg:
+            parts.append(f"pg_test_fsync fdatasync {pg['pg_test_fsync_fdatasync_ms']:.3f} ms")
+        if pg.get("fsync"):
+            parts.append(f"PostgreSQL fsync={pg['fsync']} synchronous_commit={pg.get('synchronous_commit')}")
+        lines.append("fsync floor: " + "; ".join(parts))
+    for kind, bulk in (speed.get("bulk") or {}).items():
+        lines.append(
+            f"bulk on {kind}: dispatch_many {_fmt(bulk['dispatch_many_s'], '.3f')} s, "
+            f"batch {bulk['batch_s']:.3f} s (accepted, recorded, published)"
+        )
+    for kind, api in (speed.get("api") or {}).items():
+        errors = f", {api['errors']} errors" if api["errors"] else ""
+        lines.append(
+            f"POST /api/jobs/dispatch on {kind} at {api['rate']:.0f}/s ({api['achieved_rate']:.0f}/s achieved, "
+            f"{api['clients']} clients, {api['requests']} requests): p50 {api['p50_ms']:.1f} ms, "
+            f"p99 {api['p99_ms']:.1f} ms, max {api['max_ms']:.1f} ms{errors}"
+        )
+        if api.get("batch_jobs"):
+            lines.append(
+                f"POST /api/batches of {api['batch_jobs']:,} jobs on {kind}: {api['batch_s']:.3f} s "
+                f"(status {api['batch_status']})"
+            )
+    return lines
 
 
 def write_json(summary: dict[str, Any], path: Path = OUTPUT) -> Path:

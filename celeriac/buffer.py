@@ -77,6 +77,19 @@ class EventBuffer:
         if full:
             self._wake.set()
 
+    def emit_many(self, events: list[dict[str, Any]]) -> None:
+        """Queue several events; as `emit`, never raises or blocks on the network."""
+        if os.getpid() != self._pid:
+            self._reset_for_process()
+        encoded = [encode_event(event) for event in events]
+        with self._lock:
+            self._events.extend(encoded)
+            full = len(self._events) >= self._max_events
+        if self._thread is None:
+            self._start_thread()
+        if full:
+            self._wake.set()
+
     def _start_thread(self) -> None:
         with self._lock:
             if self._thread is not None:

@@ -4,6 +4,7 @@ Every event has `t` (kind), `id` (job id), `ts` (epoch seconds at the source) an
 (unique, so the recorder can tell a replay from a new event). Kinds:
 
     pub     published: task, queue, priority, payload, retries, eta, tenant and links
+            (`grp`: its Celery group, also on `start`)
     start   an attempt began on a worker (attempt key `ak`)
     ok      the attempt succeeded (runtime, memory, bounded result)
     fail    the job failed for good (error, exception type, traceback)
@@ -14,6 +15,7 @@ Every event has `t` (kind), `id` (job id), `ts` (epoch seconds at the source) an
     republish  the reconciler published the job again (its message was in no queue)
     recheck    the reconciler will look at the job again later (its publish time moves on)
     note       a line for the job's timeline, nothing else
+    progress   the running job reported how far it got (celeriac.progress: validated, throttled)
 
 An outcome recovered from Celery's result backend (the worker's own report was lost)
 is an ordinary ok / fail / cancel event with `via` saying where it came from.
@@ -107,12 +109,16 @@ def published(
     celeriac: dict[str, Any],
     shape: dict[str, Any] | None = None,
     ts: float | None = None,
+    group_id: str | None = None,
 ) -> dict[str, Any]:
     """`shape`: what rebuilding the message needs (app.kernel.message); `ts`: the
-    publish time stamped on the message, so row and message agree on it."""
+    publish time stamped on the message, so row and message agree on it; `group_id`:
+    the Celery group (or chord header) the message belongs to."""
     event = _base("pub", job_id)
     if ts is not None:
         event["ts"] = ts
+    if group_id:
+        event["grp"] = group_id
     if shape is not None:
         event["m"] = shape
     event.update(
@@ -141,11 +147,14 @@ def started(
     retries: int,
     queue: str | None,
     payload: Any,
+    group_id: str | None = None,
 ) -> dict[str, Any]:
     event = _base("start", job_id)
     event.update(ak=attempt_key, task=task, w=worker, r=retries, q=queue)
     if payload is not None:
         event["pl"] = payload
+    if group_id:
+        event["grp"] = group_id  # a producer without Celeriac's signals: its group, from the worker
     return event
 
 
@@ -256,6 +265,15 @@ def recheck(job_id: str, *, reason: str) -> dict[str, Any]:
 def note(job_id: str, text: str) -> dict[str, Any]:
     event = _base("note", job_id)
     event.update(text=text)
+    return event
+
+
+def progress(
+    job_id: str, *, attempt_key: str | None, done: float, total: float, percent: int, message: str | None
+) -> dict[str, Any]:
+    """How far the attempt `attempt_key` (its start event's) got: `done` of `total`, `percent` 0-100."""
+    event = _base("progress", job_id)
+    event.update(ak=attempt_key, d=done, n=total, p=percent, msg=message)
     return event
 
 

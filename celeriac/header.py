@@ -47,6 +47,8 @@ class HeaderSource(Protocol):
     def chain_step(self) -> int | None: ...
     @property
     def schedule_id(self) -> str | None: ...
+    @property
+    def concurrency(self) -> dict[str, Any] | None: ...
 
 
 def build(job: HeaderSource) -> dict[str, Any]:
@@ -71,6 +73,9 @@ def build(job: HeaderSource) -> dict[str, Any]:
         header["chain_step"] = job.chain_step
     if job.schedule_id:
         header["schedule"] = job.schedule_id
+    if job.concurrency:
+        # {"key": "<tenant>:<key>", "limit", "lease"}: read by celeriac.concurrency_worker.
+        header["concurrency"] = job.concurrency
     return header
 
 

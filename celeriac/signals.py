@@ -3,6 +3,12 @@
 Handlers only build a small dict and hand it to the process's `EventBuffer`; nothing
 here talks to SQL. Celery swallows exceptions raised by receivers, so each handler
 guards itself and logs with the traceback (a lost event is never silent).
+
+Beside what celeriac.events builds, the handlers add: `mr` on `pub` and `start` (a plain
+task's `max_retries`, None for no limit; celeriac.retry_limits), `chord` on `pub` (the
+chord header whose completion published the job; celeriac.canvas), `parent` / `root` on
+`start` (Celery's links, for jobs whose publish was not recorded) and `spent` on `fail`
+(Celery's retries ran out). `grp` names a group only for its members.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ from typing import Any
 
 import redis
 from celery import signals
+from celery.exceptions import Retry
 
+from celeriac import canvas, concurrency_worker, header
 from celeriac import events as ev
-from celeriac import header
+from celeriac import progress as _progress
 from celeriac.buffer import EventBuffer
 from celeriac.cancel_cache import CancelCache
-from celeriac.priority import from_broker_priority
-from celeriac.shape import shape_of_message
+from celeriac.publish_events import add_retry_limit, publish_event
+from celeriac.retry_limits import retries_spent
 from celeriac.task import mark_skipped
 
 logger = logging.getLogger(__name__)
@@ -52,6 +60,7 @@ def configure(config: RecordingConfig) -> None:
     """Set what the handlers use; every process calls it once, before its first task or publish."""
     global _config, _buffer, _cancel_cache
     _config, _buffer, _cancel_cache = config, None, None
+    concurrency_worker.configure(config.redis, emit)
 
 
 def _current() -> RecordingConfig:
@@ -71,6 +80,30 @@ def get_buffer() -> EventBuffer:
 
 def emit(event: dict[str, Any]) -> None:
     get_buffer().emit(event)
+
+
+def emit_many(events: list[dict[str, Any]]) -> None:
+    """Several events at once (one lock, one wake-up): a batch's publishes."""
+    if events:
+        get_buffer().emit_many(events)
+
+
+def report_progress(job_id: str, done: Any, total: Any, message: Any = None) -> None:
+    """A running job's progress, checked and throttled (celeriac.progress), tagged with
+    the attempt running here so the recorder can tell a late report of an earlier one.
+
+    Raises:
+        TypeError, ValueError: bad arguments; a recording problem is only logged.
+    """
+    attempt = _running.get(job_id)
+    _progress.report(_emit_guarded, job_id, attempt.key if attempt else None, done, total, message)
+
+
+def _emit_guarded(event: dict[str, Any]) -> None:
+    try:
+        emit(event)
+    except Exception:  # never fail the job for its progress report
+        logger.exception("Progress of job %s not recorded", event.get("id"))
 
 
 def _guarded(handler: Callable[..., None]) -> Callable[..., None]:
@@ -131,31 +164,19 @@ def on_before_publish(
     routing_key: str | None = None,
     headers: dict[str, Any] | None = None,
     properties: dict[str, Any] | None = None,
+    celeriac_published_at: float | None = None,
     **_: Any,
 ) -> None:
+    """Stamp the publish time on the message and emit its `pub` event.
+
+    `celeriac_published_at`: the time Celeriac's own publisher already recorded on the
+    job's row (app.backends.celery_publisher), so row and message agree on it.
+    """
     headers = headers if headers is not None else {}
     if "id" not in headers:
         return  # protocol 1 or a non-task message
-    # The publish time travels with the message: the reconciler orders a queue by it.
-    now = time.time()
-    headers[header.PUBLISHED_AT] = now
-    emit(
-        ev.published(
-            job_id=headers["id"],
-            task=headers.get("task") or sender or "unknown",
-            queue=routing_key or "default",
-            priority=from_broker_priority((properties or {}).get("priority")),
-            payload=ev.payload_from_body(body),
-            retries=int(headers.get("retries") or 0),
-            eta=headers.get("eta"),
-            expires=headers.get("expires"),
-            parent_id=headers.get("parent_id"),
-            root_id=headers.get("root_id"),
-            celeriac=header.read_or_empty(headers),
-            shape=shape_of_message(headers, body),
-            ts=now,
-        )
-    )
+    now = celeriac_published_at if celeriac_published_at is not None else time.time()
+    emit(publish_event(sender, body, routing_key, headers, properties, now))
 
 
 def _is_cancelled(job_id: str) -> bool:
@@ -189,21 +210,30 @@ def on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     _running[task_id] = attempt
     delivery = getattr(request, "delivery_info", None) or {}
     celeriac = header.read(request)
-    emit(
-        ev.started(
-            job_id=task_id,
-            attempt_key=attempt.key,
-            task=task.name,
-            worker=request.hostname,
-            retries=int(request.retries or 0),
-            queue=delivery.get("routing_key"),
-            # Published by a producer without Celeriac: the start is the first we hear.
-            payload=None if celeriac is not None else ev.payload_from_args(request.args, request.kwargs),
-        )
+    event = ev.started(
+        job_id=task_id,
+        attempt_key=attempt.key,
+        task=task.name,
+        worker=request.hostname,
+        retries=int(request.retries or 0),
+        queue=delivery.get("routing_key"),
+        # Published by a producer without Celeriac: the start is the first we hear.
+        payload=None if celeriac is not None else ev.payload_from_args(request.args, request.kwargs),
+        group_id=canvas.member_group(getattr(request, "group", None), getattr(request, "group_index", None)),
     )
+    # Celery's own links, for a job whose publish we never heard of (the recorder keeps
+    # what a publish said: a chord callback's parent is its header, not this).
+    parent, root = getattr(request, "parent_id", None), getattr(request, "root_id", None)
+    if parent:
+        event["parent"] = parent
+    if root and root != task_id:
+        event["root"] = root
+    add_retry_limit(event, task)
+    emit(event)
 
 
 def _finish(task_id: str) -> tuple[str | None, int | None, float | None]:
+    _progress.finish(_emit_guarded, task_id)  # its last report goes before the outcome
     attempt = _running.pop(task_id, None)
     if attempt is None:
         return None, None, None
@@ -243,6 +273,8 @@ def on_failure(
     # How many attempts came before this one: lets the recorder account for attempts whose
     # start event died with a killed process.
     event["r"] = int(getattr(request, "retries", 0) or 0)
+    if retries_spent(exception):
+        event["spent"] = True  # Celery's retries ran out: the attempts made were the limit
     emit(event)
 
 
@@ -251,6 +283,8 @@ def on_retry(request: Any = None, reason: Any = None, einfo: Any = None, **_: An
     if request is None or request.id is None:
         return
     key, runtime_ms, memory_mb = _finish(request.id)
+    if isinstance(reason, Retry) and isinstance(reason.exc, BaseException):
+        reason = reason.exc  # a plain task's self.retry / autoretry_for: the error it retries
     exc = reason if isinstance(reason, BaseException) else None
     message = str(reason) if reason is not None else None
     traceback = str(einfo.traceback) if einfo is not None else None
@@ -293,6 +327,11 @@ def flush_buffer(**_: Any) -> None:
 _connected = False
 
 
+def is_tracking() -> bool:
+    """This process records its tasks: configured, with every handler connected."""
+    return _connected and _config is not None
+
+
 def connect() -> None:
     """Connect every handler once (app.celery_app leaves them off when tracking is off)."""
     global _connected
@@ -308,4 +347,8 @@ def connect() -> None:
     signals.task_unknown.connect(on_unknown, weak=False)
     signals.worker_process_shutdown.connect(flush_buffer, weak=False)
     signals.worker_shutdown.connect(flush_buffer, weak=False)
+    # Concurrency limits: the slot gate first (a job it parks takes no rate-limit token),
+    # then the handlers that give slots back and keep running holders' leases.
+    register_gate(concurrency_worker.gate)
+    concurrency_worker.connect()
     _connected = True

@@ -74,8 +74,11 @@ class Runs:
     #: Starts written after a run of the same job had finished (file order is write order).
     starts_after_success: int = 0
     pids: set[int] = field(default_factory=set)
+    #: Every entry, in file order (start times for delays, run intervals for limits).
+    entries: list[Entry] = field(default_factory=list)
 
     def add(self, entry: Entry) -> None:
+        self.entries.append(entry)
         if entry.phase == START:
             self.starts += 1
             self.pids.add(entry.pid)
@@ -93,6 +96,11 @@ class Runs:
     @property
     def succeeded(self) -> bool:
         return self.dones > 0
+
+    @property
+    def first_start(self) -> float | None:
+        """Wall time of the first start (None: never ran)."""
+        return min((e.at for e in self.entries if e.phase == START), default=None)
 
     @property
     def killed(self) -> int:

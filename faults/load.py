@@ -3,6 +3,9 @@ over a window, each one recorded as accepted (it returned an id) or refused (an 
 
 The mix is drawn from a seeded generator, so a run can be repeated: most probes return at
 once, some sleep a little, a few sleep 1-2 s (kills land inside them), a few fail on purpose.
+Drawn from a second generator (so the mix above is the same as before they existed): a share
+is dispatched with a delay longer than CELERIAC_SCHEDULED_AFTER_S (held in Celeriac's scheduled
+set, due during and after the fault), and another share under a concurrency key and limit.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
+from faults.features import Delayed
 from faults.verdict import Accepted
 
 logger = logging.getLogger("faults")
@@ -29,6 +33,18 @@ HTTP_SHARE = 0.1
 FAIL_SHARE = 0.03
 #: (share, shortest s, longest s) of sleeping probes; the rest return at once.
 SLEEPS = ((0.10, 0.05, 0.3), (0.05, 1.0, 2.0))
+#: Share of probes dispatched with a delay, and its range in seconds: longer than the stack's
+#: CELERIAC_SCHEDULED_AFTER_S (faults.stack), so they wait in the scheduled set.
+DELAY_SHARE = 0.10
+DELAYS_S = (3.0, 20.0)
+#: Share of probes dispatched under one concurrency key, and its limit. The worker runs two
+#: processes (`-c 2`), so a limit of 1 is one the pool alone would not enforce.
+LIMITED_SHARE = 0.10
+CONCURRENCY_KEY = "faults"
+CONCURRENCY_LIMIT = 1
+#: Shortest and longest run of a limited probe, in seconds: long enough that the other pool
+#: process often picks another limited probe meanwhile (it must then be parked).
+LIMITED_SLEEP_S = (0.2, 0.8)
 
 
 class Refused(Exception):
@@ -41,14 +57,35 @@ class ProbeSpec:
     seconds: float
     fail: bool
     via: str  # "code" or "http"
+    #: Seconds of delay (0: none).
+    delay_s: float = 0.0
+    #: Dispatched under CONCURRENCY_KEY with CONCURRENCY_LIMIT.
+    limited: bool = False
 
     def payload(self) -> dict[str, Any]:
         return {"token": self.token, "seconds": self.seconds, "fail": self.fail}
+
+    def code_options(self) -> dict[str, Any]:
+        """Options of a dispatch from code (app.jobs.dispatch.PendingDispatch)."""
+        options: dict[str, Any] = {}
+        if self.delay_s:
+            options["delay_s"] = self.delay_s
+        if self.limited:
+            options.update(concurrency_key=CONCURRENCY_KEY, concurrency_limit=CONCURRENCY_LIMIT)
+        return options
+
+    def api_options(self) -> dict[str, Any]:
+        """The same options in `POST /api/jobs/dispatch`'s words."""
+        options = self.code_options()
+        if "delay_s" in options:
+            options["delay"] = options.pop("delay_s")
+        return options
 
 
 def plan(n: int, seed: int, prefix: str) -> list[ProbeSpec]:
     """`n` probes; the same seed gives the same probes."""
     rng = random.Random(seed)
+    extras = random.Random(f"{seed}-delays-and-limits")
     specs = []
     for i in range(n):
         roll = rng.random()
@@ -60,7 +97,12 @@ def plan(n: int, seed: int, prefix: str) -> list[ProbeSpec]:
             floor += share
         fail = rng.random() < FAIL_SHARE
         via = "http" if rng.random() < HTTP_SHARE else "code"
-        specs.append(ProbeSpec(f"{prefix}-{i:05d}", seconds, fail, via))
+        roll = extras.random()
+        delay = round(extras.uniform(*DELAYS_S), 3) if roll < DELAY_SHARE else 0.0
+        limited = DELAY_SHARE <= roll < DELAY_SHARE + LIMITED_SHARE
+        if limited:
+            seconds = max(seconds, round(extras.uniform(*LIMITED_SLEEP_S), 3))
+        specs.append(ProbeSpec(f"{prefix}-{i:05d}", seconds, fail, via, delay, limited))
     return specs
 
 
@@ -68,6 +110,8 @@ def plan(n: int, seed: int, prefix: str) -> list[ProbeSpec]:
 class Dispatch:
     spec: ProbeSpec
     started: float = 0.0
+    #: Wall time when the dispatch began (a delayed job is due `delay_s` after it, or later).
+    wall: float = 0.0
     answered: float | None = None
     job_id: str | None = None
     error: str | None = None
@@ -79,6 +123,18 @@ class LoadResult:
 
     def accepted(self) -> list[Accepted]:
         return [Accepted(d.job_id, d.spec.token, d.started) for d in self.dispatches if d.job_id is not None]
+
+    def delayed(self) -> list[Delayed]:
+        """Accepted delayed dispatches, with the earliest moment each may run."""
+        return [
+            Delayed(d.job_id, d.spec.token, d.wall + d.spec.delay_s, d.spec.delay_s)
+            for d in self.dispatches
+            if d.job_id is not None and d.spec.delay_s
+        ]
+
+    def limited(self) -> list[Accepted]:
+        """Accepted dispatches under the concurrency key."""
+        return [Accepted(d.job_id, d.spec.token, d.started) for d in self.dispatches if d.job_id and d.spec.limited]
 
     def refused_tokens(self) -> set[str]:
         """Dispatches that answered an error, or had not answered when the load was judged."""
@@ -149,6 +205,7 @@ class Load:
             if pause > 0:
                 time.sleep(pause)
             dispatch.started = time.monotonic()
+            dispatch.wall = time.time()
             try:
                 dispatch.job_id = send(dispatch.spec)
             except Refused as exc:
@@ -158,16 +215,19 @@ class Load:
             dispatch.answered = time.monotonic()
 
     def _send_code(self, spec: ProbeSpec) -> str:
+        from app.jobs.dispatch import PendingDispatch
         from faults.jobs import Probe
         from faults.stack import TENANT
 
-        job_id: str = Probe.for_tenant(TENANT).dispatch(**spec.payload())
+        pending = Probe.for_tenant(TENANT)
+        pending = PendingDispatch(pending.job_class, {**pending.options, **spec.code_options()})
+        job_id: str = pending.dispatch(**spec.payload())
         return job_id
 
     def _send_http(self, spec: ProbeSpec) -> str:
         from faults.jobs import PROBE
 
-        body = json.dumps({"job_class": PROBE, "payload": spec.payload()}).encode()
+        body = json.dumps({"job_class": PROBE, "payload": spec.payload(), "options": spec.api_options()}).encode()
         request = urllib.request.Request(f"{self.web_url}/api/jobs/dispatch", data=body, method="POST")
         request.add_header("Authorization", f"Bearer {self.token}")
         request.add_header("Content-Type", "application/json")

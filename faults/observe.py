@@ -95,6 +95,30 @@ def broker_backlog(redis_url: str) -> dict[str, int | None]:
         client.close()
 
 
+def concurrency_state(redis_url: str, key: str) -> dict[str, int | None]:
+    """A concurrency key's slots now: holders whose lease runs, expired ones not yet tidied,
+    waiters and parked messages (None: Redis down)."""
+    import redis
+
+    from celeriac.concurrency import holders_key, parked_key, waiting_key
+
+    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        seconds, micros = client.time()
+        now = seconds + micros / 1_000_000
+        pipe = client.pipeline(transaction=False)
+        pipe.zcount(holders_key(key), f"({now}", "+inf")
+        pipe.zcard(holders_key(key))
+        pipe.zcard(waiting_key(key))
+        pipe.hlen(parked_key(key))
+        live, every, waiting, parked = pipe.execute()
+        return {"holders": int(live), "expired": int(every) - int(live), "waiting": int(waiting), "parked": int(parked)}
+    except redis.RedisError:
+        return {"holders": None, "expired": None, "waiting": None, "parked": None}
+    finally:
+        client.close()
+
+
 @dataclass
 class Watch:
     """What settling looks at, read again at every poll (the load may still be dispatching)."""

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from faults.features import delayed_cell, feature_notes, limit_cell
+
 #: (heading, key in the verdict or a special key) in table order.
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("scenario", "scenario"),
@@ -28,6 +30,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("unfinished", "unfinished"),
     ("rerun ok", "rerun_after_success"),
     ("refused", "refused"),
+    ("delayed", "delayed"),
+    ("limit peak", "limit_peak"),
 )
 NEVER = "—"
 
@@ -44,6 +48,10 @@ def cells(outcome: dict[str, Any]) -> list[str]:
             row.append(str(outcome[key]))
         elif key == "recover_s":
             row.append(format_recovery(outcome.get("recover_s")))
+        elif key == "delayed":
+            row.append(delayed_cell((outcome.get("extra") or {}).get("delays")))
+        elif key == "limit_peak":
+            row.append(limit_cell((outcome.get("extra") or {}).get("limits")))
         elif key == "refused":
             row.append(str(outcome.get("load", {}).get("errors", 0) + outcome.get("load", {}).get("unanswered", 0)))
         else:
@@ -106,6 +114,7 @@ def notes(outcomes: Sequence[dict[str, Any]]) -> list[str]:
             lines.append(f"  runs killed mid-run (started, never ended): {verdict['killed_runs']}")
         if verdict.get("refused_ghosts"):
             lines.append(f"  ghosts whose dispatch answered an error: {verdict['refused_ghosts']}")
+        lines += [f"  {note}" for note in feature_notes(outcome.get("extra") or {})]
         lines += [f"  {note}" for note in outcome.get("notes", [])]
         backlog = outcome.get("backlog_after") or {}
         if backlog.get("unacked"):

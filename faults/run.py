@@ -9,11 +9,13 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from faults.features import Kill, judge_delays, judge_limits
 from faults.ledger import LedgerReader
-from faults.load import Load, plan
-from faults.observe import Observer, Watch, broker_backlog, settle
+from faults.load import CONCURRENCY_KEY, CONCURRENCY_LIMIT, Load, LoadResult, plan
+from faults.observe import Observer, Watch, broker_backlog, concurrency_state, settle
 from faults.stack import Stack, wait_seconds
 from faults.verdict import Accepted, Verdict, recovery_seconds
 
@@ -21,6 +23,8 @@ logger = logging.getLogger("faults")
 
 #: Dispatches per second the load aims at (a worker with -c 2 runs fewer: a backlog builds).
 DISPATCH_RATE = 60.0
+#: What the worker logs when it parks a job over its concurrency limit (celeriac.concurrency_worker).
+PARKED_LINE = "parked: concurrency key"
 #: Seconds after the load window when dispatches still unanswered count as refused.
 UNANSWERED_AFTER_S = 60.0
 
@@ -73,6 +77,10 @@ class Run:
         self.fault_end: float | None = None
         self.began = time.monotonic()
         self.observer: Observer | None = None
+        #: SIGKILLs the scenario sent to job processes (where killed runs of limited jobs end).
+        self.kills: list[Kill] = []
+        #: Wall time the fault struck (scenarios that set it; else the first kill).
+        self.struck_wall: float | None = None
         self._gave_up = False
 
     def begin(self, redis_persist: bool = True) -> None:
@@ -98,6 +106,10 @@ class Run:
     def t(self) -> float:
         return self.load.elapsed() if self.load is not None else time.monotonic() - self.began
 
+    def killed(self, pid: int | None = None) -> None:
+        """Record a SIGKILL about to be sent to pool child `pid` (None: the whole worker)."""
+        self.kills.append(Kill(time.time(), pid))
+
     def note(self, text: str) -> None:
         self.outcome.notes.append(text)
         logger.info("[%s] %s", self.name, text)
@@ -118,10 +130,12 @@ class Run:
         if load is not None:
             backlog = broker_backlog(self.stack.redis.url)
             self.note(f"when the fault ended: {backlog['queued']} jobs queued, {backlog['unacked']} unacknowledged")
-        settled = settle(watch, LedgerReader(self.stack.ledger_path), self.observer, deadline_at)
+        reader = LedgerReader(self.stack.ledger_path)
+        settled = settle(watch, reader, self.observer, deadline_at)
         if load is not None:
             load.stop()
             self.outcome.load = load.result.summary()
+            self._judge_features(load.result, reader)
         verdict = settled.verdict
         self.outcome.verdict = verdict
         self.outcome.timed_out = settled.timed_out
@@ -136,6 +150,22 @@ class Run:
         self.observer.dispose()
         return self.outcome
 
+    def _judge_features(self, result: LoadResult, reader: LedgerReader) -> None:
+        """Delayed and concurrency-limited jobs (faults.features), into `extra`."""
+        from faults.stack import TENANT
+
+        ledger = reader.refresh()
+        struck = self.struck_wall or min((k.at for k in self.kills), default=None)
+        fault = None
+        if struck is not None and self.fault_end is not None:
+            fault = (struck, time.time() - (time.monotonic() - self.fault_end))
+        self.outcome.extra["delays"] = judge_delays(result.delayed(), ledger, fault).as_dict()
+        left = concurrency_state(self.stack.redis.url, f"{TENANT}:{CONCURRENCY_KEY}")
+        limited = [(job.job_id, job.token or "") for job in result.limited()]
+        limits = judge_limits(limited, CONCURRENCY_LIMIT, ledger, self.kills, left)
+        limits.parks = _count_lines(self.stack.scenario_dir / "worker.log", PARKED_LINE)
+        self.outcome.extra["limits"] = limits.as_dict()
+
     def _load_over(self, window_end: float) -> bool:
         """Every dispatch answered, or the answers are overdue (then they count as refused)."""
         assert self.load is not None
@@ -147,3 +177,11 @@ class Run:
                 self.note(f"some dispatches had not answered {UNANSWERED_AFTER_S:.0f} s after the load window")
             return True
         return False
+
+
+def _count_lines(path: Path, text: str) -> int:
+    try:
+        with path.open(errors="replace") as handle:
+            return sum(text in line for line in handle)
+    except OSError:
+        return 0

@@ -40,6 +40,7 @@ def child_kills(run: Run) -> None:
             continue
         pid = run.rng.choice(children)
         try:
+            run.killed(pid)
             os.kill(pid, signal.SIGKILL)
             kills += 1
             logger.info("[child-kills] kill %d: pool child %d at t=%.1f s", k + 1, pid, run.t())
@@ -50,6 +51,9 @@ def child_kills(run: Run) -> None:
 
 
 def _kill_and_restart(run: Run, name: str, gap_s: float = 2.0) -> None:
+    run.struck_wall = time.time()
+    if name == "worker":
+        run.killed()
     run.stack.supervisor.kill(name)
     struck = run.t()
     wait_seconds(gap_s)
@@ -94,6 +98,7 @@ def _redis_restart(run: Run, keep_data: bool) -> None:
     run.at(5)
     queued = _wait_for_backlog(run, until_t=window * 0.8)
     backlog = broker_backlog(run.stack.redis.url)
+    run.struck_wall = time.time()
     run.stack.supervisor.kill("redis")
     struck = run.t()
     run.fault_end = run.stack.restart_redis(keep_data=keep_data)
@@ -117,6 +122,7 @@ def redis_outage(run: Run) -> None:
     run.begin()
     run.start_load(min_window_s=75)
     run.at(15)
+    run.struck_wall = time.time()
     run.stack.supervisor.kill("redis", signal.SIGTERM)
     run.at(45)
     run.fault_end = run.stack.restart_redis(keep_data=True)
@@ -128,6 +134,7 @@ def sql_outage(run: Run) -> None:
     run.begin()
     run.start_load(min_window_s=100)
     run.at(15)
+    run.struck_wall = time.time()
     if run.stack.pg is not None:
         run.stack.pg.stop("immediate")
         run.at(75)

@@ -36,6 +36,15 @@ APP_PROCESSES = ("recorder", "worker", "beat", "web")
 STOP_ORDER = ["web", "beat", "worker", "recorder", "redis"]
 #: Tenant of every dispatch and token of the suite.
 TENANT = "faults"
+#: Settings of every process of the stack (and of the dispatching harness), before --env:
+#: delays over 2 s wait in Celeriac's scheduled set, so the delayed probes (3-20 s, faults.load)
+#: are held there across the fault; a concurrency slot of a killed worker is freed after 5 s
+#: (its lease), which needs heartbeats more often than that.
+STACK_DEFAULTS = {
+    "CELERIAC_SCHEDULED_AFTER_S": "2",
+    "CELERIAC_REAP_AFTER_S": "5",
+    "CELERIAC_WORKER_HEARTBEAT_S": "1",
+}
 #: Seconds the web and the worker get to come up.
 READY_TIMEOUT_S = 90.0
 
@@ -106,6 +115,7 @@ class Stack:
             VIRTUAL_ENV=str(self.bin_dir.parent),
         )
         env.pop("CELERIAC_TRACKING", None)
+        env.update(STACK_DEFAULTS)
         env.update(self.extra_env)
         return env
 
@@ -114,6 +124,7 @@ class Stack:
         `app` import reads them, as tests/conftest.py does)."""
         for key in ("REDIS_URL", "DATABASE_URL", "SECRET_KEY", "CELERIAC_ENCRYPTION_KEYS", "CELERIAC_TASK_MODULES"):
             os.environ[key] = self.env[key]
+        os.environ.update(STACK_DEFAULTS)
         os.environ.pop("CELERIAC_TRACKING", None)
         os.environ.update(self.extra_env)
 

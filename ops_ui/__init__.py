@@ -20,6 +20,7 @@ from ops_ui.blueprints import console, health, metrics
 from ops_ui.blueprints.api import bp as api_bp
 from ops_ui.bodies import discard_unread_body
 from ops_ui.cli import register_cli
+from ops_ui.cli_checks import missing_sqlite_file, require_task_modules
 from ops_ui.errors import problem, register_error_handlers
 from ops_ui.extensions import csrf, login_manager, migrate
 from ops_ui.settings import install_settings
@@ -77,7 +78,7 @@ def create_app(test_config: dict[str, Any] | None = None, settings: Settings | N
     register_error_handlers(app)
     register_cli(app)
     _install_request_hooks(app)
-    _load_registry(app)
+    _load_registry(app, settings)
     return app
 
 
@@ -101,6 +102,10 @@ def _install_request_hooks(app: Flask) -> None:
     # if the rest of the body is read first (ops_ui/bodies.py says why).
     app.after_request(discard_unread_body)
 
+    @app.teardown_request
+    def end_request_session(_exc: BaseException | None) -> None:
+        db.session.remove()  # this request's own session (app.db: one per request)
+
     @app.after_request
     def security_headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
@@ -108,11 +113,16 @@ def _install_request_hooks(app: Flask) -> None:
         return response
 
 
-def _load_registry(app: Flask) -> None:
-    """Import task modules so dispatch knows every job; sync definitions when possible."""
+def _load_registry(app: Flask, settings: Settings) -> None:
+    """Import task modules so dispatch knows every job; sync definitions when possible.
 
+    A misspelt CELERIAC_TASK_MODULES entry stops here with one line naming it (CannotRun:
+    the `flask` command prints it alone); a SQLite file that does not exist is not created.
+    """
+
+    require_task_modules(settings.task_modules)
     load_task_modules()
-    if app.config.get("TESTING"):
+    if app.config.get("TESTING") or missing_sqlite_file(settings.database_url) is not None:
         return
     try:
         if not inspect(get_engine()).has_table("job_definitions"):

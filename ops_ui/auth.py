@@ -12,6 +12,7 @@ from flask_login import current_user
 
 from app.errors import Forbidden
 from app.models import User
+from app.models.api_token import METRICS_TOKEN
 from app.services.auth import authenticate_token, role_allows
 from ops_ui.errors import problem
 from ops_ui.extensions import login_manager, sql
@@ -29,8 +30,12 @@ class Principal:
     tenant_id: str | None
 
 
-def api_auth(role: str) -> Callable[[F], F]:
-    """Require a bearer token whose role is at least `role`; sets `g.principal`."""
+def api_auth(role: str, metrics_token: bool = False) -> Callable[[F], F]:
+    """Require a bearer token whose role is at least `role`; sets `g.principal`.
+
+    A metrics token (app.models.api_token.METRICS_TOKEN) is refused with 403 unless the view
+    says `metrics_token=True` (`/metrics` alone): there it acts for every tenant.
+    """
 
     def decorator(view: F) -> F:
         @functools.wraps(view)
@@ -42,12 +47,18 @@ def api_auth(role: str) -> Callable[[F], F]:
             token = authenticate_token(sql(), raw.strip())
             if token is None:
                 return problem(401, "Unauthorized", "the token is unknown or revoked")
-            g.principal = Principal(f"token:{token.id}", token.role, token.tenant_id)
+            scrapes_every_tenant = token.kind == METRICS_TOKEN
+            # A metrics token's tenant widens to every tenant only where it is accepted.
+            tenant_id = None if scrapes_every_tenant and metrics_token else token.tenant_id
+            g.principal = Principal(f"token:{token.id}", token.role, tenant_id)
+            if scrapes_every_tenant and not metrics_token:
+                raise Forbidden("a metrics token reads /metrics and nothing else; use an API token")
             if not role_allows(token.role, role):
                 raise Forbidden(f"this needs the {role} role; the token has {token.role}")
             return view(*args, **kwargs)
 
         wrapper.required_role = role  # type: ignore[attr-defined]  # read by /api/openapi.json
+        wrapper.accepts_metrics_token = metrics_token  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     return decorator

@@ -11,12 +11,20 @@ from flask import Flask
 
 from app.errors import ValidationError
 from app.jobs.celery_backend import sync_registry_definitions
+from app.models.api_token import API_TOKEN, METRICS_TOKEN
 from app.recorder import reconcile_once
 from app.redis_client import get_redis
 from app.services.auth import ROLES, create_token, create_user, has_users
 from app.services.retention import purge_history
+from app.services.user_admin import first_admin_email
+from ops_ui.cli_backup import export_command, import_command
+from ops_ui.cli_bulk import jobs
+from ops_ui.cli_checks import check_database_first
+from ops_ui.cli_queue import queue, queues
 from ops_ui.cli_schedules import schedules
-from ops_ui.cli_workers import queues, workers
+from ops_ui.cli_top import top
+from ops_ui.cli_users import tokens_list, tokens_revoke, users_deactivate, users_list, users_set_password
+from ops_ui.cli_workers import workers
 from ops_ui.extensions import sql
 from ops_ui.settings import app_settings
 from ops_ui.trail import record_cli_action
@@ -35,15 +43,23 @@ def _fail(message: str) -> None:
 @click.option("--tenant", required=True, help="Tenant id (created if needed), e.g. acme.")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="viewer, operator or admin.")
 @click.option("--name", default="", help="A label to recognise the token by.")
-def tokens_create(tenant: str, role: str, name: str) -> None:
+@click.option(
+    "--metrics", is_flag=True, help="A Prometheus scrape token: reads /metrics for every tenant and nothing else."
+)
+def tokens_create(tenant: str, role: str, name: str, metrics: bool) -> None:
     """Create an API token and print it alone on the last line."""
+    kind = METRICS_TOKEN if metrics else API_TOKEN
     try:
-        new = create_token(sql(), tenant, role, name=name)
+        new = create_token(sql(), tenant, role, name=name, kind=kind)
     except ValidationError as exc:
         _fail(str(exc))
         return
-    record_cli_action("token.create", "api_token", new.token.id, tenant_id=tenant, after={"role": role, "name": name})
-    click.echo(f"Created {role} token {new.token.prefix}... for tenant {tenant}. It is shown once:")
+    after = {"role": role, "name": name, "kind": kind}
+    record_cli_action("token.create", "api_token", new.token.id, tenant_id=tenant, after=after)
+    if metrics:
+        click.echo(f"Created metrics token {new.token.prefix}... (reads /metrics for every tenant). It is shown once:")
+    else:
+        click.echo(f"Created {role} token {new.token.prefix}... for tenant {tenant}. It is shown once:")
     click.echo(new.raw)
 
 
@@ -79,6 +95,9 @@ def bootstrap(email: str) -> None:
     if added:
         click.echo(f"Job definitions added: {added}")
     if has_users(sql()):
+        admin = first_admin_email(sql())  # for make run's banner; the password was shown once
+        if admin is not None:
+            click.echo(f"Admin: {admin}")
         return
     password = secrets.token_urlsafe(12)
     create_user(sql(), email, password, "admin", None, superadmin=True)
@@ -96,11 +115,17 @@ def sync_definitions_command() -> None:
 
 @celeriac.command("purge-history")
 def purge_history_command() -> None:
-    """Delete executions past CELERIAC_RETENTION_DAYS (failed: CELERIAC_FAILED_RETENTION_DAYS)."""
+    """Delete executions past CELERIAC_RETENTION_DAYS (failed: CELERIAC_FAILED_RETENTION_DAYS);
+    roll job stats up to hours and days (see docs/failures.md, "Retention")."""
 
     report = purge_history(sql(), app_settings())
     record_cli_action("history.purge", after=report.as_dict())
     click.echo(f"Purged {report.executions} executions ({report.failed} failed) and {report.groups} failure groups")
+    stats = report.stats
+    click.echo(
+        f"Job stats: {stats.minutes} minute rows rolled into hours, {stats.hours} hour rows into days, "
+        f"{stats.days_purged} day rows deleted"
+    )
 
 
 @celeriac.command("reconcile")
@@ -120,9 +145,21 @@ def reconcile_command() -> None:
 
 #: The name this command had before the reconciler replaced the reaper.
 celeriac.add_command(reconcile_command, name="reap-stuck")
+celeriac.add_command(export_command)  # backup and restore: ops_ui/cli_backup.py
+celeriac.add_command(import_command)
+
+
+for command in (tokens_list, tokens_revoke):  # listing and revoking: ops_ui/cli_users.py
+    tokens.add_command(command)
+for command in (users_list, users_deactivate, users_set_password):
+    users.add_command(command)
+
+
+queue.add_command(top)  # the live view: ops_ui/cli_top.py
 
 
 def register_cli(app: Flask) -> None:
 
-    for group in (tokens, users, celeriac, schedules, queues, workers):
+    for group in (tokens, users, celeriac, schedules, queue, queues, workers, jobs):
+        check_database_first(group)  # "run flask db upgrade", not "no such table" (cli_checks.py)
         app.cli.add_command(group)

@@ -69,7 +69,7 @@ def list_command(tenant: str | None, as_json: bool) -> None:
         click.echo(
             f"{view['id']}  {view['tenant_id']}  {view['job_class']}  '{view['cron']}' {view['timezone']}  "
             f"{state}  next {_when(view['next_run_at'])}  last {_when(view['last_run_at'])}  "
-            f"({view['description']})"
+            f"({view['description']})" + (f"  options {json.dumps(view['options'])}" if view["options"] else "")
         )
 
 
@@ -82,6 +82,12 @@ def list_command(tenant: str | None, as_json: bool) -> None:
 @click.option("--name", default=None)
 @click.option("--paused", is_flag=True, help="Create it paused.")
 @click.option("--missed-fire-policy", type=click.Choice(POLICIES), default="skip", show_default=True)
+@click.option("--queue", default=None, help="Queue every fire goes to (default: the job's).")
+@click.option("--priority", type=int, default=None, help="0 (lowest) to 9 (highest).")
+@click.option("--timeout", type=int, default=None, help="Seconds each run may take.")
+@click.option("--max-attempts", type=int, default=None, help="Attempts per fire, 1 to 100.")
+@click.option("--tag", "tags", multiple=True, help="A tag on every fired job (repeat for more).")
+@click.option("--options", "more_options", default=None, help="Other dispatch options as a JSON object.")
 def add_command(
     job_class: str,
     cron: str,
@@ -91,13 +97,23 @@ def add_command(
     name: str | None,
     paused: bool,
     missed_fire_policy: str,
+    queue: str | None,
+    priority: int | None,
+    timeout: int | None,
+    max_attempts: int | None,
+    tags: tuple[str, ...],
+    more_options: str | None,
 ) -> None:
-    """Create a schedule; prints its id alone on the last line."""
-    try:
-        parsed = json.loads(payload)
-    except ValueError:
-        click.echo("Error: --payload must be a JSON object, e.g. '{\"value\": 1}'", err=True)
-        sys.exit(2)
+    """Create a schedule; prints its id alone on the last line.
+
+    The options are those of a dispatch, checked the same way (docs/scheduling.md).
+    """
+    parsed = _json_object(payload, "--payload", '{"value": 1}')
+    options = _json_object(more_options or "{}", "--options", '{"backoff": [10, 60]}')
+    given = {"queue": queue, "priority": priority, "timeout": timeout, "max_attempts": max_attempts}
+    options.update({key: value for key, value in given.items() if value is not None})
+    if tags:
+        options["tags"] = list(tags)
     tenant_id = tenant or app_settings().default_tenant
     with _readable_errors():
         row = _service().schedule_job(
@@ -109,11 +125,24 @@ def add_command(
             name=name,
             active=not paused,
             missed_fire_policy=missed_fire_policy,
+            options=options,
         )
     view = schedule_view(row)
     _audit("schedule.create", row.id, tenant_id, after=view)
     click.echo(f"Created schedule: {view['description']} ({view['timezone']}), next run {_when(view['next_run_at'])}")
     click.echo(row.id)
+
+
+def _json_object(text: str, flag: str, example: str) -> dict[str, Any]:
+    """A JSON object given on the command line, or exit 2 saying what was expected."""
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        click.echo(f"Error: {flag} must be a JSON object, e.g. '{example}'", err=True)
+        sys.exit(2)
+    return parsed
 
 
 def _change(action: str, verb: str, call: Callable[[JobSchedulerService, str], Any]) -> Callable[[str], None]:

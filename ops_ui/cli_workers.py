@@ -1,6 +1,6 @@
-"""`flask workers status|stop|restart|grow|shrink|add-consumer|cancel-consumer` and
-`flask queues pause|resume|status` (W2): the API's worker and queue control for operators
-at a shell. Every action is audited with actor "cli"; errors are one readable line, exit 1.
+"""`flask workers status|stop|restart|grow|shrink|add-consumer|cancel-consumer` (W2): the API's
+worker control for operators at a shell. Every action is audited with actor "cli"; errors are
+one readable line, exit 1. Queue control is `flask queue` (ops_ui/cli_queue.py).
 """
 
 from __future__ import annotations
@@ -12,19 +12,14 @@ from typing import Any
 
 import click
 
-from app.control import pauses
-from app.control.queues import configured_queues
 from app.errors import AppError
-from app.monitoring.metrics import known_queues
 from app.monitoring.workers import list_workers
 from app.redis_client import get_redis
 from ops_ui import control_actions
-from ops_ui.extensions import sql
 from ops_ui.settings import app_settings
 from ops_ui.trail import record_cli_action
 
 workers = click.Group("workers", help="Show and control Celery workers (admin actions, audited as cli).")
-queues = click.Group("queues", help="Pause, resume and show queues (audited as cli).")
 
 reason_option = click.option("--reason", default=None, help="Why: kept in the audit log.")
 
@@ -126,37 +121,3 @@ def workers_add_consumer(hostname: str, queue: str, reason: str | None) -> None:
 def workers_cancel_consumer(hostname: str, queue: str, reason: str | None) -> None:
     """Make the worker stop fetching from QUEUE (other workers go on)."""
     _command(hostname, "cancel-consumer", _with_reason({"queue": queue}, reason))
-
-
-@queues.command("pause")
-@click.argument("queue")
-@reason_option
-def queues_pause(queue: str, reason: str | None) -> None:
-    """Stop every worker fetching from QUEUE (held across worker restarts) until resumed."""
-    _run(lambda: control_actions.pause_queue(queue, "cli", reason, record_cli_action))
-    click.echo(f"Paused {queue}: workers stop fetching from it within seconds (reserved messages still run).")
-
-
-@queues.command("resume")
-@click.argument("queue")
-@reason_option
-def queues_resume(queue: str, reason: str | None) -> None:
-    """Let the workers that consumed QUEUE fetch from it again."""
-    _run(lambda: control_actions.resume_queue(queue, "cli", reason, record_cli_action))
-    click.echo(f"Resumed {queue}.")
-
-
-@queues.command("status")
-def queues_status() -> None:
-    """Every known queue, paused or not, with who paused it and why."""
-    settings = app_settings()
-    states = pauses.all_states(_redis())
-    names = sorted(set(known_queues(sql(), None)) | configured_queues(_redis(), settings))
-    for name in names:
-        state = states.get(name)
-        if state is not None and state.paused:
-            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(state.at))
-            why = f": {state.reason}" if state.reason else ""
-            click.echo(f"{name}  paused by {state.by} since {since}{why}")
-        else:
-            click.echo(f"{name}  running")

@@ -16,7 +16,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app.db import db
-from app.errors import AppError
+from app.errors import AppError, QueueFull
 from ops_ui.extensions import login_manager
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,10 @@ def register_error_handlers(app: Flask) -> None:
         if exc.status >= 500:
             _roll_back()
         if _wants_json():
-            return problem(exc.status, exc.title, str(exc))
+            answer = problem(exc.status, exc.title, str(exc))
+            if isinstance(exc, QueueFull):
+                answer.headers["Retry-After"] = str(exc.retry_after_s)
+            return answer
         return _page(exc.status, exc.title, str(exc), as_visitor=exc.status >= 500)
 
     @app.errorhandler(HTTPException)

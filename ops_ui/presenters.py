@@ -59,6 +59,11 @@ def job_to_dict(row: JobExecution) -> dict[str, Any]:
         "batch_id": row.batch_id,
         "chain_id": row.chain_id,
         "chain_step": row.chain_step,
+        "group_id": row.group_id,
+        # Celery's canvas links (docs/composition.md "Celery's own canvas and retries"); the schedule that fired it.
+        "parent_id": row.parent_id,
+        "root_id": row.root_id,
+        "schedule_id": row.schedule_id,
         "depends_on": row.depends_on or [],
         "throttled_until": iso(row.throttled_until),
         "retry_of": row.retry_of,
@@ -70,6 +75,12 @@ def job_to_dict(row: JobExecution) -> dict[str, Any]:
         "cancelled_at": iso(row.cancelled_at),
         "updated_at": iso(row.updated_at),
         "published_at": iso(row.published_at),
+        "due_at": iso(row.due_at),  # waiting in the scheduled set (app.kernel.scheduled)
+        # Reported by the job (Job.progress); a completed job shows 100 (docs/jobs.md).
+        "progress": row.progress,
+        "progress_message": row.progress_message,
+        "progress_done": row.progress_done,
+        "progress_total": row.progress_total,
         # What the recorder and the reconciler found: lost workers, recovered outcomes,
         # messages published again (docs/reliability.md).
         "notes": [{"at": note.get("at"), "text": note.get("text")} for note in row.notes or []],

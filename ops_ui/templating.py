@@ -12,14 +12,19 @@ from flask import Flask, url_for
 from markupsafe import Markup, escape
 
 from app.services.auth import role_allows
+from ops_ui.advice_links import advice_html
 from ops_ui.charts import bar_chart
 from ops_ui.settings import app_settings
+from ops_ui.shown_errors import without_type
 
 #: Navigation: (endpoint, label, least role). Pages the role may not open are not listed.
 NAVIGATION: tuple[tuple[str, str, str], ...] = (
     ("console.dashboard", "Dashboard", "viewer"),
     ("console.jobs", "Jobs", "viewer"),
+    ("console.dispatch_form", "Dispatch", "operator"),
     ("console.failed", "Failed", "viewer"),
+    ("console.retries", "Retries", "viewer"),
+    ("console.scheduled", "Scheduled", "viewer"),
     ("console.batches", "Batches", "viewer"),
     ("console.chains", "Chains", "viewer"),
     ("console.schedules", "Schedules", "viewer"),
@@ -80,11 +85,29 @@ def navigation(role: str) -> list[tuple[str, str]]:
     return [(url_for(endpoint), label) for endpoint, label, needed in NAVIGATION if role_allows(role, needed)]
 
 
+#: F2: pages of this least role go into the navigation's "More" menu (with Flower), so the
+#: main line stays one line at 1440 px (and 1280 px) however many operator pages there are.
+MORE_MENU_ROLE = "admin"
+
+
+def navigation_groups(role: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(main line, "More" menu) of `navigation(role)`."""
+    main: list[tuple[str, str]] = []
+    more: list[tuple[str, str]] = []
+    for endpoint, label, needed in NAVIGATION:
+        if role_allows(role, needed):
+            (more if needed == MORE_MENU_ROLE else main).append((url_for(endpoint), label))
+    return main, more
+
+
 def install(app: Flask) -> None:
     app.jinja_env.filters.update(when=when, duration_ms=duration_ms, number=number)
     app.jinja_env.globals.update(flower_url=flower_url, navigation=navigation, bar_chart=bar_chart)
 
     app.jinja_env.globals.update(role_allows=role_allows)
+    # F2: operator-reported fixes (navigation menu, exception text, recommendation links).
+    app.jinja_env.globals.update(navigation_groups=navigation_groups)
+    app.jinja_env.filters.update(without_type=without_type, advice=advice_html)
 
 
 __all__ = ["install", "when", "duration_ms", "number"]

@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -48,6 +48,13 @@ WORKER_GRACE_S = 60.0
 RUNNER_STOP_S = 20.0
 #: Seconds between two checks while waiting.
 POLL_S = 0.25
+#: Seconds to wait, once the console answers, for the worker and Flower to have started
+#: (the banner comes after their start-up output), and then for their last lines.
+SETTLE_TIMEOUT_S = 30.0
+QUIET_S = 1.0
+#: Flower turns task events on in the workers this long after it starts (its
+#: `events_enable_interval`), and the worker logs it.
+FLOWER_EVENTS_S = 5.0
 
 
 class LaunchError(Exception):
@@ -80,11 +87,22 @@ class Signals:
 
 
 @dataclass(frozen=True)
+class Admin:
+    """The console's admin account, as `flask celeriac bootstrap` reports it."""
+
+    email: str
+    #: Only on the run that created the account: shown once, in the final banner.
+    password: str | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything decided before any process starts."""
 
     settings: Settings
     environ: dict[str, str]
+    #: Known once the database is ready (`bootstrap`), for the banner.
+    admin: Admin | None = None
 
     @property
     def console_url(self) -> str:
@@ -170,8 +188,11 @@ def launch(signals: Signals, health_timeout_s: float, worker_grace_s: float) -> 
             wanted = mask_url(configured or DEFAULT_REDIS_URL)
             say(f"Nothing answers at {wanted}: started an embedded Redis at {redis_url}")
         environ = child_environ(plan.environ, redis_url, plan.settings)
+        if plan.settings.attach.enabled:
+            queues = environ["CELERIAC_WORKER_QUEUES"]
+            say(f"Attach mode: the worker consumes only {queues}; the project's workers are recorded from their events")
         run_step(["flask", "db", "upgrade"], environ)
-        run_step(["flask", "celeriac", "bootstrap"], environ)
+        plan = replace(plan, admin=bootstrap(environ))
         return run_processes(plan, environ, redis, signals, health_timeout_s, worker_grace_s)
     finally:
         if embedded is not None:
@@ -266,6 +287,9 @@ def child_environ(environ: Mapping[str, str], redis_url: str, settings: Settings
         PYTHONUNBUFFERED="1",
     )
     child.pop("PYTHONHOME", None)
+    if settings.attach.enabled:
+        # The Procfile's worker takes -Q from it: Celeriac's own queue, never the project's.
+        child["CELERIAC_WORKER_QUEUES"] = ",".join(settings.attach.queues)
     return child
 
 
@@ -278,6 +302,38 @@ def run_step(argv: list[str], environ: Mapping[str, str]) -> None:
     result = subprocess.run([str(VENV_BIN / argv[0]), *argv[1:]], cwd=ROOT, env=dict(environ), check=False)
     if result.returncode != 0:
         raise LaunchError(f"`{' '.join(argv)}` failed (exit code {result.returncode})")
+
+
+def read_bootstrap(output: str) -> tuple[Admin | None, list[str]]:
+    """The admin `flask celeriac bootstrap` printed ("Admin: ...", "Password: ..." on the
+    first run only), and its other lines."""
+    found: dict[str, str] = {}
+    rest = []
+    for line in output.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key in ("Admin", "Password") and value.strip():
+            found[key] = value.strip()
+        else:
+            rest.append(line)
+    admin = Admin(found["Admin"], found.get("Password")) if "Admin" in found else None
+    return admin, rest
+
+
+def bootstrap(environ: Mapping[str, str]) -> Admin | None:
+    """`flask celeriac bootstrap`: its output passed on, except the admin's e-mail and
+    password, which wait for the final banner (printed earlier, they scroll away)."""
+    argv = ["flask", "celeriac", "bootstrap"]
+    say(f"$ {' '.join(argv)}")
+    command = [str(VENV_BIN / argv[0]), *argv[1:]]
+    result = subprocess.run(command, cwd=ROOT, env=dict(environ), stdout=subprocess.PIPE, text=True, check=False)
+    admin, rest = read_bootstrap(result.stdout)
+    for line in rest:
+        print(line, flush=True)
+    if result.returncode != 0:
+        if admin is not None and admin.password:
+            say(f"the admin {admin.email} was created with the password {admin.password}")
+        raise LaunchError(f"`{' '.join(argv)}` failed (exit code {result.returncode})")
+    return admin
 
 
 def runner_command(port: int) -> list[str]:
@@ -303,6 +359,7 @@ def run_processes(
     signals.raise_on_signal = False
     # A session of its own: a Ctrl-C in the terminal reaches only this script, which
     # stops the worker gently before the runner stops the rest (see stop_processes).
+    launched = time.time()
     runner = subprocess.Popen(runner_command(plan.settings.port), cwd=ROOT, env=dict(environ), start_new_session=True)
     try:
         healthy = wait_until_healthy(plan.console_url, runner, signals, health_timeout_s)
@@ -310,7 +367,9 @@ def run_processes(
             if not healthy:
                 say(f"error: {plan.console_url}/healthz did not answer 200 in {health_timeout_s:g} s")
                 return 1
-            print_banner(plan, redis)
+            wait_for_the_rest(plan, environ.get("REDIS_URL", ""), launched, runner, signals)
+            if signals.count == 0 and runner.poll() is None:
+                print_banner(plan, redis)
             while signals.count == 0 and runner.poll() is None:
                 time.sleep(POLL_S)
         if signals.count == 0:
@@ -332,6 +391,60 @@ def wait_until_healthy(console_url: str, runner: subprocess.Popen[bytes], signal
             pass  # not listening yet
         time.sleep(POLL_S)
     return False
+
+
+def wait_for_the_rest(
+    plan: Plan,
+    redis_url: str,
+    since: float,
+    runner: subprocess.Popen[bytes],
+    signals: Signals,
+    timeout_s: float = SETTLE_TIMEOUT_S,
+    after_flower_s: float = FLOWER_EVENTS_S + QUIET_S,
+) -> bool:
+    """Until a worker has started (its first heartbeat) and Flower answers, and their last
+    start-up lines are out: the banner is printed after them, not lost among them.
+
+    The last line is the worker's "Events of group {task} enabled by remote": Flower turns
+    task events on in the workers a few seconds after it starts. Returns whether both were
+    seen; the banner follows after `timeout_s` anyway.
+    """
+    deadline = time.monotonic() + timeout_s
+    flower_since: float | None = None
+    while time.monotonic() < deadline and signals.count == 0 and runner.poll() is None:
+        if flower_since is None and answers(plan.flower_url):
+            flower_since = time.monotonic()
+        if flower_since is not None and worker_started(redis_url, since):
+            quiet_until = max(time.monotonic() + QUIET_S, flower_since + after_flower_s)
+            while time.monotonic() < quiet_until and signals.count == 0 and runner.poll() is None:
+                time.sleep(POLL_S)
+            return True
+        time.sleep(POLL_S)
+    return False
+
+
+def worker_started(redis_url: str, since: float) -> bool:
+    """Whether a worker wrote a heartbeat since `since` (it beats once it is ready)."""
+    import redis
+
+    from app import redis_keys
+
+    try:
+        client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+        return bool(client.zrangebyscore(redis_keys.WORKERS, since, "+inf", start=0, num=1))
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url`, whatever it answers (Flower asks for a password)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def stop_processes(runner: subprocess.Popen[bytes], signals: Signals, worker_grace_s: float) -> None:
@@ -415,7 +528,9 @@ def port_problems(settings: Settings) -> list[str]:
 
 
 def print_banner(plan: Plan, redis: str, running: bool = True) -> None:
-    """Where everything is. Shows no secret: the Flower password stays in .env."""
+    """Where everything is, printed last. The one secret shown is the admin password of the
+    run that created the account (it is stored hashed: it can never be shown again); the
+    Flower password stays in .env."""
     from sqlalchemy.engine import make_url
 
     auth = plan.environ.get("FLOWER_BASIC_AUTH", "")
@@ -424,6 +539,7 @@ def print_banner(plan: Plan, redis: str, running: bool = True) -> None:
     lines = [
         "Celeriac is running" if running else "Celeriac would run with",
         f"  Console   {plan.console_url}",
+        *admin_lines(plan.admin),
         f"  Flower    {plan.flower_url}",
         f"            user {flower_user}, password in {rel(ENV_FILE)} (FLOWER_BASIC_AUTH)",
         f"  Redis     {redis}",
@@ -433,6 +549,16 @@ def print_banner(plan: Plan, redis: str, running: bool = True) -> None:
         lines.append("  Ctrl-C stops everything.")
     rule = "=" * (max(len(line) for line in lines) + 2)
     print("", rule, *lines, rule, "", sep="\n", flush=True)
+
+
+def admin_lines(admin: Admin | None) -> list[str]:
+    pad = " " * 12
+    if admin is None:
+        return [f"{pad}admin: named here once the database is ready (its password too, on the first run)"]
+    if admin.password:
+        return [f"{pad}admin {admin.email}, password {admin.password}", f"{pad}(shown this once: note it now)"]
+    reset = f".venv/bin/flask users set-password --email {admin.email} --password-stdin"
+    return [f"{pad}admin {admin.email}", f"{pad}(password forgotten? {reset})"]
 
 
 def mask_url(url: str) -> str:

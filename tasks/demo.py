@@ -66,6 +66,23 @@ class Flaky(Job):
         return "ok"
 
 
+class Progress(Job):
+    """Sleeps `seconds` per step for `steps` steps, reporting progress after each; returns `steps`."""
+
+    name = "demo.progress"
+    max_tries = 1
+
+    def handle(self, steps: int = 5, seconds: float = 0.5, **_: Any) -> int:
+        steps, seconds = int(steps), float(seconds)
+        if steps < 0 or seconds < 0:
+            raise ValueError("demo.progress: steps and seconds must be >= 0")
+        self.progress(0, steps, "starting")
+        for step in range(1, steps + 1):
+            time.sleep(seconds)
+            self.progress(step, steps, f"step {step} of {steps}")
+        return steps
+
+
 @celery_app.task(name="demo.add")
 def add(x: float = 0, y: float = 0, **_: Any) -> float:
     """A plain Celery task (not a Job class): returns x + y."""

@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 _TMP = Path(tempfile.mkdtemp(prefix="celeriac-tests-"))
 _cleanups: list[Callable[[], None]] = []
+#: A project of its own (its `app` package, its own tests), run only as subprocesses by
+#: tests/integration/test_adopt_*.py: never collected or imported into this session.
+collect_ignore = ["sample_project"]
 
 
 def _refuse_to_run(message: str) -> None:
@@ -143,7 +146,23 @@ def _migrate() -> None:
 _migrate()
 
 
+def _stop_strays() -> None:
+    """Kill processes a test left running on this session's Redis database (a supervisord's
+    orphaned worker, say), and name them: the next run on this machine must not meet them."""
+    import psutil
+
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if process.pid == os.getpid() or process.environ().get("REDIS_URL") != REDIS_URL:
+                continue
+            print(f"stopping a process a test left running: {process.info['cmdline']}", file=sys.stderr)
+            process.kill()
+        except psutil.Error:
+            continue
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _stop_strays()
     try:
         redis.Redis.from_url(REDIS_URL).flushdb()
     except redis.RedisError:

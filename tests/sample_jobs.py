@@ -134,3 +134,52 @@ class DiesNeverAgain(Job):
 
         _redis().incr(f"tests:dies-never-again:{key}")
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@celery_app.task(name="tests.plain_progress", bind=True)
+def plain_progress(self: Any, steps: int = 3) -> int:
+    """A plain Celery task (not a Job) reporting progress through `self.progress`."""
+    for step in range(1, steps + 1):
+        self.progress(step, steps, f"plain {step}")
+    return steps
+
+
+class PlainFlaky(Exception):
+    """Raised by the plain retrying tasks below."""
+
+
+@celery_app.task(name="tests.plain_autoretry", autoretry_for=(PlainFlaky,), max_retries=3, retry_backoff=False)
+def plain_autoretry(key: str, failures: int = 99) -> int:
+    """Plain Celery autoretry: fails its first `failures` runs (counted under `key`)."""
+    runs = int(_redis().incr(f"tests:plain-autoretry:{key}"))
+    if runs <= failures:
+        raise PlainFlaky(f"run {runs} of {key}")
+    return runs
+
+
+@celery_app.task(name="tests.plain_self_retry", bind=True, max_retries=2)
+def plain_self_retry(self: Any, key: str, failures: int = 99, max_retries: int | None = None) -> int:
+    """Plain `self.retry` (optionally with a per-call `max_retries`): fails its first `failures` runs."""
+    runs = int(_redis().incr(f"tests:plain-self-retry:{key}"))
+    if runs <= failures:
+        try:
+            raise PlainFlaky(f"run {runs} of {key}")
+        except PlainFlaky as exc:
+            options = {} if max_retries is None else {"max_retries": max_retries}
+            raise self.retry(exc=exc, countdown=0, **options) from exc
+    return runs
+
+
+@celery_app.task(name="tests.plain_retry_forever", bind=True, max_retries=None)
+def plain_retry_forever(self: Any, key: str, failures: int = 2) -> int:
+    """`max_retries=None`: Celery retries it without end; succeeds after `failures` runs."""
+    runs = int(_redis().incr(f"tests:plain-forever:{key}"))
+    if runs <= failures:
+        raise self.retry(countdown=0)
+    return runs
+
+
+@celery_app.task(name="tests.plain_total")
+def plain_total(values: list[float]) -> float:
+    """A chord callback: the sum of the header's results."""
+    return sum(values)

@@ -32,8 +32,9 @@ class CeleryCanceller:
         self.control.revoke(job_id, terminate=terminate, signal="SIGTERM")
 
     def announce(self, job_id: str, reason: str) -> None:
-        """A held job is dropped (never published); the cancel event reaches the recorder."""
+        """A held job (dependencies, long delay) is dropped, never published; the cancel event reaches the recorder."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(redis_keys.held_job(job_id))
+        pipe.zrem(redis_keys.SCHEDULED, job_id)  # a long-delayed job leaves the scheduled set
         pipe.xadd(redis_keys.EVENTS_STREAM, {"e": encode_event(writer.cancel_event(job_id, reason))})
         pipe.execute()

@@ -9,7 +9,6 @@ themselves, so they never drift from the jobs' own history.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -18,15 +17,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.composition.batch_views import batch_view, chain_view
+from app.composition.bulk_submit import Resolver, gc_paused, queue_all, record, stamp
 from app.composition.hub import Hub
 from app.composition.specs import to_spec
 from app.config import Settings
-from app.errors import BackendUnavailable, Conflict, NotFound, ValidationError
+from app.errors import Conflict, NotFound, ValidationError
 from app.kernel.cancel import cancel_job
-from app.kernel.dispatching import DispatchSpec, ResolvedJob, find_definition, resolve
+from app.kernel.dispatching import DispatchSpec, ResolvedJob
 from app.kernel.ports import Canceller, Publisher, Registry
-from app.kernel.writer import mark_unqueued, pending_row
-from app.models import LIVE_STATUSES, JobBatch, JobDefinition, JobExecution
+from app.models import LIVE_STATUSES, JobBatch, JobExecution
 
 CALLBACKS = ("then", "catch", "finally")
 
@@ -50,51 +49,11 @@ class Created:
     job_ids: list[str]
 
 
-class _Resolver:
-    """Resolves many specs with one definition lookup per job class."""
-
-    def __init__(self, session: Session, registry: Registry, settings: Settings) -> None:
-        self.session, self.registry, self.settings = session, registry, settings
-        self._definitions: dict[tuple[str, str], JobDefinition | None] = {}
-
-    def __call__(self, spec: DispatchSpec, where: str) -> ResolvedJob:
-        if spec.depends_on or spec.unique_for:
-            raise ValidationError(f"{where}: depends_on and unique_for are not available inside a batch or chain")
-        key = (spec.tenant_id, spec.job_class)
-        if key not in self._definitions:
-            self._definitions[key] = find_definition(self.session, spec.job_class, spec.tenant_id)
-        try:
-            return resolve(spec, self.registry.get(spec.job_class), self._definitions[key], self.settings)
-        except ValidationError as exc:
-            raise ValidationError(f"{where}: {exc}") from exc
-
-
 def _check_size(count: int, settings: Settings, what: str) -> None:
     if count < 1:
         raise ValidationError(f"{what} needs at least one job")
     if count > settings.max_batch_jobs:
         raise ValidationError(f"{what} has {count} jobs; the most allowed is {settings.max_batch_jobs}")
-
-
-def _publish_all(session: Session, jobs: Sequence[ResolvedJob], publisher: Publisher) -> None:
-    """Publish in order (over one connection when the publisher can); if the broker fails
-    midway the rest are recorded failed."""
-    sent = 0
-    try:
-        bulk = getattr(publisher, "publish_many", None)
-        if bulk is not None:
-            sent = bulk(jobs)
-        else:
-            for job in jobs:
-                publisher.publish(job)
-                sent += 1
-    except Exception as exc:  # broker boundary: accepted jobs must not vanish
-        sent = int(getattr(exc, "sent", sent))
-        for rest in jobs[sent:]:
-            mark_unqueued(session, rest.job_id, f"could not be queued: {exc}")
-        raise BackendUnavailable(
-            f"the broker is unavailable; {len(jobs) - sent} of {len(jobs)} jobs were not queued"
-        ) from exc
 
 
 def create_batch(
@@ -104,19 +63,23 @@ def create_batch(
 
     Raises:
         ValidationError: empty or oversized batch, a bad job or callback, bad allow_failures.
-        BackendUnavailable: the broker failed; unqueued jobs are recorded failed.
+        BackendUnavailable: the broker took none of the jobs; they are recorded failed.
     """
+    with gc_paused():
+        return _create_batch(session, request, registry=registry, publisher=publisher, settings=settings, hub=hub)
+
+
+def _create_batch(
+    session: Session, request: BatchRequest, *, registry: Registry, publisher: Publisher, settings: Settings, hub: Hub
+) -> Created:
     _check_size(len(request.jobs), settings, "a batch")
     if isinstance(request.allow_failures, bool) or not isinstance(request.allow_failures, int):
         raise ValidationError("allow_failures must be an integer")
     if request.allow_failures < 0:
         raise ValidationError("allow_failures must be 0 or more")
     batch_id = request.id or str(uuid.uuid4())
-    resolver = _Resolver(session, registry, settings)
-    jobs = [
-        resolver(replace(spec, tenant_id=request.tenant_id, batch_id=batch_id), f"jobs[{i}]")
-        for i, spec in enumerate(request.jobs)
-    ]
+    resolver = Resolver(session, registry, settings)
+    jobs = resolver.many(request.jobs, tenant_id=request.tenant_id, batch_id=batch_id)
     callbacks = {
         name: resolver(replace(spec, tenant_id=request.tenant_id), name)
         for name, spec in zip(CALLBACKS, (request.then, request.catch, request.finally_), strict=True)
@@ -135,13 +98,15 @@ def create_batch(
         catch_job=_callback_json(callbacks.get("catch")),
         finally_job=_callback_json(callbacks.get("finally")),
     )
+    resolver.check_room(jobs)
     session.add(batch)
-    session.add_all([pending_row(job, None) for job in jobs])
+    published_at = stamp()
+    held, prepared = record(session, jobs, settings, published_at, publisher)
     session.commit()
     hub.open_batch(batch_id, len(jobs), request.allow_failures, {n: j.job_id for n, j in callbacks.items()})
     for callback in callbacks.values():
         hub.hold(callback.job_id, to_spec(callback), [])
-    _publish_all(session, jobs, publisher)
+    queue_all(session, jobs, held, publisher, hub, published_at, prepared)
     return Created(batch_id, [job.job_id for job in jobs])
 
 
@@ -176,24 +141,40 @@ def add_jobs(
         ValidationError: a bad job, or the batch would exceed the maximum.
         Conflict: the batch finished or was cancelled.
     """
+    with gc_paused():
+        return _add_jobs(
+            session, batch_id, tenant_id, specs, registry=registry, publisher=publisher, settings=settings, hub=hub
+        )
+
+
+def _add_jobs(
+    session: Session,
+    batch_id: str,
+    tenant_id: str | None,
+    specs: list[DispatchSpec],
+    *,
+    registry: Registry,
+    publisher: Publisher,
+    settings: Settings,
+    hub: Hub,
+) -> list[str]:
     batch = _get(session, batch_id, tenant_id, "batch")
     if not specs:
         raise ValidationError("jobs must name at least one job")
     _check_size(batch.total_jobs + len(specs), settings, "the batch")
     if batch.cancelled_at is not None:
         raise Conflict(f"batch {batch_id} was cancelled")
-    resolver = _Resolver(session, registry, settings)
-    jobs = [
-        resolver(replace(spec, tenant_id=batch.tenant_id, batch_id=batch_id), f"jobs[{i}]")
-        for i, spec in enumerate(specs)
-    ]
+    resolver = Resolver(session, registry, settings)
+    jobs = resolver.many(specs, tenant_id=batch.tenant_id, batch_id=batch_id)
+    resolver.check_room(jobs)
     # Grow the counters first: from here on the batch cannot finish without these jobs.
     if hub.grow_batch(batch_id, len(jobs)) < 0:
         raise Conflict(f"batch {batch_id} already finished or was cancelled")
     batch.total_jobs += len(jobs)
-    session.add_all([pending_row(job, None) for job in jobs])
+    published_at = stamp()
+    held, prepared = record(session, jobs, settings, published_at, publisher)
     session.commit()
-    _publish_all(session, jobs, publisher)
+    queue_all(session, jobs, held, publisher, hub, published_at, prepared)
     return [job.job_id for job in jobs]
 
 
@@ -260,7 +241,7 @@ def create_chain(
     _check_size(len(steps), settings, "a chain")
     chain_id = chain_id or str(uuid.uuid4())
     ids = [str(uuid.uuid4()) for _ in steps]
-    resolver = _Resolver(session, registry, settings)
+    resolver = Resolver(session, registry, settings)
     jobs = [
         replace(
             resolver(replace(spec, tenant_id=tenant_id, chain_id=chain_id, chain_step=k, job_id=ids[k]), f"jobs[{k}]"),
@@ -269,6 +250,7 @@ def create_chain(
         for k, spec in enumerate(steps)
     ]
     catch_job = resolver(replace(catch, tenant_id=tenant_id), "catch") if catch is not None else None
+    resolver.check_room(jobs)
     session.add(
         JobBatch(
             id=chain_id,
@@ -282,14 +264,15 @@ def create_chain(
             options={"job_ids": ids},
         )
     )
-    session.add_all([pending_row(job, None) for job in jobs])
+    published_at = stamp()
+    held, _ = record(session, jobs, settings, published_at, publisher)  # the first step may be held
     session.commit()
     hub.open_chain(chain_id, catch_job.job_id if catch_job else None)
     if catch_job is not None:
         hub.hold(catch_job.job_id, to_spec(catch_job), [])
     for k in range(1, len(jobs)):
         hub.hold(ids[k], to_spec(jobs[k], pass_result=True), [ids[k - 1]])
-    _publish_all(session, jobs[:1], publisher)
+    queue_all(session, jobs[:1], held, publisher, hub, published_at)
     return Created(chain_id, ids)
 
 

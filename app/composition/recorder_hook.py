@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app import redis_keys
 from app.backends.current import backends
 from app.composition.followups import drain_outbox, follow_up, involved, recover_inflight
+from app.composition.held_release import ReleasePublisher
 from app.composition.hub import Hub
 from app.composition.resync import rebuild_batch, release_lost_catch
 from app.composition.runtime import result_reader
@@ -75,7 +76,7 @@ class CompositionStep:
         with session_scope(self.settings.database_url) as session:
             return drain_outbox(
                 self.hub,
-                self.publisher,
+                ReleasePublisher(self.publisher, session, self.settings, self.hub.redis),
                 result_reader(session),
                 lambda job_id, reason: mark_unqueued(session, job_id, reason),
             )

@@ -55,7 +55,7 @@ def job_of_row(row: JobExecution) -> ResolvedJob:
         tenant_id=row.tenant_id,
         queue=row.queue,
         priority=row.priority,
-        delay_s=0.0,
+        delay_s=_delay_of(row),
         max_attempts=row.max_attempts,
         backoff=celeriac.get("backoff"),
         timeout_s=int(limits[1]) if isinstance(limits, list) and len(limits) == 2 and limits[1] else None,
@@ -70,6 +70,13 @@ def job_of_row(row: JobExecution) -> ResolvedJob:
         chain_step=row.chain_step,
         schedule_id=row.schedule_id,
     )
+
+
+def _delay_of(row: JobExecution) -> float:
+    """The delay a waiting row was dispatched with (its ETA was set from it when accepted)."""
+    if row.eta is None or row.created_at is None:
+        return 0.0
+    return max(0.0, round((row.eta - row.created_at).total_seconds(), 3))
 
 
 def _in_outbox(hub: Hub) -> set[str]:
@@ -87,9 +94,9 @@ def rehold_lost(session: Session, hub: Hub, now: datetime, grace: timedelta) -> 
     """Hold again the waiting jobs whose held copy Redis lost; returns their ids.
 
     A job counts as waiting while its row is pending with dependencies and was never
-    published. Its dependencies must all have been live, or have ended more than `grace`
-    ago: a release in flight (published, its publish event not yet written) is not mistaken
-    for a loss.
+    published nor held in the scheduled set (a released long delay, app.composition.held_release).
+    Its dependencies must all have been live, or have ended more than `grace` ago: a release in
+    flight (published, its publish event not yet written) is not mistaken for a loss.
     """
     rows = list(
         session.scalars(
@@ -97,6 +104,7 @@ def rehold_lost(session: Session, hub: Hub, now: datetime, grace: timedelta) -> 
             .where(
                 JobExecution.status == ExecutionStatus.PENDING.value,
                 JobExecution.published_at.is_(None),
+                JobExecution.due_at.is_(None),  # released and held in the scheduled set: not lost
                 JobExecution.depends_on.is_not(None),
                 JobExecution.created_at < now - grace,
             )

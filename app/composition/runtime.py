@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.composition.followups import drain_outbox
+from app.composition.held_release import ReleasePublisher
 from app.composition.hub import Hub
 from app.config import Settings
 from app.crypto import unseal
@@ -49,9 +50,10 @@ def result_reader(session: Session) -> Any:
 def publish_released(session: Session, settings: Settings, publisher: Publisher) -> int:
     """Drain the outbox now (dispatch resolved a dependency that had already finished)."""
 
+    hub = get_hub(settings)
     return drain_outbox(
-        get_hub(settings),
-        publisher,
+        hub,
+        ReleasePublisher(publisher, session, settings, hub.redis),
         result_reader(session),
         lambda job_id, reason: mark_unqueued(session, job_id, reason),
     )

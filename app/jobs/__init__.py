@@ -1,7 +1,8 @@
-"""Public job API: `Job`, `job`, `batch`, `chain`, and the priority constants."""
+"""Public job API: `Job`, `job`, `batch`, `chain`, `define_queue`, and the priority constants."""
 
 from app.jobs.base import Job, job
 from app.jobs.builders import Dispatched, PendingBatch, PendingChain, batch, chain
+from app.kernel.queue_defaults import define_queue
 from celeriac.priority import DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "PendingChain",
     "batch",
     "chain",
+    "define_queue",
     "job",
 ]

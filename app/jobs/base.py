@@ -14,7 +14,7 @@ A subclass registers itself as a Celery task when it is defined:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
@@ -25,9 +25,10 @@ from app.config import HARD_LIMIT_GRACE_S, get_settings
 from app.crypto import is_sealed
 from app.jobs.dispatch import JobCall, PendingDispatch
 from app.jobs.middleware import PermanentJobError, RetryPolicy, run_stack
+from app.kernel.concurrency_claims import check_key, check_limit
 from app.kernel.retry_policy import Backoff
 from app.ratelimit.limits import REFUSAL_ATTR
-from app.tracked_task import stand_in_for
+from app.tracked_task import report_progress, stand_in_for
 from celeriac import header as message_header
 from celeriac.priority import DEFAULT_PRIORITY
 
@@ -74,6 +75,12 @@ class Job:
     #: `max_tries`, up to CELERIAC_WORKER_LOSS_LIMIT losses; "fail" fails it at once (a job that
     #: must never run twice). None: CELERIAC_REAP_POLICY (default "requeue"). See docs/reliability.md.
     on_worker_lost: ClassVar[str | None] = None
+    #: At most this many jobs with the same `concurrency_key` run at once, across every
+    #: worker; the others wait, without using an attempt (docs/jobs.md "Concurrency limits").
+    concurrency: ClassVar[int | None] = None
+    #: The key: text, or a function of the payload (`lambda p: f"user:{p['user_id']}"`).
+    #: None with `concurrency` set: the class name (no two instances overlap).
+    concurrency_key: ClassVar[str | Callable[..., str] | None] = None
     #: The Celery task this class registered.
     task: ClassVar[Any]
 
@@ -90,6 +97,12 @@ class Job:
             raise TypeError(f"{cls.__name__} must define handle()")
         if cls.on_worker_lost not in (None, "requeue", "fail"):
             raise ValueError(f"{cls.__name__}.on_worker_lost must be 'requeue', 'fail' or None")
+        if cls.concurrency is not None:
+            check_limit(cls.concurrency, f"{cls.__name__}.concurrency")
+        if isinstance(cls.concurrency_key, str):
+            check_key(cls.concurrency_key, f"{cls.__name__}.concurrency_key")
+        elif cls.concurrency_key is not None and not callable(cls.concurrency_key):
+            raise TypeError(f"{cls.__name__}.concurrency_key must be a string or a function of the payload")
         cls.task = _register(cls)
 
     def __init__(self, **payload: Any) -> None:
@@ -105,6 +118,17 @@ class Job:
     def failed(self, exc: BaseException) -> None:
         """Called once when the job has failed for good (no attempts left)."""
 
+    def progress(self, done: float, total: float, message: str | None = None) -> None:
+        """Report from `handle` how far it got: `done` of `total`, with an optional message.
+
+        Shown live in `GET /api/jobs/{id}` and on the job page; at most 4 reports a second
+        reach the recorder, the last always (docs/jobs.md "Progress").
+
+        Raises:
+            TypeError, ValueError: done or total not numbers >= 0, done > total, message not a string.
+        """
+        report_progress(self.task.request, done, total, message)
+
     # -- dispatch ------------------------------------------------------------------
     @classmethod
     def task_name(cls) -> str:
@@ -118,6 +142,12 @@ class Job:
     def dispatch(cls, **payload: Any) -> str:
         """Queue the job; returns its id."""
         return cls.pending().dispatch(**payload)
+
+    @classmethod
+    def dispatch_many(cls, payloads: Iterable[Mapping[str, Any]], **options: Any) -> list[str]:
+        """Queue one job per payload, with the same options (the API's names: queue, priority,
+        delay, tags...); their ids, in order. One insert, one commit, one pipelined publish."""
+        return cls.pending().with_options(**options).dispatch_many(payloads)
 
     @classmethod
     def dispatch_if(cls, condition: bool, **payload: Any) -> str | None:
@@ -251,7 +281,19 @@ def _register(job_cls: type[Job]) -> Any:
         options["time_limit"] = job_cls.timeout + HARD_LIMIT_GRACE_S
     task = celery_app.task(**options)(run)
     task.celeriac_job = job_cls
+    task.celeriac_declared = declared_options(job_cls)
+    task.celeriac_has_backoff = RetryPolicy.of_job(job_cls).backoff is not None
     return task
+
+
+#: Class attributes whose explicit value wins over a queue's settings, by dispatch's names.
+_QUEUE_OVERRIDABLE = {"max_tries": "max_attempts", "timeout": "timeout", "encrypted": "encrypted"}
+
+
+def declared_options(job_cls: type[Job]) -> frozenset[str]:
+    """Options the class (or a base of its own) states; Job's defaults give way to the queue's."""
+    stated = {name for klass in job_cls.__mro__ if klass is not Job and issubclass(klass, Job) for name in vars(klass)}
+    return frozenset(option for attr, option in _QUEUE_OVERRIDABLE.items() if attr in stated)
 
 
 def job(
@@ -259,25 +301,27 @@ def job(
     *,
     queue: str = "default",
     priority: int = DEFAULT_PRIORITY,
-    max_tries: int = 3,
+    max_tries: int | None = None,
     backoff: Backoff = None,
     timeout: int | None = None,
     retry_on: Sequence[type[BaseException]] = (),
     dont_retry_on: Sequence[type[BaseException]] = (),
 ) -> Callable[[Callable[..., Any]], type[Job]]:
-    """Turn a function into a Job class: `@job(queue="emails", max_tries=3)`."""
+    """Turn a function into a Job class: `@job(queue="emails", max_tries=3)`.
+
+    Options left out are not set on the class, so the queue's settings apply to them.
+    """
 
     def decorate(func: Callable[..., Any]) -> type[Job]:
         def handle(self: Job, **payload: Any) -> Any:
             return func(**payload)
 
+        stated = {"max_tries": max_tries, "backoff": backoff, "timeout": timeout}
         attrs: dict[str, Any] = {
             "name": name or f"{func.__module__}.{func.__name__}",
             "queue": queue,
             "priority": priority,
-            "max_tries": max_tries,
-            "backoff": backoff,
-            "timeout": timeout,
+            **{key: value for key, value in stated.items() if value is not None},
             "retry_on": tuple(retry_on),
             "dont_retry_on": tuple(dont_retry_on),
             "description": func.__doc__,

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.backends.current import backends
-from app.composition.submit import submit
+from app.composition.bulk_submit import submit_many
+from app.composition.runtime import get_hub
+from app.composition.submit import resolve_spec, submit
 from app.config import get_settings
 from app.db import session_scope
 from app.errors import BackendUnavailable
 from app.jobs.celery_backend import run_in_process
-from app.kernel.dispatching import DispatchSpec, ResolvedJob, find_definition, resolve
+from app.kernel.dispatching import DispatchSpec, ResolvedJob, resolve
 from app.kernel.ports import Publisher
 
 
@@ -32,8 +35,24 @@ def prepare(spec: DispatchSpec) -> ResolvedJob:
     if is_fake(used.publisher):
         return resolve(spec, used.registry.get(spec.job_class), None, get_settings())
     with session_scope() as session:
-        definition = find_definition(session, spec.job_class, spec.tenant_id)
-        return resolve(spec, used.registry.get(spec.job_class), definition, get_settings())
+        return resolve_spec(session, spec, used.registry, get_settings())[0]
+
+
+#: `with_options` / `Job.dispatch_many` option names (the API's) -> DispatchSpec fields.
+_OPTION_FIELDS = {
+    "queue": "queue",
+    "priority": "priority",
+    "delay": "delay_s",
+    "max_attempts": "max_attempts",
+    "backoff": "backoff",
+    "timeout": "timeout_s",
+    "expires": "expires_s",
+    "tags": "tags",
+    "encrypted": "encrypted",
+    "concurrency_key": "concurrency_key",
+    "concurrency_limit": "concurrency_limit",
+    "tenant": "tenant_id",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +113,18 @@ class PendingDispatch:
     def encrypted(self, value: bool = True) -> PendingDispatch:
         return self._with(encrypted=value)
 
+    def with_options(self, **options: Any) -> PendingDispatch:
+        """Options by the names the API uses: queue, priority, delay, max_attempts, backoff,
+        timeout, expires, tags, encrypted, concurrency_key, concurrency_limit, tenant.
+
+        Raises:
+            TypeError: an option of another name.
+        """
+        unknown = sorted(set(options) - set(_OPTION_FIELDS))
+        if unknown:
+            raise TypeError(f"unknown dispatch option(s) {', '.join(unknown)}; known: {', '.join(_OPTION_FIELDS)}")
+        return self._with(**{_OPTION_FIELDS[name]: value for name, value in options.items()})
+
     def make(self, **payload: Any) -> JobCall:
         """This job with `payload`, for `batch([...])` or `chain([...])`."""
         return JobCall(self.job_class, payload, dict(self.options))
@@ -113,6 +144,7 @@ class PendingDispatch:
                 bad dependency.
             BackendUnavailable: the database or the broker is unavailable; nothing runs (a job
                 recorded before the broker failed is recorded failed, "could not be queued").
+            QueueFull: the queue already holds its `max_pending` pending jobs; nothing is queued.
         """
         spec = self.spec(payload)
         used = backends()
@@ -129,6 +161,37 @@ class PendingDispatch:
         except SQLAlchemyError as exc:
             reason = exc.__class__.__name__
             raise BackendUnavailable(f"the database is unavailable; the job was not accepted ({reason})") from exc
+
+    def dispatch_many(self, payloads: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Validate, record and queue one job per payload, all with these options; their ids,
+        in order. One multi-row insert, one commit, one pipelined publish (docs/jobs.md
+        "Many jobs at once"); unique jobs and dependencies are dispatched one by one instead.
+
+        Raises:
+            ValidationError: a payload or an option is refused (nothing is queued), or more
+                than CELERIAC_MAX_BATCH_JOBS payloads.
+            QueueFull: the queue has no room for all of them (nothing is queued).
+            BackendUnavailable: the database is unavailable (nothing is accepted), or the broker
+                took none of them (they are recorded failed). If it fails part-way, the call
+                succeeds: the reconciler publishes the jobs whose message is missing.
+        """
+        specs = [self.spec(dict(payload)) for payload in payloads]
+        used = backends()
+        if is_fake(used.publisher):
+            jobs = [prepare(spec) for spec in specs]
+            for job in jobs:
+                used.publisher.publish(job)
+            return [job.job_id for job in jobs]
+        settings = get_settings()
+        try:
+            with session_scope() as session:
+                return submit_many(
+                    session, specs, registry=used.registry, publisher=used.publisher, settings=settings,
+                    hub=get_hub(settings),
+                )  # fmt: skip
+        except SQLAlchemyError as exc:
+            reason = exc.__class__.__name__
+            raise BackendUnavailable(f"the database is unavailable; no job was accepted ({reason})") from exc
 
     def dispatch_now(self, **payload: Any) -> Any:
         """Run in this process and return the result; recorded like a queued run.

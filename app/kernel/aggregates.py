@@ -3,8 +3,13 @@
 The recorder calls `add` for each execution that became terminal in the batch it is
 writing, `retry` for each attempt the batch closed as retrying, and `flush` before its
 commit: one upsert statement for the batch (one row per (minute, tenant, queue, class)),
-counters added on conflict. Terminal transitions happen once per execution and an attempt
-closes once, so replays add nothing.
+counters added on conflict, and one adding the same counts to the running totals
+(`job_stats_total`, what /metrics reads). Terminal transitions happen once per execution
+and an attempt closes once, so replays add nothing.
+
+A window is read from every resolution kept: minute rows from `since`, and the hour and
+day rows (app.kernel.stats_rollup) that start at or after `since`, so a window reaching
+past the minute rows' 48 h counts whole hours (and past 60 days whole days) inside it.
 
 Waits are recorded with the terminal transition, not at the start: by then the `pub`
 event (tenant, queue, created_at, eta) has surely arrived, the execution is counted once
@@ -19,16 +24,30 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Column, Connection, case, func, literal_column, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.sql.visitors import replacement_traverse
 
-from app.models.job_stats import BUCKETS, MAXED_COLUMNS, RUNTIME_BOUNDS_MS, SUMMED_COLUMNS, JobStatsMinute
+from app.models.job_stats import (
+    BUCKETS,
+    MAXED_COLUMNS,
+    RUNTIME_BOUNDS_MS,
+    SUMMED_COLUMNS,
+    JobStatsDay,
+    JobStatsHour,
+    JobStatsMinute,
+    JobStatsTotal,
+)
 
 __all__ = ["BUCKETS", "Aggregator", "WindowStats", "bucket_of", "wait_ms", "window", "windows"]
 
 _TABLE = JobStatsMinute.__table__
 _KEY = ("minute", "tenant_id", "queue", "job_class")
+_TOTALS = JobStatsTotal.__table__
+_TOTAL_KEY = ("tenant_id", "queue", "job_class")
+#: Every resolution a window reads: (table, column of the bucket's start).
+_RESOLUTIONS = ((_TABLE, "minute"), (JobStatsHour.__table__, "hour"), (JobStatsDay.__table__, "day"))
 
 
 def bucket_of(runtime_ms: int) -> int:
@@ -118,9 +137,28 @@ class Aggregator:
         # Sorted keys: concurrent recorders lock the same rows in the same order (no deadlock).
         params = [dict(zip(_KEY, key, strict=True), **self.pending[key].values) for key in sorted(self.pending)]
         conn.execute(stmt.on_conflict_do_update(index_elements=list(_KEY), set_=updates), params)
+        self._add_to_totals(conn, insert)
         touched = len(self.pending)
         self.pending = {}
         return touched
+
+    def _add_to_totals(self, conn: Connection, insert: Any) -> None:
+        """The same counts added to the running totals, after the minute rows (one lock order)."""
+        totals: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for (minute, *key), stats in self.pending.items():
+            into = totals.setdefault(
+                (key[0], key[1], key[2]), {**dict.fromkeys(SUMMED_COLUMNS, 0), "last_minute": minute}
+            )
+            for name in SUMMED_COLUMNS:
+                into[name] += stats.values[name]
+            into["last_minute"] = max(into["last_minute"], minute)
+        stmt = insert(_TOTALS)
+        excluded = stmt.excluded
+        updates: dict[str, Any] = {name: _TOTALS.c[name] + excluded[name] for name in SUMMED_COLUMNS}
+        last = _TOTALS.c.last_minute
+        updates["last_minute"] = case((excluded.last_minute > last, excluded.last_minute), else_=last)
+        params = [dict(zip(_TOTAL_KEY, key, strict=True), **totals[key]) for key in sorted(totals)]
+        conn.execute(stmt.on_conflict_do_update(index_elements=list(_TOTAL_KEY), set_=updates), params)
 
 
 def _percentile(buckets: Sequence[int], maximum: int, q: float) -> float | None:
@@ -189,10 +227,42 @@ class WindowStats:
         return _percentile(self.wait_buckets, self.wait_max_ms, q)
 
 
-def _columns() -> list[Any]:
-    return [func.coalesce(func.sum(_TABLE.c[name]), 0) for name in SUMMED_COLUMNS] + [
-        func.coalesce(func.max(_TABLE.c[name]), 0) for name in MAXED_COLUMNS
+def _partial_sums(table: Any) -> list[Any]:
+    return [func.sum(table.c[name]).label(name) for name in SUMMED_COLUMNS] + [
+        func.max(table.c[name]).label(name) for name in MAXED_COLUMNS
     ]
+
+
+#: Built once: a window is read on every dashboard refresh, and building some 200 SQL
+#: function objects per read cost more than the query itself.
+_PARTIAL_SUMS = {table: _partial_sums(table) for table, _start in _RESOLUTIONS}
+#: The partial sums added up, by name (columns of the union below).
+_ADDED_UP: list[Any] = [func.coalesce(func.sum(literal_column(name)), 0) for name in SUMMED_COLUMNS] + [
+    func.coalesce(func.max(literal_column(name)), 0) for name in MAXED_COLUMNS
+]
+
+
+def _on(table: Any, condition: Any) -> Any:
+    """`condition`, written on job_stats_minute's columns, on the same-named columns of `table`."""
+    if table is _TABLE:
+        return condition
+
+    def swap(element: Any, **_kw: Any) -> Any:
+        return table.c[element.name] if isinstance(element, Column) and element.table is _TABLE else None
+
+    return replacement_traverse(condition, {}, swap)
+
+
+def _every_resolution(since: datetime, by: str | None, conditions: tuple[Any, ...]) -> Any:
+    """Partial sums from each table (each through its own key's index), to be added up."""
+    parts = []
+    for table, start in _RESOLUTIONS:
+        grouping = [table.c[by]] if by else []
+        part = select(*grouping, *_PARTIAL_SUMS[table]).where(
+            table.c[start] >= since, *(_on(table, c) for c in conditions)
+        )
+        parts.append(part.group_by(*grouping))
+    return union_all(*parts).subquery("resolutions")
 
 
 def _stats(row: Sequence[Any]) -> WindowStats:
@@ -216,12 +286,15 @@ def _stats(row: Sequence[Any]) -> WindowStats:
 
 
 def window(conn: Any, since: datetime, *conditions: Any) -> WindowStats:
-    """Sum the minutes from `since` matching `conditions` (e.g. queue, tenant, class)."""
-    return _stats(conn.execute(select(*_columns()).where(_TABLE.c.minute >= since, *conditions)).one())
+    """Sum the stats from `since` matching `conditions`: on tenant_id, queue or job_class,
+    written with JobStatsMinute's columns and applied to every resolution."""
+    source = _every_resolution(since, None, conditions)
+    return _stats(conn.execute(select(*_ADDED_UP).select_from(source)).one())
 
 
 def windows(conn: Any, since: datetime, by: str, *conditions: Any) -> dict[str, WindowStats]:
     """Like `window`, one query for every value of column `by` ("queue" or "job_class")."""
-    column = _TABLE.c[by]
-    rows = conn.execute(select(column, *_columns()).where(_TABLE.c.minute >= since, *conditions).group_by(column)).all()
+    source = _every_resolution(since, by, conditions)
+    key: Any = literal_column(by)
+    rows = conn.execute(select(key, *_ADDED_UP).select_from(source).group_by(key)).all()
     return {row[0]: _stats(row[1:]) for row in rows}

@@ -11,11 +11,17 @@ different moments), so:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.kernel import canvas_relations, progress
+from app.kernel.event_values import add_note
+from app.kernel.event_values import cut as _cut
+from app.kernel.event_values import later as _later
+from app.kernel.event_values import moment as _dt
+from app.kernel.event_values import parse_iso as _parse_iso
 from app.kernel.failure_groups import NewFailure, record_failures
 from app.kernel.row_batch import (
     FINAL_KINDS,
@@ -35,47 +41,7 @@ from celeriac.shape import with_header
 LOST_OR_RETRIED = "worker lost or retried"
 #: Status of an attempt whose worker process died under it (the job ran again).
 ATTEMPT_LOST = "lost"
-#: Most timeline notes kept on one job (the oldest go first).
-MAX_NOTES = 50
-
 _RETRYING = ExecutionStatus.RETRYING.value
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
-
-
-def _parse_iso(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _cut(value: Any, limit: int) -> Any:
-    return value[:limit] if isinstance(value, str) else value
-
-
-def _later(current: datetime | None, ts: float) -> datetime | None:
-    """The later of `current` and `ts`: a publish time only moves forward."""
-    moment = _dt(ts)
-    if current is None or (moment is not None and moment > current):
-        return moment
-    return current
-
-
-def add_note(row: Any, e: dict[str, Any], text: str) -> None:
-    """Append a line for event `e` to the row's timeline notes: once per event (a replay
-    adds nothing), at most MAX_NOTES kept."""
-    notes = list(row.notes or [])
-    if any(note.get("eid") == e.get("eid") for note in notes):
-        return
-    at = _dt(e["ts"])
-    notes.append({"at": at.isoformat() if at else None, "text": text[:1000], "eid": e.get("eid")})
-    row.notes = notes[-MAX_NOTES:]
 
 
 class EventApplier:
@@ -167,7 +133,6 @@ class EventApplier:
         row.priority = int(e.get("pr", row.priority))
         row.payload = e.get("pl", row.payload)
         row.tenant_id = _cut(header.get("tenant") or row.tenant_id, 64)
-        row.max_attempts = int(header.get("max_attempts") or row.max_attempts)
         row.tags = header.get("tags", row.tags)
         row.retry_of = header.get("retry_of", row.retry_of)
         row.batch_id = header.get("batch", row.batch_id)
@@ -180,24 +145,23 @@ class EventApplier:
         row.depends_on = header.get("depends_on", row.depends_on)
         row.chain_step = header.get("chain_step", row.chain_step)
         row.unique_key = header.get("unique", row.unique_key)
-        # A re-publish from inside the job's own run (retry, throttle) names itself as parent.
-        parent = e.get("parent")
-        row.parent_id = parent if parent and parent != row.id else row.parent_id
-        row.root_id = e.get("root") or row.root_id
+        canvas_relations.apply_publish(row, e)  # parent, root, group; max_attempts
         row.eta = _parse_iso(e.get("eta")) or row.eta
         row.expires_at = _parse_iso(e.get("exp")) or row.expires_at
         created = _dt(e.get("ts"))
         if created is not None and (row.created_at is None or created < row.created_at):
             row.created_at = created
-        if not header.get("in_process"):
-            # Run in the dispatching process (dispatch_now): no message ever sat in a queue.
+        if not header.get("in_process") and not header.get("mark"):
+            # in_process: run in the dispatching process (dispatch_now), no message ever sat
+            # in a queue; mark: an attached job's start tagging its row (celery_events).
             row.published_at = _later(row.published_at, e["ts"])
             if isinstance(e.get("m"), dict):
                 row.message = with_header(e["m"], e.get("c"))
         if int(e.get("r") or 0) > 0 and not header.get("throttled"):
             # A re-publish of a running job: a retry, or a worker that died mid-task.
             self._close_open(state, row, e["ts"], "retrying", LOST_OR_RETRIED)
-            self._ensure_attempts(session, state, row, int(e["r"]), e["ts"], "retrying")
+            if not header.get("events"):  # from Celery's events, a start may still be on its way
+                self._ensure_attempts(session, state, row, int(e["r"]), e["ts"], "retrying")
             self._set_status(row, ExecutionStatus.RETRYING, e["ts"])
         # r == 0: the row is pending already (new rows start so, with status_ts 0, which
         # lets any worker event replace it whatever the clocks say).
@@ -210,15 +174,20 @@ class EventApplier:
             row.payload = e["pl"]
         if e.get("q") and row.queue == "default":
             row.queue = _cut(e["q"], 100)
+        canvas_relations.apply_start(row, e)
         started = _dt(e["ts"])
         row.throttled_until = None
+        progress.start_attempt(row)
         attempt = self._add_attempt(session, state, row, key, ExecutionStatus.PROCESSING.value, started)
         attempt.worker_id = _cut(e.get("w"), 200)
         state.open_attempts.setdefault(row.id, []).append(attempt)
         if row.started_at is None:
             row.started_at = started
-        if self._set_status(row, ExecutionStatus.PROCESSING, e["ts"]) or row.worker_id is None:
+        moved = self._set_status(row, ExecutionStatus.PROCESSING, e["ts"])
+        if moved or row.worker_id is None:
             row.worker_id = _cut(e.get("w"), 200)
+        if moved:
+            row.due_at = None  # a redelivered run started: a held copy of it is dropped when due
         if ExecutionStatus(row.status).is_terminal and row.status_ts >= e["ts"]:
             # The outcome arrived before this start (buffers flush independently).
             outcome = {"ak": key, "ts": row.status_ts, "rt": row.execution_time_ms, "err": row.error_message}
@@ -287,6 +256,7 @@ class EventApplier:
             row.error_message = None
             row.exception_type = None
             row.exception_trace = None
+            progress.complete(row)
             self._note_recovery(row, e)
 
     def _set_error(self, row: ExecutionRow, e: dict[str, Any]) -> None:
@@ -306,6 +276,7 @@ class EventApplier:
         self._close(state, row, e, ExecutionStatus.FAILED.value)
         if self._set_status(row, ExecutionStatus.FAILED, e["ts"]):
             row.failed_at = _dt(e["ts"])
+            canvas_relations.apply_spent(row, e)
             self._set_error(row, e)
             fingerprint_failed(state, row)
             self._note_recovery(row, e)
@@ -332,6 +303,14 @@ class EventApplier:
             row.error_message = e.get("err")
             row.exception_type = "Rejected"
             fingerprint_failed(state, row)
+
+    def _on_hold(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
+        """A retry held in the scheduled set (app.kernel.held_retry): no message until `due`."""
+        if ExecutionStatus(row.status).is_terminal or row.status_ts > e["ts"]:
+            return
+        row.due_at = row.eta = _dt(e.get("due"))
+        row.published_at = None
+        row.message = {**(row.message or {}), "r": int(e.get("r") or 0)}
 
     def _on_throttle(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         """A global rate limit re-queued the job without running it (J10)."""
@@ -373,6 +352,9 @@ class EventApplier:
         row.published_at = _later(row.published_at, e["ts"])
         if e.get("reason"):
             add_note(row, e, str(e["reason"]))
+
+    def _on_progress(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
+        progress.apply_progress(state, row, e)
 
     def _on_note(self, session: Session, state: BatchState, row: ExecutionRow, e: dict[str, Any]) -> None:
         add_note(row, e, str(e.get("text") or ""))

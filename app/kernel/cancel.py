@@ -13,11 +13,13 @@ from app.errors import Conflict
 from app.kernel import writer
 from app.kernel.lookup import get_job
 from app.kernel.ports import Canceller
+from app.kernel.system_jobs import COOPERATIVE_CANCEL
 from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution
 
 
 def cancel_job(session: Session, job_id: str, tenant_id: str | None, *, canceller: Canceller) -> JobExecution:
-    """Cancel a pending, retrying or running job; a running one is terminated.
+    """Cancel a pending, retrying or running job; a running one is terminated (a cooperative
+    one stops at its next step).
 
     The cancel mark in Redis outlives worker restarts, so a revoked job never runs later.
 
@@ -36,8 +38,9 @@ def cancel_job(session: Session, job_id: str, tenant_id: str | None, *, cancelle
         session.refresh(row)
         raise Conflict(f"job {job_id} is {row.status}; only pending, retrying or running jobs can be cancelled")
     # SQL may still say "pending" for a job that just started: always ask to terminate;
-    # a revoke with terminate does nothing to a job that has not started.
-    canceller.revoke(job_id, terminate=True)
+    # a revoke with terminate does nothing to a job that has not started. A cooperative job
+    # stops by itself at its next step once it sees the mark.
+    canceller.revoke(job_id, terminate=row.job_class not in COOPERATIVE_CANCEL)
     canceller.announce(job_id, "cancelled by request")
     # The answer is what was committed, not a read after it (which an outage would fail).
     set_committed_value(row, "status", ExecutionStatus.CANCELLED.value)

@@ -6,9 +6,10 @@ Defaults come from the job's definition row (editable by admins), then from the 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -16,10 +17,20 @@ from sqlalchemy.orm import Session
 from app.config import HARD_LIMIT_GRACE_S, Settings
 from app.crypto import is_sealed, require_keys, seal_payload
 from app.errors import ValidationError
+from app.kernel.concurrency_claims import resolve_claim
+from app.kernel.queue_defaults import QueueDefaults, code_defaults
 from app.models import JobDefinition
 from app.validation import check_json
 from celeriac import header
 from celeriac.priority import DEFAULT_PRIORITY, is_valid_priority, to_broker_priority
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from app.kernel.dispatch_defaults import DefinitionValues
+
+    #: A job definition as resolve reads it: the row, or this process's copy of it.
+    Definition: TypeAlias = JobDefinition | DefinitionValues
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,14 @@ class TaskInfo:
     encrypted: bool = False
     unique_for: int | None = None
     unique_by: tuple[str, ...] = ()
+    #: Options the code states itself ("max_attempts", "timeout", "encrypted"): these win
+    #: over the queue's settings; the others are Celeriac's defaults (docs/queues.md).
+    declared: frozenset[str] = frozenset()
+    #: The job names its own retry delay (backoff, retry_after or a RetryPolicy with backoff).
+    has_backoff: bool = False
+    #: The class's `concurrency` (limit) and `concurrency_key` (text or payload -> text).
+    concurrency: int | None = None
+    concurrency_key: Any = None
 
 
 @dataclass
@@ -69,6 +88,9 @@ class DispatchSpec:
     chain_step: int | None = None
     #: The schedule whose tick dispatched this job (S1), recorded as job_executions.schedule_id.
     schedule_id: str | None = None
+    #: At most `concurrency_limit` jobs with this key run at once (app.kernel.concurrency_claims).
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +120,11 @@ class ResolvedJob:
     chain_id: str | None = None
     chain_step: int | None = None
     schedule_id: str | None = None
+    #: The concurrency claim the `celeriac` header carries ({"key", "limit", "lease"}).
+    concurrency: dict[str, Any] | None = None
+    #: Its delay passed CELERIAC_SCHEDULED_AFTER_S at dispatch: it waits in Celeriac's
+    #: scheduled set, also when another process releases it later (a chain step).
+    scheduled: bool = False
 
     @property
     def eta(self) -> datetime | None:
@@ -113,9 +140,13 @@ class ResolvedJob:
         return seal_payload(self.payload)
 
     def celeriac_header(self) -> dict[str, Any]:
-        """The `celeriac` message header (built by celeriac.header)."""
-
-        return header.build(self)
+        """The `celeriac` message header (built by celeriac.header), built once per job: the
+        row, the message and the publish event all carry it (do not change it in place)."""
+        built: dict[str, Any] | None = self.__dict__.get("_celeriac_header")
+        if built is None:
+            built = header.build(self)
+            self.__dict__["_celeriac_header"] = built  # a frozen dataclass: a cache, not a field
+        return built
 
     def celery_options(self) -> dict[str, Any]:
         """Keyword arguments for Celery's `apply_async` / `send_task`."""
@@ -177,11 +208,20 @@ def _validate(spec: DispatchSpec, settings: Settings) -> None:
         raise ValidationError("queue must be 1-100 characters of letters, digits, '.', '_' or '-'")
 
 
+def check_options(spec: DispatchSpec, settings: Settings) -> None:
+    """The option checks `resolve` runs, for options kept to dispatch later (a schedule's).
+
+    Raises:
+        ValidationError: an option out of range.
+    """
+    _validate(spec, settings)
+
+
 def _is_queue_name(name: str) -> bool:
     return 0 < len(name) <= 100 and all(ch.isalnum() or ch in "._-" for ch in name)
 
 
-def _tags(given: list[str] | None, definition: JobDefinition | None) -> list[str]:
+def _tags(given: list[str] | None, definition: Definition | None) -> list[str]:
     """The definition's tags (every job of the class carries them), then the dispatch's own."""
     inherited = list(definition.tags or []) if definition is not None else []
     return list(dict.fromkeys([*inherited, *(given or [])]))
@@ -190,10 +230,15 @@ def _tags(given: list[str] | None, definition: JobDefinition | None) -> list[str
 def resolve(
     spec: DispatchSpec,
     info: TaskInfo | None,
-    definition: JobDefinition | None,
+    definition: Definition | None,
     settings: Settings,
+    queues: Callable[[str], QueueDefaults] = code_defaults,
 ) -> ResolvedJob:
     """Validate `spec` against the task and its definition and fill in defaults.
+
+    Each option comes from the dispatch, else the job's own (its class, or its definition
+    as an admin edited it), else the queue's settings (`queues(name)`), else Celeriac's
+    default (`_pick`; docs/queues.md).
 
     Raises:
         ValidationError: unknown job class, inactive definition, or an option out of range.
@@ -208,18 +253,34 @@ def resolve(
     if definition is not None and not definition.is_active:
         raise ValidationError(f"job class {spec.job_class!r} is inactive and cannot be dispatched")
     _validate(spec, settings)
-    encrypted = spec.encrypted if spec.encrypted is not None else info.encrypted
+    queue = spec.queue or (definition.default_queue if definition else info.queue)
+    on_queue = queues(queue)
+    encrypted = _pick(spec.encrypted, None, info.encrypted, "encrypted" in info.declared, on_queue.encrypted)
     if encrypted:
 
         if spec.args:
             raise ValidationError("positional arguments cannot be encrypted; pass a payload object")
         require_keys()
-    queue = spec.queue or (definition.default_queue if definition else info.queue)
     priority = spec.priority
     if priority is None:
         priority = definition.priority if definition else info.priority
-    max_attempts = spec.max_attempts or (definition.max_attempts if definition else info.max_attempts)
-    timeout_s = spec.timeout_s or (definition.timeout if definition else info.timeout_s)
+    max_attempts = _pick(
+        spec.max_attempts,
+        _edited(definition.max_attempts if definition else None, info.max_attempts),
+        info.max_attempts,
+        "max_attempts" in info.declared,
+        on_queue.max_attempts,
+    )
+    timeout_s = _pick(
+        spec.timeout_s,
+        _edited(definition.timeout if definition else None, synced_timeout(info, settings.max_timeout_s)),
+        definition.timeout if definition else info.timeout_s,
+        "timeout" in info.declared,
+        on_queue.timeout,
+    )
+    backoff = list(spec.backoff) if spec.backoff is not None else None
+    if backoff is None and not info.has_backoff and on_queue.retry_after is not None:
+        backoff = [on_queue.retry_after]
     return ResolvedJob(
         job_id=spec.job_id or str(uuid.uuid4()),
         job_class=spec.job_class,
@@ -228,8 +289,9 @@ def resolve(
         queue=queue,
         priority=priority,
         delay_s=float(spec.delay_s or 0),
+        scheduled=float(spec.delay_s or 0) > settings.scheduled_after_s,
         max_attempts=int(max_attempts),
-        backoff=list(spec.backoff) if spec.backoff is not None else None,
+        backoff=backoff,
         timeout_s=int(timeout_s) if timeout_s else None,
         tags=_tags(spec.tags, definition),
         retry_of=spec.retry_of,
@@ -244,4 +306,38 @@ def resolve(
         chain_id=spec.chain_id,
         chain_step=spec.chain_step,
         schedule_id=spec.schedule_id,
+        concurrency=resolve_claim(
+            spec.concurrency_key,
+            spec.concurrency_limit,
+            info.concurrency_key,
+            info.concurrency,
+            job_class=spec.job_class,
+            tenant_id=spec.tenant_id,
+            payload=spec.payload,
+            lease_s=float(settings.monitoring.reap_after_s),
+        ),
     )
+
+
+def synced_timeout(info: TaskInfo, max_timeout_s: int) -> int:
+    """The timeout the definitions sync writes for a class (app.services.definitions)."""
+    return min(info.timeout_s or SYNCED_TIMEOUT_S, max_timeout_s)
+
+
+#: The timeout a synced definition gets when its class names none (sync_definitions).
+SYNCED_TIMEOUT_S = 300
+
+
+def _edited(value: Any, synced: Any) -> Any:
+    """A definition's value when an admin changed it from what the sync wrote, else None."""
+    return value if value is not None and value != synced else None
+
+
+def _pick(given: Any, edited: Any, own: Any, declared: bool, queue: Any) -> Any:
+    """One option by precedence: the dispatch's, an admin's edit of the definition, the value
+    the class declares, the queue's setting, then the default (`own`: the definition's or
+    the class's value when neither states it)."""
+    for value in (given, edited, own if declared else None, queue):
+        if value is not None:
+            return value
+    return own

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def shape_of_job(job: ResolvedJob) -> dict[str, Any]:
     """The shape of a job Celeriac dispatches (before it is published)."""
-    shape: dict[str, Any] = {"h": header.build(job), "r": 0}
+    shape: dict[str, Any] = {"h": job.celeriac_header(), "r": 0}
     if job.timeout_s:
         options = job.celery_options()
         shape["tl"] = [options["time_limit"], options["soft_time_limit"]]

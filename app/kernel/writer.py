@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app import redis_keys
 from app.config import Settings, get_settings
 from app.kernel.apply import EventApplier
+from app.kernel.concurrency_claims import user_key
 from app.kernel.dispatching import ResolvedJob
 from app.kernel.message import shape_of_job
 from app.models import ExecutionStatus, JobExecution
@@ -37,40 +38,70 @@ logger = logging.getLogger(__name__)
 NOT_QUEUED = "NotQueued"
 
 
-def pending_row(job: ResolvedJob, lock: str | None) -> JobExecution:
+def pending_row(job: ResolvedJob, lock: str | None, published_at: float | None = None) -> JobExecution:
     """The row of an accepted job, whose message goes out right after the commit unless it
     waits for dependencies (a chain's later steps too): those get a publish time when
     they are released (from the publish event)."""
-    now = datetime.fromtimestamp(time.time(), UTC)
-    return JobExecution(
-        id=job.job_id,
-        tenant_id=job.tenant_id,
-        job_definition_id=job.job_definition_id,
-        job_class=job.job_class,
-        queue=job.queue,
-        priority=job.priority,
-        payload=payload_from_args(job.args, job.wire_payload()),
-        status=ExecutionStatus.PENDING.value,
+    return JobExecution(**pending_values(job, lock, published_at))
+
+
+def pending_values(job: ResolvedJob, lock: str | None, published_at: float | None = None) -> dict[str, Any]:
+    """`pending_row`'s columns, for a Core insert (app.kernel.row_insert).
+
+    `published_at`: the publish time its message will carry (epoch seconds; default now).
+    """
+    stamp = published_at if published_at is not None else time.time()
+    now = _moment(stamp)
+    eta = job.eta
+    expires_at = None
+    if job.expires_s:
+        expires_at = now + timedelta(seconds=job.delay_s + job.expires_s)
+    return {
+        "id": job.job_id,
+        "tenant_id": job.tenant_id,
+        "job_definition_id": job.job_definition_id,
+        "job_class": job.job_class,
+        "queue": job.queue,
+        "priority": job.priority,
+        "payload": payload_from_args(job.args, job.wire_payload()),
+        "status": ExecutionStatus.PENDING.value,
         # 0: any worker event replaces "pending", even from a host whose clock is behind.
-        status_ts=0.0,
-        attempts=0,
-        max_attempts=job.max_attempts,
-        eta=job.eta,
-        tags=job.tags or None,
-        retry_of=job.retry_of,
-        encrypted=job.encrypted,
-        depends_on=job.depends_on,
-        unique_key=lock,
-        batch_id=job.batch_id,
-        chain_id=job.chain_id,
-        chain_step=job.chain_step,
-        schedule_id=job.schedule_id,
-        message=shape_of_job(job),
-        # Before the publish, so never later than the message: if this process dies
-        # between the commit and the publish, the reconciler publishes the job.
-        published_at=None if job.depends_on else now,
-        created_at=now,
-    )
+        "status_ts": 0.0,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "eta": eta,
+        "expires_at": expires_at,
+        "tags": job.tags or None,
+        "retry_of": job.retry_of,
+        "encrypted": job.encrypted,
+        "depends_on": job.depends_on,
+        "unique_key": lock,
+        "batch_id": job.batch_id,
+        "chain_id": job.chain_id,
+        "chain_step": job.chain_step,
+        "schedule_id": job.schedule_id,
+        "message": shape_of_job(job),
+        # The time its message carries (celeriac_ts), so never later than the message: if
+        # this process dies between the commit and the publish, the reconciler publishes it.
+        "published_at": None if job.depends_on else now,
+        "due_at": None,
+        "concurrency_key": user_key(job.concurrency),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+_last_moment: tuple[float, datetime] = (0.0, datetime.fromtimestamp(0, UTC))
+
+
+def _moment(stamp: float) -> datetime:
+    """`stamp` as a datetime; one object for a batch's rows, which share their stamp."""
+    global _last_moment
+    last = _last_moment
+    if last[0] != stamp:
+        last = (stamp, datetime.fromtimestamp(stamp, UTC))
+        _last_moment = last
+    return last[1]
 
 
 def begin_write(session: Session, sqlite: bool) -> None:

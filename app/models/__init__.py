@@ -15,7 +15,8 @@ from app.models.job_execution import (
     may_change_status,
 )
 from app.models.job_schedule import JobSchedule
-from app.models.job_stats import JobStatsMinute
+from app.models.job_stats import JobStatsDay, JobStatsHour, JobStatsMinute, JobStatsTotal
+from app.models.queue_settings import QueueSettings
 from app.models.schedule_event import ScheduleEvent
 from app.models.tenant import Tenant
 from app.models.user import User
@@ -33,7 +34,11 @@ __all__ = [
     "JobDefinition",
     "JobExecution",
     "JobSchedule",
+    "JobStatsDay",
+    "JobStatsHour",
     "JobStatsMinute",
+    "JobStatsTotal",
+    "QueueSettings",
     "ScheduleEvent",
     "Tenant",
     "User",

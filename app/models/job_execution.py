@@ -67,6 +67,9 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
         # The reconciler's question: which live jobs of a queue were published before
         # the oldest message still in its lists (app.recording.reconcile).
         Index("ix_exec_live_published", "status", "queue", "published_at"),
+        # Rebuilding Celeriac's scheduled set from SQL after a Redis data loss.
+        Index("ix_exec_due_at", "due_at"),
+        Index("ix_exec_group", "group_id"),
     )
 
     #: The Celery task id.
@@ -123,6 +126,18 @@ class JobExecution(db.Model):  # type: ignore[name-defined,misc]
     #: What rebuilding its message needs beyond the columns (app.kernel.message):
     #: the `celeriac` header, time limits, Celery's retry count and canvas links.
     message: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    #: Set while the job waits in Celeriac's own scheduled set (a delay or backoff too long
+    #: for a broker ETA): when it is released to its queue. NULL once released.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Latest progress reported by the job (`self.progress(done, total, message)`): 0-100.
+    progress: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    progress_done: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    progress_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    progress_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The concurrency key this job holds a slot of while it runs (at most N per key).
+    concurrency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: The Celery group (or chord header) this job belongs to, from the message's `group`.
+    group_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     #: Timeline lines that are not attempts: recovered outcomes, re-publishes, lost workers.
     notes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)

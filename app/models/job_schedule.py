@@ -29,3 +29,6 @@ class JobSchedule(UUIDPrimaryKey, Timestamps, db.Model):  # type: ignore[name-de
     missed_fire_policy: Mapped[str] = mapped_column(String(16), nullable=False, default="skip")
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Dispatch options for every fire (queue, priority, timeout, max_attempts, tags),
+    #: with the same keys and validation as `POST /api/jobs/dispatch` options.
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)

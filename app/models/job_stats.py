@@ -5,11 +5,16 @@ transaction that makes executions terminal (and by the web process when it ends 
 itself), so a replayed event adds nothing. Runtimes and waits are kept as fixed
 histograms, so a p95 over any window is a sum of rows, not a sort. Retries are counted
 in the transaction that closes the attempt as retrying.
+
+Older rows are rolled up (app.kernel.stats_rollup): minutes into `job_stats_hour`, hours
+into `job_stats_day`, same columns, each count in exactly one table. `job_stats_total`
+holds running totals per (tenant, queue, class) since install, for /metrics' counters.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -74,3 +79,54 @@ SUMMED_COLUMNS: tuple[str, ...] = (
 )
 #: Columns merged by keeping the larger value.
 MAXED_COLUMNS: tuple[str, ...] = ("runtime_max_ms", "wait_max_ms")
+
+
+def _add_counters(model: Any, names: tuple[str, ...]) -> None:
+    """The counter columns of a rolled-up or total table: 64-bit, as sums of many minutes grow."""
+    for name in names:
+        kind = Float if name == "memory_sum_mb" else BigInteger
+        setattr(model, name, mapped_column(name, kind, nullable=False, default=0))
+
+
+class JobStatsHour(db.Model):  # type: ignore[name-defined,misc]
+    """Minute rows older than CELERIAC_STATS_HOURLY_AFTER_HOURS, added up by hour."""
+
+    __tablename__ = "job_stats_hour"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_class: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class JobStatsDay(db.Model):  # type: ignore[name-defined,misc]
+    """Hour rows older than CELERIAC_STATS_DAILY_AFTER_DAYS, added up by (UTC) day."""
+
+    __tablename__ = "job_stats_day"
+
+    day: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_class: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+
+class JobStatsTotal(db.Model):  # type: ignore[name-defined,misc]
+    """Everything ever added to the per-minute stats, per (tenant, queue, class): /metrics' counters.
+
+    Added to in the recorder's transaction with the minute rows; never decreased (rollup
+    and retention leave it alone), so a Prometheus counter never goes down and a scrape
+    reads one row per (tenant, queue, class) whatever the age of the install.
+    """
+
+    __tablename__ = "job_stats_total"
+
+    tenant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_class: Mapped[str] = mapped_column(String(200), primary_key=True)
+    #: The latest minute counted here: "queues used in the last day" without a scan of minutes.
+    last_minute: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+_add_counters(JobStatsHour, SUMMED_COLUMNS + MAXED_COLUMNS)
+_add_counters(JobStatsDay, SUMMED_COLUMNS + MAXED_COLUMNS)
+_add_counters(JobStatsTotal, SUMMED_COLUMNS)

@@ -69,7 +69,11 @@ def series(
     now: datetime | None = None,
     job_class: str | None = None,
 ) -> Series:
-    """Completed / failed / cancelled and runtime p95 per bucket of `window` (grouped in SQL by minute)."""
+    """Completed / failed / cancelled and runtime p95 per bucket of `window` (grouped in SQL by minute).
+
+    Minute rows only: the longest window is a day, and minute rows are kept at least that
+    long before they are rolled up (app.config_stats.MIN_HOURLY_AFTER_H).
+    """
     length, bucket, fmt = WINDOWS[window]
     now = (now or datetime.now(UTC)).astimezone(UTC)
     step = int(bucket.total_seconds() // 60)

@@ -14,6 +14,16 @@ from typing import Any
 
 from app.config import HealthThresholds
 from app.kernel.aggregates import WindowStats
+from app.monitoring.advice import (
+    Advice,
+    Ref,
+    advice,
+    as_advice,
+    failed_page,
+    performance_page,
+    running_jobs,
+    workers_page,
+)
 from app.monitoring.workers import ONLINE, WorkerInfo
 
 HEALTHY, WARNING, CRITICAL = "healthy", "warning", "critical"
@@ -24,14 +34,20 @@ _RANK = {HEALTHY: 0, WARNING: 1, CRITICAL: 2}
 class Report:
     status: str = HEALTHY
     issues: list[dict[str, Any]] = field(default_factory=list)
-    recommendations: list[str] = field(default_factory=list)
+    #: Each with its references (API paths in the API's text, links in the console).
+    advice: list[Advice] = field(default_factory=list)
 
-    def add(self, level: str, subject: str, issue: str, advice: str) -> None:
+    @property
+    def recommendations(self) -> list[str]:
+        return [a.text for a in self.advice]
+
+    def add(self, level: str, subject: str, issue: str, advice: str | Advice) -> None:
         if _RANK[level] > _RANK[self.status]:
             self.status = level
         self.issues.append({"level": level, "subject": subject, "issue": issue})
-        if advice not in self.recommendations:
-            self.recommendations.append(advice)
+        given = as_advice(advice)
+        if given.text not in self.recommendations:
+            self.advice.append(given)
 
     def as_dict(self) -> dict[str, Any]:
         return {"status": self.status, "issues": self.issues, "recommendations": self.recommendations}
@@ -89,8 +105,12 @@ def assess(
             WARNING,
             "jobs",
             f"{stuck} job(s) stuck: running past their timeout, or on a worker that is gone",
-            "see GET /api/monitoring/stuck; the recorder's reconciler puts a dead worker's jobs back in their "
-            "queue within a minute or two (`flask celeriac reconcile` runs it now)",
+            advice(
+                "see ",
+                running_jobs("GET /api/monitoring/stuck"),
+                "; the recorder's reconciler puts a dead worker's jobs back in their "
+                "queue within a minute or two (`flask celeriac reconcile` runs it now)",
+            ),
         )
     return report
 
@@ -112,7 +132,10 @@ def _assess_queue(
             CRITICAL,
             f"queue {name}",
             f"{pending:,} pending and no online worker consumes it",
-            f"queue {name}: start a worker with `-Q {name}` or add it with POST /api/workers/<host>/add-consumer",
+            advice(
+                f"queue {name}: start a worker with `-Q {name}` or add it with ",
+                workers_page("POST /api/workers/<host>/add-consumer"),
+            ),
         )
         return
     if pending > limits.pending_warning:
@@ -128,17 +151,24 @@ def _assess_queue(
             WARNING,
             f"queue {name}",
             f"the oldest ready job has waited {_minutes(float(oldest))} and has not started ({workers_text})",
-            f"queue {name}: jobs wait {_minutes(float(oldest))} and more before they start - check that its "
-            f"{workers_text} are not busy with long jobs (GET /api/monitoring/slow), add workers, or move slow "
-            "jobs to their own queue",
+            advice(
+                f"queue {name}: jobs wait {_minutes(float(oldest))} and more before they start - check that its "
+                f"{workers_text} are not busy with long jobs (",
+                performance_page("GET /api/monitoring/slow"),
+                "), add workers, or move slow jobs to their own queue",
+            ),
         )
     if int(stats["failed"]) > limits.failed_warning:
         report.add(
             WARNING,
             f"queue {name}",
             f"{int(stats['failed']):,} jobs failed in the last hour",
-            f"queue {name}: see GET /api/monitoring/failures for the causes, then retry with "
-            f"POST /api/admin/queue/retry",
+            advice(
+                f"queue {name}: see ",
+                failed_page("GET /api/monitoring/failures"),
+                " for the causes, then retry with ",
+                Ref("POST /api/admin/queue/retry", "failed", "“Retry all failed” on the Failed page"),
+            ),
         )
     if recent is not None:
         _assess_recent(report, name, pending, workers_text, limits, recent)
@@ -166,7 +196,12 @@ def _assess_recent(
             f"queue {name}",
             f"{100 * rate:.0f} % of the attempts that ended in the last {window} ended in a retry "
             f"({recent.retried:,} of {recent.attempts:,})",
-            f"queue {name}: {100 * rate:.0f} % of attempts are retried - GET /api/monitoring/performance names "
-            "the classes and GET /api/monitoring/failures the errors; fix the cause, stop retrying errors that "
-            "cannot succeed (dont_retry_on), or lengthen the backoff if a dependency is overloaded",
+            advice(
+                f"queue {name}: {100 * rate:.0f} % of attempts are retried - ",
+                performance_page("GET /api/monitoring/performance"),
+                " names the classes and ",
+                failed_page("GET /api/monitoring/failures"),
+                " the errors; fix the cause, stop retrying errors that "
+                "cannot succeed (dont_retry_on), or lengthen the backoff if a dependency is overloaded",
+            ),
         )

@@ -138,9 +138,10 @@ def _requeue(task: Any, request: Any, decision: Decision) -> None:
     headers = dict(getattr(request, "headers", None) or {})
     celeriac = header.with_flags(header.read(request), throttled=True)
     headers[header.NAME] = celeriac
-    # A far slot is reached in hops: an ETA past the broker's visibility timeout would be
-    # delivered twice; coming back early, the job finds its reservation and waits again.
-    countdown = min(decision.wait_s, max(get_settings().max_delay_s, 1))
+    # A far slot is reached in hops no longer than the longest broker ETA the visibility
+    # timeout is sized for (CELERIAC_SCHEDULED_AFTER_S; an ETA past it would be delivered
+    # twice); coming back early, the job finds its reservation and waits again.
+    countdown = min(decision.wait_s, max(get_settings().scheduled_after_s, 1))
     options: dict[str, Any] = {"headers": headers, "countdown": countdown}
     if celeriac.get("encrypted"):
         options.update(argsrepr=REDACTED, kwargsrepr=REDACTED)

@@ -19,6 +19,7 @@ import redis
 from app import redis_keys
 from app.config import Settings, get_settings
 from app.errors import ValidationError
+from app.kernel.queue_defaults import code_rate_limits
 from app.redis_client import get_redis
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ class QueueLimit:
     queue: str
     limit: int
     per: int
-    #: "config" (environment) or "api" (set by an admin; wins over config).
+    #: "code" (define_queue), "config" (environment, wins over code) or "api" (set by an
+    #: admin; wins over both).
     source: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -74,8 +76,11 @@ def _parse(queue: str, raw: bytes | str) -> QueueLimit | None:
 
 
 def load_all(client: redis.Redis, settings: Settings) -> dict[str, QueueLimit]:
-    """Every queue's effective limit: configured ones, overridden by API-set ones."""
-    limits = {queue: QueueLimit(queue, limit, per, "config") for queue, limit, per in settings.queue_rate_limits}
+    """Every queue's effective limit: `define_queue` in code, then configured ones, then API-set ones."""
+    limits = {queue: QueueLimit(queue, limit, per, "code") for queue, (limit, per) in code_rate_limits().items()}
+    limits.update(
+        (queue, QueueLimit(queue, limit, per, "config")) for queue, limit, per in settings.queue_rate_limits
+    )
     stored = cast(dict[bytes, bytes], client.hgetall(redis_keys.RATE_LIMIT_QUEUES))
     for field, raw in stored.items():
         queue = field.decode()

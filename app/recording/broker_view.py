@@ -23,6 +23,8 @@ class Unacked:
     tag: str
     job_id: str | None
     delivered_at: float
+    #: The routing key it was delivered with (its queue, for Celery's direct routing).
+    queue: str | None = None
 
 
 class Broker:
@@ -38,12 +40,14 @@ class Broker:
         delivered = dict(self.client.zrange(self.channel.unacked_index_key, 0, -1, withscores=True))
         entries = []
         for tag, value in raw.items():
+            queue = None
             try:
-                payload = json.loads(value)[0]
-                job_id = payload["headers"].get("id")
+                message = json.loads(value)
+                job_id = message[0]["headers"].get("id")
+                queue = message[2] if len(message) > 2 and isinstance(message[2], str) else None
             except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                 job_id = None
-            entries.append(Unacked(tag.decode(), job_id, float(delivered.get(tag, 0.0))))
+            entries.append(Unacked(tag.decode(), job_id, float(delivered.get(tag, 0.0)), queue))
         return entries
 
     def queue_lists(self, queue: str) -> list[str]:

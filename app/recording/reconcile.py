@@ -19,6 +19,8 @@ it has written what the stream holds. Each run:
      pops from the other, so everything published before that message has been taken;
      an empty queue has taken everything). `published_at` is never earlier than the
      message it describes, and hosts' clocks may differ by `CELERIAC_CLOCK_SKEW_S`.
+   Rows recorded from Celery's task events (CELERIAC_ATTACH) are never suspects, and with
+   attach mode only Celeriac's own queues' messages are orphans (app.recording.suspects).
 3. Each suspect's outcome is looked up in Celery's result backend, which the job's own
    process writes before its message is acknowledged: a stored success or failure is
    recorded ("recovered from the result backend"). With no outcome stored, the message
@@ -53,8 +55,10 @@ from app.kernel import message
 from app.kernel.writer import NOT_QUEUED, add_announcement, add_cancel_mark, not_queued_event
 from app.models import ExecutionStatus, JobExecution
 from app.monitoring.workers import list_workers
-from app.recording.broker_view import Broker, Unacked, live_queues
+from app.recording.broker_view import Broker, Unacked
+from app.recording.concurrency_waits import slot_holders
 from app.recording.recoveries import ReconcileReport, count_recoveries
+from app.recording.suspects import MAX_SUSPECTS, find_suspects, own_unacked
 from app.recording.worker_loss import (
     RESULT_BACKEND,
     WorkerLossLimit,
@@ -66,8 +70,6 @@ from celeriac import events as ev
 
 logger = logging.getLogger(__name__)
 
-#: Suspects judged per round; a run goes on with more rounds while it finds a full one.
-MAX_SUSPECTS = 1000
 #: Longest a run keeps starting new rounds, in seconds (the rest waits for the next run).
 RUN_BUDGET_S = 20.0
 #: The note a job gets when the result backend says a retry of it was published.
@@ -77,7 +79,6 @@ UNREBUILDABLE = (
     "its message was lost (Redis lost it, or a worker died taking it) and it was published without "
     "Celeriac, so it cannot be published again; dispatch it again"
 )
-_LIVE_WAITING = (ExecutionStatus.PENDING.value, ExecutionStatus.RETRYING.value)
 _PROCESSING = ExecutionStatus.PROCESSING.value
 
 
@@ -113,17 +114,18 @@ class Reconciler:
         report.redis_data_lost = self._check_epoch()
         # A worker silent for CELERIAC_REAP_AFTER_S is dead for this purpose: its jobs go back.
         silent_after = self.settings.monitoring.reap_after_s
-        workers = [
-            w.heartbeat
-            for w in list_workers(self.redis, self.settings.monitoring, now)
-            if w.heartbeat.stopped_at is None and now - w.heartbeat.last_heartbeat <= silent_after
-        ]
+        registered = [w.heartbeat for w in list_workers(self.redis, self.settings.monitoring, now)]
+        workers = [w for w in registered if w.stopped_at is None and now - w.last_heartbeat <= silent_after]
         held = {job_id for beat in workers for job_id in beat.held}
         unacked = self.broker.unacked()
         if self.settings.monitoring.heartbeat_interval_s > 0:
             newest_beat = min((beat.last_heartbeat for beat in workers), default=now)
-            unacked = self._recover_orphans(unacked, held, newest_beat, now, report)
-        in_flight = held | {entry.job_id for entry in unacked if entry.job_id}
+            # Attach mode: only messages of queues that workers with heartbeats consume.
+            watched = own_unacked(unacked, self.settings, {queue for beat in registered for queue in beat.queues})
+            tags = {entry.tag for entry in watched}
+            others = [entry for entry in unacked if entry.tag not in tags]
+            unacked = others + self._recover_orphans(watched, held, newest_beat, now, report)
+        in_flight = held | {entry.job_id for entry in unacked if entry.job_id} | slot_holders(self.redis, self.settings)
         deadline = time.monotonic() + RUN_BUDGET_S
         with self.session_factory() as session:
             # In rounds of MAX_SUSPECTS, so that after a Redis data loss a million queued jobs
@@ -248,37 +250,9 @@ class Reconciler:
         except Exception as exc:  # the row says it; clients reading results may wait
             logger.warning("Job %s: failure not stored in the result backend (%s)", job_id, exc)
 
-    # -- 2. suspects ---------------------------------------------------------------------
+    # -- 2. suspects (app.recording.suspects) ------------------------------------------------
     def _suspects(self, session: Session, in_flight: set[str], now: float) -> list[JobExecution]:
-        grace = timedelta(seconds=self.settings.reliability.reconcile_grace_s)
-        skew = self.settings.reliability.clock_skew_s
-        moment = datetime.fromtimestamp(now, UTC)
-        found: list[JobExecution] = []
-        started_before = moment - grace
-        processing = session.scalars(
-            select(JobExecution)
-            .where(JobExecution.status == _PROCESSING, JobExecution.updated_at < started_before)
-            .limit(MAX_SUSPECTS)
-        )
-        found.extend(row for row in processing if row.id not in in_flight)
-        oldest_by_queue: dict[str, float | None] = {}
-        for status, queue in live_queues(session, _LIVE_WAITING):
-            if queue not in oldest_by_queue:
-                oldest_by_queue[queue] = self.broker.oldest_published_at(queue, now)
-            oldest = oldest_by_queue[queue]
-            if oldest is None:
-                continue
-            cut = min(moment - grace, datetime.fromtimestamp(oldest - skew, UTC))
-            rows = session.scalars(
-                select(JobExecution)
-                .where(JobExecution.status == status, JobExecution.queue == queue, JobExecution.published_at < cut)
-                .order_by(JobExecution.published_at)
-                .limit(MAX_SUSPECTS)
-            )
-            found.extend(row for row in rows if row.id not in in_flight)
-            if len(found) >= MAX_SUSPECTS:
-                break
-        return found[:MAX_SUSPECTS]
+        return find_suspects(session, self.broker, self.settings, in_flight, now)
 
     # -- 3. judgement ----------------------------------------------------------------------
     def _judge(self, suspects: Sequence[JobExecution], now: float, report: ReconcileReport) -> None:

@@ -30,6 +30,7 @@ from app.models import JobExecution, JobSchedule, ScheduleEvent
 from app.models.schedule_event import MISSED, REFUSED
 from app.schedules.claims import claim_ticks, release_ticks
 from app.schedules.cron import CronSchedule
+from app.schedules.options import spec_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def _run_won(
 def dispatch(session: Session, row: JobSchedule, tick: datetime, dispatcher: Dispatcher) -> str | None:
     """Submit the schedule's job (recorded, linked by schedule_id); None if refused.
 
-    A refusal (job class gone or inactive) is recorded in the schedule's history; a broker
+    A refusal (job class gone or inactive, an option no longer valid) is recorded in the schedule's history; a broker
     failure leaves a failed run, as for any dispatch.
     """
 
@@ -178,6 +179,7 @@ def dispatch(session: Session, row: JobSchedule, tick: datetime, dispatcher: Dis
         tenant_id=row.tenant_id,
         schedule_id=row.id,
         job_id=tick_job_id(row.id, tick),
+        **spec_kwargs(row.options),  # the schedule's dispatch options, as stored
     )
     try:
         done = submit(

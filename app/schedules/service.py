@@ -25,6 +25,7 @@ from app.models.schedule_event import MISSED, REFUSED
 from app.redis_client import get_redis
 from app.schedules.cron import CronSchedule
 from app.schedules.firing import POLICIES, SKIP, Dispatcher, FireResult, align, fire, schedule_of
+from app.schedules.options import clean_options, spec_kwargs
 from app.schedules.views import event_view, run_view
 
 MAX_NAME = 200
@@ -32,7 +33,7 @@ MAX_CRON = 200
 #: Largest page of a schedule's history.
 MAX_HISTORY = 200
 #: Fields `update_schedule` accepts.
-EDITABLE = ("job_class", "cron", "timezone", "payload", "active", "name", "missed_fire_policy")
+EDITABLE = ("job_class", "cron", "timezone", "payload", "active", "name", "missed_fire_policy", "options")
 
 
 class JobSchedulerService:
@@ -61,12 +62,13 @@ class JobSchedulerService:
         name: str | None = None,
         active: bool = True,
         missed_fire_policy: str = SKIP,
+        options: dict[str, Any] | None = None,
         now: datetime | None = None,
     ) -> JobSchedule:
-        """Save a new schedule and its entry.
+        """Save a new schedule and its entry; `options` are dispatch options for every fire.
 
         Raises:
-            ValidationError: bad cron, zone, job class, payload, name or policy.
+            ValidationError: bad cron, zone, job class, payload, name, policy or option.
             BackendUnavailable: Redis is down; nothing was saved.
         """
         row = JobSchedule(tenant_id=tenant_id, is_active=True, missed_fire_policy=SKIP, payload={})
@@ -80,6 +82,7 @@ class JobSchedulerService:
                 "active": active,
                 "name": name,
                 "missed_fire_policy": missed_fire_policy,
+                "options": options,
             },
         )
         self._reschedule(row, now)
@@ -259,6 +262,9 @@ class JobSchedulerService:
             row.timezone = timezone
         if "job_class" in changes:
             self._apply_job_class(row, changes["job_class"])
+        if "options" in changes:
+            # Checked as a dispatch checks them (app.schedules.options); an empty set is stored as null.
+            row.options = clean_options(changes["options"], self.dispatcher.settings) or None
         for key, value in changes.items():
             check = _FIELD_CHECKS.get(key)
             if check is not None:
@@ -319,7 +325,11 @@ _COLUMNS = {"payload": "payload", "active": "is_active", "name": "name", "missed
 
 def _spec(row: JobSchedule) -> Any:
     return DispatchSpec(
-        job_class=row.job_class, payload=dict(row.payload or {}), tenant_id=row.tenant_id, schedule_id=row.id
+        job_class=row.job_class,
+        payload=dict(row.payload or {}),
+        tenant_id=row.tenant_id,
+        schedule_id=row.id,
+        **spec_kwargs(row.options),
     )
 
 

@@ -51,6 +51,7 @@ def schedule_view(row: JobSchedule) -> dict[str, Any]:
         "name": row.name,
         "payload": row.payload if row.payload is not None else {},
         "missed_fire_policy": row.missed_fire_policy,
+        "options": dict(row.options or {}),
         "tenant_id": row.tenant_id,
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),

@@ -15,6 +15,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import NotFound, ValidationError
 from app.models import ApiToken, Tenant, User
+from app.models.api_token import API_TOKEN, METRICS_TOKEN, TOKEN_KINDS
 
 ROLES = ("viewer", "operator", "admin")
 #: What each role may do, cumulative: viewer < operator < admin.
@@ -70,14 +71,26 @@ class NewToken:
 
 
 def create_token(
-    session: Session, tenant_id: str, role: str, name: str = "", created_by: str | None = None
+    session: Session,
+    tenant_id: str,
+    role: str,
+    name: str = "",
+    created_by: str | None = None,
+    kind: str = API_TOKEN,
 ) -> NewToken:
     """Create a token; the raw value is returned once and never stored.
 
+    A METRICS_TOKEN reads `/metrics` for every tenant and nothing else; it takes the viewer
+    role, so no listing ever suggests it can do more.
+
     Raises:
-        ValidationError: unknown role or bad tenant id.
+        ValidationError: unknown role or kind, bad tenant id, a metrics token above viewer.
     """
     _check_role(role)
+    if kind not in TOKEN_KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(TOKEN_KINDS)}, got {kind!r}")
+    if kind == METRICS_TOKEN and role != "viewer":
+        raise ValidationError(f"a metrics token only reads /metrics: give it the viewer role, not {role}")
     ensure_tenant(session, tenant_id)
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
@@ -86,6 +99,7 @@ def create_token(
         prefix=raw[:10],
         tenant_id=tenant_id,
         role=role,
+        kind=kind,
         created_by=created_by,
     )
     session.add(token)
@@ -105,6 +119,16 @@ def authenticate_token(session: Session, raw: str) -> ApiToken | None:
     return token
 
 
+def check_password(password: str) -> None:
+    """The rule every new password meets (created, or set again from the CLI).
+
+    Raises:
+        ValidationError: the password is too short.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+
+
 def create_user(
     session: Session,
     email: str,
@@ -122,8 +146,7 @@ def create_user(
     email = normalise_email(email)
     if "@" not in email or len(email) > 320:
         raise ValidationError(f"{email!r} is not an e-mail address")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValidationError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    check_password(password)
     if tenant_id is None and not superadmin:
         raise ValidationError("a user needs a tenant unless they are a superadmin")
     if session.scalar(select(User).where(User.email == email)) is not None:

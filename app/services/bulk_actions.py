@@ -40,6 +40,8 @@ MAX_SELECTED = 500
 TIME_BUDGET_S = 25.0
 
 ACTIONS = ("retry", "cancel")
+#: What an action did, as its outcome reports it.
+VERBS = {"retry": "retried", "cancel": "cancelled", "purge": "purged"}
 
 
 @dataclass
@@ -56,11 +58,11 @@ class BulkOutcome:
     new_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        verb = "retried" if self.action == "retry" else "cancelled"
+        verb = VERBS.get(self.action, self.action)
         return {verb: self.done, "skipped": self.skipped, "truncated": self.truncated, "error": self.error}
 
     def message(self) -> str:
-        verb = "Retried" if self.action == "retry" else "Cancelled"
+        verb = VERBS.get(self.action, self.action).capitalize()
         text = f"{verb} {self.done}, skipped {self.skipped}."
         if self.truncated:
             text += " More jobs match than one action handles: run it again for the rest."
@@ -76,14 +78,18 @@ class Preview:
     action: str
     count: int
     statuses: tuple[str, ...]
+    #: Counted in full: the action runs as a bulk job (app.services.bulk_jobs), with no cap.
+    unbounded: bool = False
+    #: A few of the ids, newest first (bulk job previews).
+    sample: tuple[str, ...] = ()
 
     @property
     def capped(self) -> bool:
-        return self.count > MAX_BULK
+        return not self.unbounded and self.count > MAX_BULK
 
     @property
     def will_touch(self) -> int:
-        return min(self.count, MAX_BULK)
+        return self.count if self.unbounded else min(self.count, MAX_BULK)
 
 
 def statuses_for(action: str) -> tuple[str, ...]:
@@ -105,7 +111,7 @@ def not_retried() -> ColumnElement[bool]:
     return ~exists(select(retry.id).where(retry.retry_of == JobExecution.id))
 
 
-def _scope(query: job_search.JobQuery, action: str) -> list[ColumnElement[bool]]:
+def scope(query: job_search.JobQuery, action: str) -> list[ColumnElement[bool]]:
     where = job_search.conditions(query)
     where.append(JobExecution.status.in_(statuses_for(action)))
     if action == "retry":
@@ -119,12 +125,12 @@ def preview(session: Session, query: job_search.JobQuery, action: str) -> Previe
     Raises:
         ValidationError: an unknown action.
     """
-    matching = select(JobExecution.id).where(*_scope(query, action)).limit(MAX_BULK + 1).subquery()
+    matching = select(JobExecution.id).where(*scope(query, action)).limit(MAX_BULK + 1).subquery()
     count = int(session.scalar(select(func.count()).select_from(matching)) or 0)
     return Preview(action, count, statuses_for(action))
 
 
-def _chunks(
+def chunks_of(
     session: Session, where: Sequence[ColumnElement[bool]], limit: int, outcome: BulkOutcome
 ) -> Iterator[list[str]]:
     """Ids matching `where`, newest first, CHUNK at a time, at most `limit` in all.
@@ -153,7 +159,7 @@ def _chunks(
         yield [r[0] for r in rows]
 
 
-class _Budget:
+class Budget:
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.deadline = clock() + seconds
@@ -162,12 +168,12 @@ class _Budget:
         return self.clock() >= self.deadline
 
 
-def _retry_each(
+def retry_each(
     session: Session,
     chunks: Iterable[list[str]],
     tenant_id: str | None,
     outcome: BulkOutcome,
-    budget: _Budget,
+    budget: Budget,
     *,
     registry: Registry,
     publisher: Publisher,
@@ -197,12 +203,12 @@ def _retry_each(
     return outcome
 
 
-def _cancel_each(
+def cancel_each(
     session: Session,
     chunks: Iterable[list[str]],
     tenant_id: str | None,
     outcome: BulkOutcome,
-    budget: _Budget,
+    budget: Budget,
     canceller: Canceller,
 ) -> BulkOutcome:
     for ids in chunks:
@@ -257,12 +263,12 @@ def retry_selected(
     chosen = _selected(ids)
     chunks = (chosen[i : i + CHUNK] for i in range(0, len(chosen), CHUNK))
     outcome = BulkOutcome("retry")
-    return _retry_each(
+    return retry_each(
         session,
         chunks,
         tenant_id,
         outcome,
-        _Budget(TIME_BUDGET_S),
+        Budget(TIME_BUDGET_S),
         registry=registry,
         publisher=publisher,
         settings=settings,
@@ -279,7 +285,7 @@ def cancel_selected(
     """
     chosen = _selected(ids)
     chunks = (chosen[i : i + CHUNK] for i in range(0, len(chosen), CHUNK))
-    return _cancel_each(session, chunks, tenant_id, BulkOutcome("cancel"), _Budget(TIME_BUDGET_S), canceller)
+    return cancel_each(session, chunks, tenant_id, BulkOutcome("cancel"), Budget(TIME_BUDGET_S), canceller)
 
 
 def retry_matching(
@@ -294,13 +300,13 @@ def retry_matching(
 ) -> BulkOutcome:
     """Retry every failed or cancelled job matching `query` not retried already."""
     outcome = BulkOutcome("retry")
-    chunks = _chunks(session, _scope(query, "retry"), limit, outcome)
-    return _retry_each(
+    chunks = chunks_of(session, scope(query, "retry"), limit, outcome)
+    return retry_each(
         session,
         chunks,
         query.tenant_id,
         outcome,
-        _Budget(time_budget_s),
+        Budget(time_budget_s),
         registry=registry,
         publisher=publisher,
         settings=settings,
@@ -317,8 +323,8 @@ def cancel_matching(
 ) -> BulkOutcome:
     """Cancel every pending, retrying or running job matching `query`."""
     outcome = BulkOutcome("cancel")
-    chunks = _chunks(session, _scope(query, "cancel"), limit, outcome)
-    return _cancel_each(session, chunks, query.tenant_id, outcome, _Budget(time_budget_s), canceller)
+    chunks = chunks_of(session, scope(query, "cancel"), limit, outcome)
+    return cancel_each(session, chunks, query.tenant_id, outcome, Budget(time_budget_s), canceller)
 
 
 def group_scope(tenant_id: str, fingerprint: str) -> list[ColumnElement[bool]]:
@@ -344,13 +350,13 @@ def retry_failure_group(
 ) -> BulkOutcome:
     """Retry the failed jobs of one failure group (one tenant's fingerprint) not retried yet."""
     outcome = BulkOutcome("retry")
-    chunks = _chunks(session, group_scope(tenant_id, fingerprint), limit, outcome)
-    return _retry_each(
+    chunks = chunks_of(session, group_scope(tenant_id, fingerprint), limit, outcome)
+    return retry_each(
         session,
         chunks,
         tenant_id,
         outcome,
-        _Budget(time_budget_s),
+        Budget(time_budget_s),
         registry=registry,
         publisher=publisher,
         settings=settings,

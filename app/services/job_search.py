@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from app.crypto import ENVELOPE_KEY
 from app.errors import ValidationError
 from app.kernel.cursors import encode_position
+from app.kernel.system_jobs import not_system
 from app.models import LIVE_STATUSES, ExecutionStatus, JobExecution
 from app.services.jobs import MAX_PAGE, decode_cursor
 
@@ -65,6 +66,8 @@ class JobQuery:
     text: str | None = None
     #: A failure group (app.kernel.fingerprint), for "the jobs of this group".
     fingerprint: str | None = None
+    #: False: leave out Celeriac's own maintenance tasks (app.kernel.system_jobs); None: keep them.
+    system: bool | None = None
 
     @property
     def scans(self) -> bool:
@@ -73,8 +76,8 @@ class JobQuery:
 
     @property
     def is_empty(self) -> bool:
-        """No filter at all but the tenant: "all matching" means every job the tenant has."""
-        return all(getattr(self, f.name) is None for f in fields(self) if f.name != "tenant_id")
+        """No filter at all but the tenant (and the system-jobs choice): "all matching" means every job."""
+        return all(getattr(self, f.name) is None for f in fields(self) if f.name not in ("tenant_id", "system"))
 
     def with_status(self, status: str | None) -> JobQuery:
         return replace(self, status=status)
@@ -109,10 +112,12 @@ def parse_instant(raw: str, name: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def parse_query(args: Mapping[str, str], tenant_id: str | None) -> JobQuery:
+def parse_query(args: Mapping[str, str], tenant_id: str | None, hide_system: bool = False) -> JobQuery:
     """The query of the form values `args`; `tenant_id` is the caller's (None: superadmin).
 
-    Everyone but a superadmin is fixed to their own tenant, whatever `args` say.
+    Everyone but a superadmin is fixed to their own tenant, whatever `args` say. With
+    `hide_system` (the console's list), Celeriac's own maintenance tasks are left out unless
+    `system=1` is given or a job class, id or failure group names the jobs.
 
     Raises:
         FilterErrors: a value is invalid (the message names it).
@@ -155,6 +160,9 @@ def parse_query(args: Mapping[str, str], tenant_id: str | None) -> JobQuery:
         text=text("q", MAX_TEXT),
         fingerprint=text("fingerprint", 32),
     )
+    named = query.job_class or query.job_id or query.fingerprint
+    if hide_system and args.get("system") != "1" and not named:
+        query = replace(query, system=False)
     if errors:
         raise FilterErrors(errors)
     return query
@@ -173,6 +181,7 @@ def query_args(query: JobQuery, fixed_tenant: bool) -> dict[str, str]:
         "id": query.job_id,
         "q": query.text,
         "fingerprint": query.fingerprint,
+        "system": "1" if query.system is None else None,
     }
     return {k: v for k, v in values.items() if v}
 
@@ -207,6 +216,8 @@ def indexed_conditions(query: JobQuery) -> list[ColumnElement[bool]]:
         out.append(j.created_at >= query.created_from)
     if query.created_to is not None:
         out.append(j.created_at <= query.created_to)
+    if query.system is False:
+        out.append(not_system())
     if query.job_id is not None and _indexed_id(query.job_id):
         if len(query.job_id) == FULL_ID_LENGTH:
             out.append(j.id == query.job_id)
@@ -277,7 +288,7 @@ def search(session: Session, query: JobQuery, limit: int = 50, cursor: str | Non
     return Page(rows, None)
 
 
-def status_counts(session: Session, tenant_id: str | None) -> dict[str, int]:
+def status_counts(session: Session, tenant_id: str | None, system: bool | None = None) -> dict[str, int]:
     """Jobs per status (each counted up to COUNT_CAP + 1), for the list's status tabs.
 
     Each count walks at most COUNT_CAP + 1 entries of the (tenant, status, created_at) index,
@@ -289,6 +300,8 @@ def status_counts(session: Session, tenant_id: str | None) -> dict[str, int]:
         ids = select(j.id).where(j.status == status.value)
         if tenant_id is not None:
             ids = ids.where(j.tenant_id == tenant_id)
+        if system is False:
+            ids = ids.where(not_system())
         capped = ids.limit(COUNT_CAP + 1).subquery()
         counts[status.value] = int(session.scalar(select(func.count()).select_from(capped)) or 0)
     return counts

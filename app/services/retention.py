@@ -3,7 +3,9 @@
 Age is counted from the last change (`updated_at`, the finish time of a finished job),
 through the (status, updated_at) index. Failed jobs are kept longer than the others,
 and failure groups not seen for that long go with them. Live jobs are never purged.
-Idempotency keys go after 24 hours (they are only promised for that long).
+Idempotency keys go after 24 hours (they are only promised for that long). Job stats
+are rolled up to hours and days and the oldest days deleted (app.kernel.stats_rollup);
+/metrics' running totals are never decreased.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.failures.dead_letter import delete_executions
+from app.kernel.stats_rollup import RollupReport, roll_up
 from app.models import ExecutionStatus, FailureGroup, JobExecution
 from app.services.idempotency import purge_expired as purge_expired_keys
 
@@ -28,9 +31,18 @@ class PurgeReport:
     executions: int
     failed: int
     groups: int
+    #: What the stats rollup moved and deleted (minute rows, hour rows, day rows).
+    stats: RollupReport = RollupReport(0, 0, 0)
 
     def as_dict(self) -> dict[str, int]:
-        return {"executions": self.executions, "failed": self.failed, "groups": self.groups}
+        return {
+            "executions": self.executions,
+            "failed": self.failed,
+            "groups": self.groups,
+            "stats_minutes_rolled": self.stats.minutes,
+            "stats_hours_rolled": self.stats.hours,
+            "stats_days_purged": self.stats.days_purged,
+        }
 
 
 def _purge_status(session: Session, status: str, cutoff: datetime, batch_size: int) -> int:
@@ -52,7 +64,7 @@ def _purge_status(session: Session, status: str, cutoff: datetime, batch_size: i
 def purge_history(session: Session, settings: Settings, now: datetime | None = None) -> PurgeReport:
     """Delete executions (and attempts) past CELERIAC_RETENTION_DAYS, failed ones past
     CELERIAC_FAILED_RETENTION_DAYS, failure groups last seen before that, and idempotency
-    keys past their 24 hours."""
+    keys past their 24 hours; roll job stats up and delete those past CELERIAC_STATS_RETENTION_DAYS."""
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=settings.retention_days)
     failed_cutoff = now - timedelta(days=settings.failed_retention_days)
@@ -69,7 +81,10 @@ def purge_history(session: Session, settings: Settings, now: datetime | None = N
     )
     keys = purge_expired_keys(session, now)
     session.commit()
-    report = PurgeReport(others + failed, failed, int(groups.rowcount))  # type: ignore[attr-defined]
-    logger.info("Retention: purged %d executions (%d failed) and %d failure groups", *report.as_dict().values())
+    stats = roll_up(session, settings.stats_retention, now)
+    report = PurgeReport(others + failed, failed, int(groups.rowcount), stats)  # type: ignore[attr-defined]
+    logger.info(
+        "Retention: purged %d executions (%d failed) and %d failure groups", others + failed, failed, report.groups
+    )
     logger.info("Retention: purged %d idempotency keys older than 24 h", keys)
     return report

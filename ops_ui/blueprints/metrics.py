@@ -1,4 +1,8 @@
-"""GET /metrics: Prometheus text exposition (M5). Needs a bearer token like the API."""
+"""GET /metrics: Prometheus text exposition (M5). Needs a bearer token like the API.
+
+An API token reads its own tenant's series; a metrics token (`flask tokens create ...
+--metrics`) reads every tenant's, each series labelled with its tenant, and nothing else.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ class _Snapshot(Collector):
 
 
 def snapshot() -> metrics.Snapshot:
-    """One reading for the token's tenant (a superadmin token sees every tenant)."""
+    """One reading for the caller's tenant (None: a metrics token, which sees every tenant)."""
     settings = app_settings()
     redis_client = get_redis(settings.redis_url)
     snap = metrics.take(sql(), redis_client, g.principal.tenant_id)
@@ -37,7 +41,7 @@ def snapshot() -> metrics.Snapshot:
 
 
 @bp.get("/metrics")
-@api_auth("viewer")
+@api_auth("viewer", metrics_token=True)
 def prometheus() -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(snapshot()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -31,6 +32,8 @@ class WorkerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log_path = log_path
+        self.queues = queues
+        self.hostname = hostname
         self.log = open(log_path, "ab")
         self.process = subprocess.Popen(
             [
@@ -64,6 +67,10 @@ class WorkerProcess:
         )
         if self.process.poll() is not None:
             raise RuntimeError("worker exited:\n" + log_path.read_text()[-3000:])
+        WorkerProcess.live.append(self)
+
+    #: The worker processes running now (a failed test's report shows their logs).
+    live: ClassVar[list[WorkerProcess]] = []
 
     def children(self) -> list[int]:
         import psutil
@@ -85,6 +92,11 @@ class WorkerProcess:
                 pass
         self.process.wait()
         self.log.close()
+        self._forget()
+
+    def _forget(self) -> None:
+        if self in WorkerProcess.live:
+            WorkerProcess.live.remove(self)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -95,6 +107,7 @@ class WorkerProcess:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+        self._forget()
 
 
 @pytest.fixture(scope="session")
@@ -116,17 +129,54 @@ class RecorderThread:
         self.recorder = Recorder(settings, get_redis(settings.redis_url), name="test-recorder")
         self.recorder.ensure_group()
         self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._idle = threading.Event()
         #: Publish the recorder heartbeat and stats, as the real process does (browser tests).
         self.heartbeats = False
+        #: What a failed test's report says about this thread.
+        self.rounds = 0
+        self.last_round_at = 0.0
+        self.last_error: str | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
+        RecorderThread.running.append(self)
         self.thread.start()
+
+    #: Every recorder thread of this session (a module with a recorder process of its own
+    #: pauses them: `make run` runs one recorder per event stream).
+    running: ClassVar[list[RecorderThread]] = []
+
+    @classmethod
+    @contextlib.contextmanager
+    def all_paused(cls) -> Iterator[None]:
+        """No recorder thread reads the event stream meanwhile."""
+        for thread in cls.running:
+            thread._idle.clear()
+            thread._paused.set()
+        for thread in cls.running:
+            if thread.thread.is_alive():
+                wait_for(thread._idle.is_set, timeout=10, what="the recorder thread to pause")
+        try:
+            yield
+        finally:
+            for thread in cls.running:
+                thread._paused.clear()
 
     def _run(self) -> None:
         import time
 
         last_stats = 0.0
         while not self._stop.is_set():
-            self.recorder.run_once()
+            if self._paused.is_set():
+                self._idle.set()
+                self._stop.wait(0.05)
+                continue
+            try:
+                self.recorder.run_once()
+            except Exception as exc:  # as a bug in the real process, reported, not silent
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._stop.wait(0.2)
+            self.rounds += 1
+            self.last_round_at = time.monotonic()
             if self.heartbeats and time.monotonic() - last_stats > 1.0:  # as Recorder.run does
                 self.recorder.publish_stats()
                 last_stats = time.monotonic()
@@ -204,3 +254,20 @@ def wait_dealt_with(redis_client: Any, queue: str, job_id: str) -> None:
         lambda: not any(job_id.encode() in value for value in redis_client.hvals("unacked")),
         what="the message to be acknowledged",
     )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """A failed test that used the session's worker or recorder reports what they were doing."""
+    outcome: Any = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    if not WorkerProcess.live and not RecorderThread.running:
+        return
+    from app.config import get_settings
+    from app.redis_client import get_redis
+    from tests.integration.diagnostics import report as diagnose
+
+    text = diagnose(get_redis(get_settings().redis_url), RecorderThread.running, WorkerProcess.live)
+    report.sections.append(("celeriac: the session's real parts at the failure", text))

@@ -33,14 +33,41 @@ def get_job(client: Any, headers: dict[str, str], job_id: str) -> dict[str, Any]
 def wait_status(
     client: Any, headers: dict[str, str], job_id: str, *statuses: str, timeout: float = 40
 ) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+
     def reached() -> dict[str, Any] | None:
         response = client.get(f"/api/jobs/{job_id}", headers=headers)
         if response.status_code == 404:
             return None  # a released job's row is written by the recorder a moment later
         body: dict[str, Any] = response.get_json()
+        seen.update(status=body["status"], worker=body.get("worker"), attempts=body.get("attempts"))
         return body if body["status"] in statuses else None
 
-    return wait_for(reached, timeout=timeout, what=f"job {job_id} to be {statuses}")
+    try:
+        return wait_for(reached, timeout=timeout, what=f"job {job_id} to be {statuses}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last seen {seen or 'no row'}{database_waits()}") from None
+
+
+def database_waits() -> str:
+    """On PostgreSQL, the sessions of the test database not idle: a writer blocked on a lock
+    would explain a job never recorded (CI timed out here twice, never locally)."""
+    from sqlalchemy import text
+
+    from app.db import session_scope
+    from tests.conftest import DATABASE_URL
+
+    if not DATABASE_URL.startswith("postgresql"):
+        return ""
+    with session_scope() as session:
+        rows = session.execute(
+            text(
+                "SELECT pid, state, wait_event_type, wait_event, now() - xact_start AS age, left(query, 160)"
+                " FROM pg_stat_activity WHERE datname = current_database() AND state <> 'idle'"
+                " AND pid <> pg_backend_pid()"
+            )
+        ).all()
+    return "\nPostgreSQL sessions not idle:\n" + "\n".join(str(tuple(row)) for row in rows)
 
 
 def wait_group(client: Any, headers: dict[str, str], path: str, *statuses: str, timeout: float = 60) -> dict[str, Any]:
@@ -367,7 +394,11 @@ def test_higher_priority_overtakes_queued_lower_ones(
     high = dispatch(client, headers, "demo.echo", {"value": "vip"}, queue=queue, priority=9).get_json()["id"]
     solo = WorkerProcess(tmp_path / "prio.log", queues=queue, concurrency=1, hostname=f"prio-{unique}@%h")
     try:
-        finished = [wait_status(client, headers, i, "completed") for i in [*low, high]]
+        try:
+            finished = [wait_status(client, headers, i, "completed") for i in [*low, high]]
+        except AssertionError as exc:
+            log_tail = (tmp_path / "prio.log").read_text()[-4000:]
+            raise AssertionError(f"{exc}\nworker log:\n{log_tail}") from None
         vip = finished[-1]
         assert all(vip["started_at"] < other["started_at"] for other in finished[:-1])
     finally:

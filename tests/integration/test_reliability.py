@@ -292,25 +292,26 @@ def test_a_dispatch_whose_commit_fails_answers_an_error_and_leaves_a_skip_mark(
     unique: str, redis_client: Any, recording_publisher: list[Any]
 ) -> None:
     from sqlalchemy.exc import OperationalError
-    from sqlalchemy.orm import Session
 
+    from app.composition import submit
     from app.jobs.dispatch import PendingDispatch
 
-    real_commit = Session.commit
+    real_insert = submit.insert_rows
 
-    def failing_commit(self: Any) -> None:
-        if any(getattr(obj, "job_class", None) == "tests.counted" for obj in self.new):
-            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
-        real_commit(self)
+    def failing_insert(connection: Any, rows: Any) -> None:
+        # The dispatch's write is one INSERT, committed as it returns (autocommit).
+        if any(values.get("job_class") == "tests.counted" for values in rows):
+            raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+        real_insert(connection, rows)
 
     before = set(redis_client.zrange("celeriac:cancelled:recent", 0, -1))
     # A commit whose answer never comes back (it may have landed).
-    Session.commit = failing_commit  # type: ignore[method-assign]
+    submit.insert_rows = failing_insert  # type: ignore[assignment]
     try:
         with pytest.raises(BackendUnavailable):
             PendingDispatch("tests.counted", {"queue": f"lost-{unique}"}).dispatch(key=unique)
     finally:
-        Session.commit = real_commit  # type: ignore[method-assign]
+        submit.insert_rows = real_insert
     assert recording_publisher == [], "nothing published"
     (marked,) = set(redis_client.zrange("celeriac:cancelled:recent", 0, -1)) - before
     assert row(marked.decode()) is None  # here the commit did not land; had it, workers would skip it

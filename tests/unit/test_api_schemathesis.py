@@ -95,6 +95,7 @@ def real_ids(client: Any, admin: dict[str, str], recording_publisher: list[Any])
         "schedule_id": schedule["id"],
         "job_class": "demo.echo",
         "name": "schemathesis",
+        "key": "schemathesis",  # a concurrency key (PUT /api/limits/concurrency/{key})
     }
 
 

@@ -111,3 +111,29 @@ def test_cycles_self_references_and_foreign_ids_are_refused(app: Any, unique: st
     with pytest.raises(ValidationError, match="unknown jobs"):
         check_dependencies(db.session, c, "acme", [f"{unique}-x"])
     check_dependencies(db.session, f"{unique}-new", "acme", [a, b])
+
+
+def test_a_batch_member_with_a_long_delay_waits_in_the_scheduled_set(
+    app: Any, settings: Any, redis_client: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.db import db
+    from app.kernel.scheduled import ScheduledSet
+
+    parts = deps(settings, redis_client, scheduled_after_s=60, max_delay_s=30 * 24 * 3600)
+    created = create_batch(db.session, BatchRequest("acme", [echo(), echo(delay_s=3 * 24 * 3600)]), **parts)
+    now_id, later_id = created.job_ids
+    # Only the first is a broker message; the other waits three days, due in the set and the row.
+    assert [j.job_id for j in parts["publisher"].published] == [now_id]
+    later = db.session.get(JobExecution, later_id)
+    assert later is not None and later.status == "pending" and later.published_at is None
+    assert later.due_at is not None and later.due_at - datetime.now(UTC) > timedelta(days=2, hours=23)
+    assert ScheduledSet(redis_client).scores([later_id]) == [pytest.approx(later.due_at.timestamp())]
+    # A chain's first step waits in the set too; a later step once it is released
+    # (tests/unit/test_held_chain_steps.py).
+    chained = create_chain(db.session, "acme", [echo(delay_s=3600), echo(delay_s=3600)], None, "slow", **parts)
+    assert [j.job_id for j in parts["publisher"].published] == [now_id]
+    first = db.session.get(JobExecution, chained.job_ids[0])
+    assert first is not None and first.due_at is not None and first.published_at is None
+    assert ScheduledSet(redis_client).scores(chained.job_ids) == [pytest.approx(first.due_at.timestamp()), None]

@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.backends.current import backends
 from app.db import db
 from app.models import AuditLog, JobAttempt, JobExecution
+from app.services import bulk_jobs
+from ops_ui.settings import app_settings
 from tests.job_rows import T0, add_job
 
 
@@ -196,7 +199,7 @@ def test_bulk_with_nothing_selected_changes_nothing(console: Any, tenant: str) -
     assert "unknown bulk action" in html(operator.get("/jobs"))
 
 
-def test_retry_all_matching_previews_the_count_then_retries_on_confirmation(
+def test_retry_all_matching_previews_the_count_then_starts_a_bulk_job(
     console: Any, tenant: str, recording_publisher: list[Any]
 ) -> None:
     failed = {add_job(tenant, "failed", minutes=n, queue="mail") for n in range(3)}
@@ -208,13 +211,29 @@ def test_retry_all_matching_previews_the_count_then_retries_on_confirmation(
     assert link and "queue=mail" in link.group(1)
     preview = html(operator.get(link.group(1).replace("&amp;", "&")))
     assert re.search(r'id="preview-count">3<', preview) and "failed, cancelled" in preview
+    assert all(job_id in preview for job_id in failed)  # the sample of ids
     assert recording_publisher == []  # a preview changes nothing
-    response = operator.post("/jobs/bulk/matching", data={"action": "retry", "queue": "mail"})
-    assert response.status_code == 302 and "queue=mail" in response.headers["Location"]
-    assert {job.retry_of for job in recording_publisher} == failed
-    [entry] = audit("job.bulk_retry", tenant)
-    assert entry.target_type == "job_filter" and entry.before["filter"] == {"queue": "mail"}
-    assert entry.after["retried"] == 3
+    response = operator.post("/jobs/bulk/matching", data={"action": "retry", "queue": "mail", "reason": "r"})
+    [bulk] = recording_publisher
+    assert bulk.job_class == "celeriac.bulk" and bulk.tenant_id == tenant
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/jobs/{bulk.job_id}")
+    [entry] = audit("job.bulk_requested", tenant)
+    assert entry.target_id == bulk.job_id and entry.reason == "r"
+    assert entry.before["filter"] == {"queue": "mail", "system": False}  # the list hides system jobs
+    # What the bulk job then does (tasks/bulk.py; with a real worker in tests/integration/test_bulk_jobs.py).
+    row = db.session.get(JobExecution, bulk.job_id)
+    request = bulk_jobs.signed_request(row.payload, tenant, app_settings().secret_key)
+    used = backends()
+    reports: list[tuple[int, int]] = []
+    outcome = bulk_jobs.run(
+        db.session,
+        request,
+        bulk_jobs.Backends(used.registry, used.publisher, used.canceller, app_settings()),
+        lambda done, total: reports.append((done, total)),
+        lambda: False,
+    )
+    assert outcome.done == 3 and reports == [(0, 3), (3, 3)]
+    assert {job.retry_of for job in recording_publisher[1:]} == failed
     again = html(operator.get("/jobs/bulk/preview?action=retry&queue=mail"))
     assert "nothing to retry" in again
 
@@ -226,7 +245,8 @@ def test_cancel_all_matching_with_a_bad_filter_does_nothing(console: Any, tenant
     db.session.expire_all()
     assert db.session.get(JobExecution, pending).status == "pending"
     assert "fix the filter first" in html(operator.get("/jobs"))
-    operator.post("/jobs/bulk/matching", data={"action": "cancel", "status": "pending"})
+    # A filter a bulk job does not take (an id prefix) still runs within the request.
+    operator.post("/jobs/bulk/matching", data={"action": "cancel", "status": "pending", "id": pending[:8]})
     db.session.expire_all()
     assert db.session.get(JobExecution, pending).status == "cancelled"
 

@@ -170,9 +170,10 @@ def test_pause_resume_and_delete_are_audited(console: Any, unique: str) -> None:
         select(AuditLog.reason).where(AuditLog.action == "schedule.pause", AuditLog.target_id == row.id)
     )
     assert reason == "maintenance"
-    assert admin.post(f"/schedules/{row.id}/delete").headers["Location"].endswith("/schedules")
+    schedule_id = row.id  # the row is gone after the delete: its id is read before
+    assert admin.post(f"/schedules/{schedule_id}/delete").headers["Location"].endswith("/schedules")
     db.session.expire_all()
-    assert db.session.get(JobSchedule, row.id) is None and audits("schedule.delete", row.id) == 1
+    assert db.session.get(JobSchedule, schedule_id) is None and audits("schedule.delete", schedule_id) == 1
 
 
 def test_operator_runs_now_and_the_run_shows_in_history(

@@ -8,9 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from faults import ledger, report
+import pytest
+
+from faults import ledger, load, report
+from faults.features import Delayed, Kill, judge_delays, judge_limits, peak_overlap
 from faults.ledger import DONE, FAIL, START, Entry, Ledger, LedgerReader, format_line, parse_line
-from faults.load import plan
+from faults.load import CONCURRENCY_LIMIT, plan
 from faults.ticks import minute_ticks, tick_report
 from faults.verdict import Accepted, RowState, affected_by, judge, judge_row, recovery_seconds
 
@@ -134,7 +137,7 @@ def test_recovery_waits_only_for_jobs_dispatched_before_the_fault_ended() -> Non
     assert affected_by([early, late], fault_end=None) == [early, late]
 
 
-def test_load_plan_is_reproducible_and_mixed() -> None:
+def test_load_plan_is_reproducible_and_mixed(monkeypatch: pytest.MonkeyPatch) -> None:
     first = plan(2000, seed=11, prefix="s")
     assert first == plan(2000, seed=11, prefix="s")
     assert first != plan(2000, seed=12, prefix="s")
@@ -142,8 +145,67 @@ def test_load_plan_is_reproducible_and_mixed() -> None:
     http = sum(spec.via == "http" for spec in first)
     sleeping = sum(spec.seconds > 0 for spec in first)
     long = sum(spec.seconds >= 1 for spec in first)
-    assert 100 < http < 300 and 200 < sleeping < 400 and 50 < long < 150
+    assert 100 < http < 300 and 350 < sleeping < 550 and 50 < long < 150
     assert 20 < sum(spec.fail for spec in first) < 100
+    delayed = [spec for spec in first if spec.delay_s]
+    limited = [spec for spec in first if spec.limited]
+    assert 150 < len(delayed) < 250 and 150 < len(limited) < 250
+    assert all(3 <= spec.delay_s <= 20 for spec in delayed) and not any(s.limited for s in delayed)
+    assert limited[0].api_options() == {"concurrency_key": "faults", "concurrency_limit": CONCURRENCY_LIMIT}
+    assert delayed[0].api_options() == {"delay": delayed[0].delay_s}
+    # The delays and limits are drawn apart: the rest of the mix is what it is without them.
+    monkeypatch.setattr(load, "DELAY_SHARE", 0.0)
+    monkeypatch.setattr(load, "LIMITED_SHARE", 0.0)
+    plain = plan(2000, seed=11, prefix="s")
+    assert not any(s.delay_s or s.limited for s in plain)
+    assert [(s.fail, s.via) for s in first] == [(s.fail, s.via) for s in plain]
+    pairs = zip(first, plain, strict=True)
+    assert all(mine.seconds == theirs.seconds for mine, theirs in pairs if not mine.limited)
+    assert all(s.seconds >= 0.2 for s in limited)
+
+
+def test_delayed_jobs_must_start_once_and_not_before_they_are_due() -> None:
+    book = ledger_of(
+        line("on-time", START, "t1", at=110.4), line("on-time", DONE, "t1", at=110.5),
+        line("early", START, "t2", at=105.0), line("early", DONE, "t2", at=105.1),
+        line("tolerated", START, "t3", at=99.5), line("tolerated", DONE, "t3", at=99.6),
+        line("twice", START, "t4", at=101.0, pid=7), line("twice", START, "t4", at=112.0, pid=8),
+        line("twice", DONE, "t4", at=112.1, pid=8),
+    )  # fmt: skip
+    due = [Delayed("on-time", "t1", 100.0), Delayed("early", "t2", 110.0), Delayed("tolerated", "t3", 100.0),
+           Delayed("twice", "t4", 100.0), Delayed("lost", "t5", 100.0)]  # fmt: skip
+    verdict = judge_delays(due, book)
+    assert (verdict.delayed, verdict.once, verdict.early, verdict.several, verdict.never) == (5, 2, 1, 1, 1)
+    assert (verdict.earliest_s, verdict.latest_s) == (-5.0, 10.4)
+    assert verdict.examples["never ran"] == ["lost"] and verdict.examples["started early"] == ["early"]
+    outcome = {"scenario": "x", "db": "y", "verdict": {}, "extra": {"delays": verdict.as_dict()}}
+    assert report.cells(outcome)[-2] == "2/5"
+    assert report.notes([outcome])[1].startswith("  delayed: 5 (2 started once and on time, 1 more than once, 1 early")
+
+
+def test_overlap_counts_runs_at_once_and_back_to_back_runs_do_not_overlap() -> None:
+    assert peak_overlap([(0, 1), (1, 2), (2, 3)], limit=1) == (1, [])
+    assert peak_overlap([(0, 2), (1, 3), (1.5, 4)], limit=2) == (3, [1.5])
+
+
+def test_limited_runs_end_at_their_end_line_or_at_the_kill_of_their_process() -> None:
+    book = ledger_of(
+        line("a", START, "t1", pid=1, at=10.0), line("a", DONE, "t1", pid=1, at=11.0),
+        line("b", START, "t2", pid=2, at=11.0),  # killed at 12 (pool child 2)
+        line("b", START, "t2", pid=3, at=14.0), line("b", DONE, "t2", pid=3, at=15.0),
+        line("c", START, "t3", pid=1, at=13.0), line("c", FAIL, "t3", pid=1, at=13.5),
+    )  # fmt: skip
+    limited = [("a", "t1"), ("b", "t2"), ("c", "t3"), ("d", "t4")]
+    left = {"holders": 0, "waiting": 0}
+    verdict = judge_limits(limited, 1, book, [Kill(12.0, 2)], left)
+    assert (verdict.ran, verdict.never, verdict.peak, verdict.over_limit, verdict.killed_runs) == (3, 1, 1, 0, 1)
+    # Without the kill, run b's end is unknown: left out, and counted.
+    assert judge_limits(limited, 1, book, [], left).open_runs == 1
+    # A whole-worker kill after c started would not end b (it was killed earlier), but a run
+    # still going when another starts is over the limit.
+    late = judge_limits(limited, 1, book, [Kill(13.2, None)], left)
+    assert late.peak == 2 and late.over_limit == 1 and late.over_limit_at == [13.0]
+    assert report.cells({"scenario": "x", "db": "y", "verdict": {}, "extra": {"limits": late.as_dict()}})[-1] == "2/1"
 
 
 def test_ticks_fired_once_twice_and_missed() -> None:
@@ -176,7 +238,7 @@ def test_table_rows_and_renderings() -> None:
         "load": {"errors": 2, "unanswered": 1},
     }  # fmt: skip
     row = report.cells(outcome)
-    assert row == ["worker-kill", "postgresql", "3000", "2999", "2990", "1", "10", "4", "0", "—", "2", "0", "3"]
+    assert row == ["worker-kill", "postgresql", "3000", "2999", "2990", "1", "10", "4", "0", "—", "2", "0", "3", "", ""]
     failed = report.cells({"scenario": "sql-outage", "db": "sqlite", "error": "RuntimeError: boom", "verdict": None})
     assert failed[2] == "harness error"
     text = report.render_text([row])

@@ -83,7 +83,8 @@ def test_metrics_carry_the_wait_histogram_and_retries(client: Any, auth: Any) ->
     retried = [s for s in samples["celeriac_jobs_retried"] if s.name.endswith("_total")]
     assert [(s.labels["queue"], s.value) for s in retried] == [(queue, 1.0)]
     body = client.get("/api/admin/queue/metrics", headers=headers).get_json()
-    assert body["counters"]["jobs_retried"] == [{"queue": queue, "job_class": "demo.echo", "value": 1}]
+    expected = {"tenant": tenant, "queue": queue, "job_class": "demo.echo", "value": 1}
+    assert body["counters"]["jobs_retried"] == [expected]
 
 
 def test_metrics_count_what_the_reconciler_and_workers_recovered(client: Any, auth: Any, redis_client: Any) -> None:

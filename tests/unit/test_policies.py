@@ -50,7 +50,10 @@ def test_settings_defaults_and_validation() -> None:
     settings = load_settings({})
     assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("var/celeriac.db")
     assert settings.port == 8000 and settings.flower_port == 5555
-    assert settings.visibility_timeout_s > settings.max_delay_s + settings.max_timeout_s
+    # Sized to the longest broker ETA and run time, not to CELERIAC_MAX_DELAY_S (30 days).
+    assert settings.max_delay_s == 30 * 24 * 3600
+    assert settings.visibility_timeout_s > settings.scheduled_after_s + settings.max_timeout_s
+    assert settings.visibility_timeout_s < settings.max_delay_s
     pg = load_settings({"DATABASE_URL": "postgres://u@h/db", "CELERIAC_TASK_MODULES": "a.b, c"})
     assert pg.database_url == "postgresql+psycopg://u@h/db" and not pg.is_sqlite
     assert pg.task_modules == ("a.b", "c")

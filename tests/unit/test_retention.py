@@ -71,6 +71,7 @@ def test_cli_purge_history_reports_and_audits(app: Any) -> None:
     result = app.test_cli_runner().invoke(args=["celeriac", "purge-history"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("Purged ") and "failure groups" in result.output
+    assert "minute rows rolled into hours" in result.output
     assert db.session.scalars(select(AuditLog).where(AuditLog.action == "history.purge")).first() is not None
 
 
@@ -86,4 +87,11 @@ def test_purge_task_runs_the_same_purge(app: Any) -> None:
     from tasks.maintenance import purge_history_task
 
     result = purge_history_task.run()
-    assert set(result) == {"executions", "failed", "groups"}
+    assert set(result) == {
+        "executions",
+        "failed",
+        "groups",
+        "stats_minutes_rolled",
+        "stats_hours_rolled",
+        "stats_days_purged",
+    }

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ops_ui.blueprints.api import (  # noqa: F401  (routes register on bp)
     batches,
+    bulk,
     definitions,
     failures,
     jobs,
+    limits,
     monitoring,
     openapi,
     performance,

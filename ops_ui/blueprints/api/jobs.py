@@ -12,7 +12,7 @@ from app.backends.current import backends
 from app.composition import submit as submission
 from app.errors import NotFound
 from app.kernel import cancel as cancelling
-from app.kernel import lookup
+from app.kernel import lookup, scheduled
 from app.kernel.ports import Canceller
 from app.models.base import new_id
 from app.monitoring.queue_stats import queue_stats
@@ -29,6 +29,7 @@ from ops_ui.blueprints.api.models.jobs import (
     JobList,
     JobListQuery,
     QueueStats,
+    RanNow,
     Retried,
 )
 from ops_ui.blueprints.api.operation import operation
@@ -157,6 +158,19 @@ def cancel(job_id: str) -> Any:
     row = cancelling.cancel_job(sql(), job_id, _tenant(), canceller=_canceller())
     record_action("job.cancel", "job", job_id, before={"status": before}, after={"status": row.status})
     return jsonify(id=row.id, status=row.status)
+
+
+@bp.post("/jobs/<job_id>/run-now")
+@api_auth("operator")
+@operation(
+    "Release a job waiting in the scheduled set (a long delay or retry backoff) now",
+    answers={202: (RanNow, "due now: queued within about a second")},
+    errors=(409,),
+)
+def run_now(job_id: str) -> Any:
+    row = scheduled.run_now(sql(), job_id, _tenant(), get_redis(_settings().redis_url))
+    record_action("job.run_now", "job", job_id, after={"due_at": row.due_at.isoformat() if row.due_at else None})
+    return jsonify(id=row.id, status=row.status, due_at=row.due_at.isoformat() if row.due_at else None), 202
 
 
 @bp.get("/jobs/queue/<name>/stats")

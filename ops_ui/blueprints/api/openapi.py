@@ -23,7 +23,8 @@ from ops_ui.blueprints.api.operation import Operation, operation
 ELSEWHERE = {
     "health.healthz": Operation("The web process is up (touches no backend)", {200: (Health, "up")}, public=True),
     "metrics.prometheus": Operation(
-        "Prometheus text exposition: jobs finished, runtimes, live jobs, queue depth, recorder",
+        "Prometheus text exposition: jobs finished, runtimes, live jobs, queue depth, recorder; series carry "
+        "a tenant label. An API token reads its tenant's series, a metrics token every tenant's",
         {200: (None, "text/plain; version=0.0.4")},
         media_type="text/plain",
     ),

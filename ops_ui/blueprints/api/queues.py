@@ -1,8 +1,10 @@
-"""Queues: rate limits (J10) and pause / resume (W2).
+"""Queues: settings, rate limits (J10), pause / resume (W2) and clearing.
 
-GET / PUT / DELETE /api/queues/<name>/rate-limit; GET /api/queues; POST
+GET /api/queues; GET / PUT /api/queues/<name> (settings, docs/queues.md);
+GET / PUT / DELETE /api/queues/<name>/rate-limit; POST
 /api/queues/<name>/pause and /resume. A queue's limit and pause are global (every worker,
-every tenant), so changing them needs the admin role; reading needs viewer. Changes are
+every tenant), so changing them needs the admin role; reading needs viewer. POST
+/api/queues/<name>/clear (admin) takes the caller's tenant's waiting jobs only. Changes are
 audited. A queue is known when it is a standard one, a worker consumes it, it has a limit
 or a pause record, or any job used it: others answer 404 (an invalid name: 422).
 """
@@ -14,26 +16,31 @@ from typing import Any
 
 from flask import Response, current_app, g, jsonify
 
-from app.control import pauses
-from app.control.queues import configured_queues
+from app.backends.current import backends
+from app.control import pauses, queue_settings
+from app.control.queues import check_queue_name, configured_queues, is_known
+from app.errors import NotFound
 from app.monitoring.metrics import known_queues
 from app.ratelimit import queue_limits
 from app.redis_client import get_redis
-from ops_ui import control_actions
+from app.services import queue_clear
+from app.services.bulk_actions import TIME_BUDGET_S
+from ops_ui import control_actions, queue_actions
 from ops_ui.auth import api_auth
 from ops_ui.blueprints.api.blueprint import bp
 from ops_ui.blueprints.api.models.control import (
     PauseState,
     QueueActionBody,
     QueuePath,
-    Queues,
     RateLimit,
     RateLimitBody,
 )
+from ops_ui.blueprints.api.models.queues import QueueCleared, QueueList, QueueSettingsBody, QueueSettingsView
 from ops_ui.blueprints.api.operation import operation
 from ops_ui.blueprints.api.validation import read_body, validated
 from ops_ui.blueprints.api.workers import optional_body
 from ops_ui.extensions import sql
+from ops_ui.settings import app_settings
 from ops_ui.trail import record_action, request_reason
 
 
@@ -99,12 +106,38 @@ def pause_view(queue: str, state: pauses.PauseState | None) -> dict[str, Any]:
 
 @bp.get("/queues")
 @api_auth("viewer")
-@operation("Known queues with their pause state", answers={200: (Queues, "queues")})
+@operation("Known queues with their pause state and settings", answers={200: (QueueList, "queues")})
 def list_queues() -> Any:
     settings = current_app.extensions["celeriac_settings"]
     states = pauses.all_states(_redis())
     names = set(known_queues(sql(), g.principal.tenant_id)) | configured_queues(_redis(), settings)
-    return jsonify(queues=[pause_view(name, states.get(name)) for name in sorted(names)])
+    views = queue_settings.list_queue_views(sql(), _redis(), settings, names)
+    return jsonify(queues=[{**view, **pause_view(view["queue"], states.get(view["queue"]))} for view in views])
+
+
+@bp.get("/queues/<name>")
+@api_auth("viewer")
+@operation(
+    "A queue's settings in effect (a queue never configured answers Celeriac's defaults)",
+    path=QueuePath,
+    answers={200: (QueueSettingsView, "the settings")},
+    errors=(422,),
+)
+def get_queue(name: str) -> Any:
+    return jsonify(queue_actions.queue_view(name))
+
+
+@bp.put("/queues/<name>")
+@api_auth("admin")
+@operation(
+    "Change a queue's settings for every tenant: a field left out stays as it is, null clears it",
+    path=QueuePath,
+    body=QueueSettingsBody,
+    answers={200: (QueueSettingsView, "the settings in effect")},
+)
+def put_queue(name: str) -> Any:
+    changes = read_body(QueueSettingsBody).model_dump(exclude_unset=True)
+    return jsonify(queue_actions.update_queue_settings(name, changes, g.principal.actor, record_action))
 
 
 def _reason_only() -> str | None:
@@ -139,3 +172,33 @@ def pause_queue(name: str) -> Any:
 def resume_queue(name: str) -> Any:
     state = control_actions.resume_queue(name, g.principal.actor, _reason_only(), record_action)
     return jsonify(pause_view(name, state))
+
+
+@bp.post("/queues/<name>/clear")
+@api_auth("admin")
+@operation(
+    "Remove the queue's waiting messages of the caller's tenant from the broker (every priority list) and "
+    "cancel their jobs, and the jobs held for it for a long delay. 404: not consumed, configured or used by any job",
+    path=QueuePath,
+    body=QueueActionBody,
+    body_required=False,
+    answers={200: (QueueCleared, "what was cleared")},
+)
+def clear_waiting_jobs(name: str) -> Any:
+    reason = _reason_only()
+    check_queue_name(name)
+    settings = app_settings()
+    if not is_known(sql(), _redis(), settings, name):
+        raise NotFound(f"no queue named {name!r}: it is not consumed, configured or used by any job")
+    outcome = queue_clear.clear(
+        sql(),
+        _redis(),
+        backends().canceller,
+        name,
+        g.principal.tenant_id,
+        default_tenant=settings.default_tenant,
+        reason=reason,
+        time_budget_s=TIME_BUDGET_S,
+    )
+    record_action("queue.clear", "queue", name, after=outcome.as_dict(), reason=reason)
+    return jsonify(cleared=outcome.cleared, cancelled=outcome.cancelled, truncated=outcome.truncated)

@@ -70,6 +70,7 @@ def create_schedule() -> Any:
         name=body.name,
         active=body.active,
         missed_fire_policy=body.missed_fire_policy,
+        options=body.options.model_dump(exclude_none=True),
     )
     view = schedule_view(row)
     record_action("schedule.create", "schedule", row.id, after=view)

@@ -72,4 +72,6 @@ def dispatch_spec(body: DispatchBody, tenant_id: str) -> DispatchSpec:
         unique_for=options.unique_for,  # type: ignore[arg-type]  # seconds, as given
         unique_id=options.unique_id,
         encrypted=options.encrypted,
+        concurrency_key=options.concurrency_key,
+        concurrency_limit=options.concurrency_limit,
     )

@@ -2,7 +2,8 @@
 
 A tenant admin manages their tenant's tokens and users; a superadmin every tenant's. Nobody
 hands out a role above their own, demotes or deactivates themselves, and only a superadmin
-creates superadmins. Every change is audited.
+creates superadmins or metrics tokens (they read every tenant's /metrics). Every change is
+audited.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from wtforms.validators import DataRequired, Length
 
 from app.errors import ValidationError
 from app.models import ApiToken, Tenant, User
+from app.models.api_token import API_TOKEN, METRICS_TOKEN
 from app.services import auth as accounts
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console.blueprint import bp
@@ -44,6 +46,7 @@ class TokenForm(FlaskForm):  # type: ignore[misc]
     name = StringField("Name", validators=[DataRequired(), Length(max=200)])
     role = SelectField("Role")
     tenant = StringField("Tenant", validators=[Length(max=64)])
+    metrics = BooleanField("Metrics token (reads /metrics for every tenant, nothing else)")
 
 
 class UserForm(FlaskForm):  # type: ignore[misc]
@@ -104,15 +107,25 @@ def create_token() -> Any:
     if target_tenant is None:
         form.tenant.errors = ["Pick the tenant the token acts for."]
         return _token_page(form, 422)
+    if form.metrics.data and not _me().is_superadmin:
+        form.metrics.errors = ["Only a superadmin creates metrics tokens: they read every tenant's figures."]
+        return _token_page(form, 422)
+    kind = METRICS_TOKEN if form.metrics.data else API_TOKEN
     try:
         new = accounts.create_token(
-            sql(), target_tenant, form.role.data, name=form.name.data.strip(), created_by=_me().id
+            sql(), target_tenant, form.role.data, name=form.name.data.strip(), created_by=_me().id, kind=kind
         )
     except ValidationError as exc:
         sql().rollback()
-        form.tenant.errors = [str(exc)]
+        (form.role if "role" in str(exc) else form.tenant).errors = [str(exc)]
         return _token_page(form, 422)
-    after = {"name": new.token.name, "role": new.token.role, "tenant": new.token.tenant_id, "prefix": new.token.prefix}
+    after = {
+        "name": new.token.name,
+        "role": new.token.role,
+        "kind": new.token.kind,
+        "tenant": new.token.tenant_id,
+        "prefix": new.token.prefix,
+    }
     record_action_for(new.token.tenant_id, "token.create", "token", new.token.id, after=after)
     # The raw token goes straight into this response: never into the session, a flash or a log.
     response = render_template("console/tokens_created.html", token=new.token, raw=new.raw)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import abort, flash, make_response, redirect, render_template, request, url_for
+from flask import abort, flash, g, make_response, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from app.backends.current import backends
@@ -16,13 +16,14 @@ from app.kernel import cancel as cancelling
 from app.kernel import lookup
 from app.models import TERMINAL_STATUSES, ExecutionStatus, JobDefinition
 from app.monitoring.metrics import DEFAULT_QUEUES
-from app.services import bulk_actions, edited_retry, job_history, job_search
+from app.services import bulk_actions, bulk_jobs, edited_retry, job_history, job_search
 from app.services.deferred_revokes import DeferredRevokes
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console.blueprint import bp
 from ops_ui.blueprints.console.common import dispatching, render_page, tenant
 from ops_ui.extensions import sql
 from ops_ui.presenters import is_encrypted, reveal_errors, shown_attempts, shown_job
+from ops_ui.settings import app_settings
 from ops_ui.trail import record_action, request_reason
 
 #: Rows per page of the list.
@@ -49,7 +50,7 @@ def _suggestions() -> dict[str, list[str]]:
     }
 
 
-def _list_url(args: dict[str, str]) -> str:
+def list_url(args: dict[str, str]) -> str:
     query = urlencode(args)
     return url_for("console.jobs") + (f"?{query}" if query else "")
 
@@ -69,7 +70,7 @@ def jobs() -> Any:
     query = job_search.JobQuery(tenant_id=tenant())
     page = job_search.Page([], None)
     try:
-        query = job_search.parse_query(request.args, tenant())
+        query = job_search.parse_query(request.args, tenant(), hide_system=True)
         page = job_search.search(sql(), query, limit=PAGE_SIZE, cursor=cursor)
     except job_search.FilterErrors as exc:
         errors = exc.errors
@@ -78,7 +79,9 @@ def jobs() -> Any:
     args = job_search.query_args(query, _fixed_tenant()) if not errors else {}
     # Status counts only for an unfiltered list: with other filters they would mislead.
     counts = (
-        None if errors or not replace(query, status=None).is_empty else job_search.status_counts(sql(), query.tenant_id)
+        None
+        if errors or not replace(query, status=None).is_empty
+        else job_search.status_counts(sql(), query.tenant_id, query.system)
     )
     context = {
         "counts": counts,
@@ -138,7 +141,7 @@ def _matching_query() -> tuple[job_search.JobQuery, str]:
     source = request.form if request.method == "POST" else request.args
     action = source.get("action", "")
     bulk_actions.statuses_for(action)
-    return job_search.parse_query(source, tenant()), action
+    return job_search.parse_query(source, tenant(), hide_system=True), action
 
 
 @bp.get("/jobs/bulk/preview")
@@ -153,14 +156,20 @@ def jobs_bulk_preview() -> Any:
         flash(str(exc), "error")
         return redirect(url_for("console.jobs"))
     args = job_search.query_args(query, _fixed_tenant())
+    as_job = bulk_jobs.from_search(query, action)
+    if as_job is not None:  # counted in full, run as a tracked bulk job
+        found = bulk_jobs.preview(sql(), as_job)
+        shown = bulk_actions.Preview(action, found.count, bulk_actions.statuses_for(action), True, tuple(found.sample))
+    else:
+        shown = bulk_actions.preview(sql(), query, action)
     return render_template(
         "console/jobs_bulk_preview.html",
-        preview=bulk_actions.preview(sql(), query, action),
+        preview=shown,
         query=query,
         args=args,
         action=action,
         max_bulk=bulk_actions.MAX_BULK,
-        list_url=_list_url(args),
+        list_url=list_url(args),
     )
 
 
@@ -176,6 +185,9 @@ def jobs_bulk_matching() -> Any:
         flash(f"Nothing done: {exc}", "error")
         return redirect(url_for("console.jobs"))
     args = job_search.query_args(query, _fixed_tenant())
+    as_job = bulk_jobs.from_search(query, action)
+    if as_job is not None:
+        return start_bulk_job(as_job)
     if action == "retry":
         outcome = bulk_actions.retry_matching(sql(), query, **dispatching())
     else:
@@ -189,7 +201,24 @@ def jobs_bulk_matching() -> Any:
         outcome="ok" if outcome.error is None else "partial",
     )
     flash(outcome.message(), "success" if outcome.error is None else "error")
-    return redirect(_list_url(args))
+    return redirect(list_url(args))
+
+
+def start_bulk_job(bulk: bulk_jobs.BulkRequest) -> Any:
+    """Start the tracked bulk job and show its page: live progress, and Cancel to stop it."""
+    used = backends()
+    job_id = bulk_jobs.dispatch_bulk(
+        sql(),
+        bulk,
+        actor=g.principal.actor,
+        reason=request_reason(),
+        backends=bulk_jobs.Backends(used.registry, used.publisher, used.canceller, app_settings()),
+    )
+    record_action(
+        "job.bulk_requested", "bulk_job", job_id, before={"filter": bulk.filter_dict(), "action": bulk.action}
+    )
+    flash(f"Bulk {bulk.action} started: this page follows its progress; Cancel stops it.", "success")
+    return redirect(url_for("console.job_detail", job_id=job_id))
 
 
 # --- one job ---------------------------------------------------------------------------

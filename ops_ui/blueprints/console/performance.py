@@ -1,8 +1,9 @@
 """Performance per job class: the figures of GET /api/monitoring/performance, with charts.
 
-The table and recommendations come from app.monitoring.performance (the API's functions);
-the charts of one class from the per-minute aggregates. htmx refreshes the page's live
-part every 15 s.
+The table and recommendations come from app.monitoring.performance (the API's functions),
+recommendations with links to console pages; the charts of one class from the per-minute
+aggregates. Celeriac's own maintenance tasks are left out unless "show system jobs" is
+ticked (their failures are still advised about). htmx refreshes the live part every 15 s.
 """
 
 from __future__ import annotations
@@ -14,23 +15,13 @@ from flask import request
 
 from app.monitoring import dashboard as figures
 from app.monitoring.performance import performance as class_performance
-from app.monitoring.performance import queue_throughput
+from app.monitoring.performance import queue_throughput, starving_advice
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console.blueprint import bp
 from ops_ui.blueprints.console.common import render_page, tenant
 from ops_ui.charts import bar_chart
 from ops_ui.extensions import sql
 from ops_ui.settings import app_settings
-
-
-def starving_advice(queues: list[dict[str, Any]]) -> list[str]:
-    """The API's recommendation for each queue whose jobs wait while none finish."""
-    return [
-        f"queue {q['queue']}: {q['pending']} jobs wait and none finished in the window - it is starving; "
-        "check that a worker consumes it (Workers page)"
-        for q in queues
-        if q["starving"]
-    ]
 
 
 @bp.get("/performance")
@@ -43,9 +34,12 @@ def performance() -> Any:
     scope = tenant()
     conn = sql().connection()
     # One retry-rate threshold for health and performance, as the API uses.
-    classes = class_performance(conn, scope, since, now, app_settings().health.retry_rate_warning)
+    every_class = class_performance(conn, scope, since, now, app_settings().health.retry_rate_warning)
+    show_system = request.args.get("system") == "1"
+    classes = [c for c in every_class if show_system or not c.system]
     queues = queue_throughput(conn, scope, since, now)
-    recommendations = [advice for item in classes for advice in item.recommendations] + starving_advice(queues)
+    # A hidden system class still brings its failure advice (its only advice).
+    recommendations = [advice for item in every_class for advice in item.advice] + starving_advice(queues)
     names = [c.job_class for c in classes]
     chosen = request.args.get("job_class") or (names[0] if names else None)
     if chosen is not None and chosen not in names:
@@ -64,6 +58,8 @@ def performance() -> Any:
         window=window,
         windows=list(figures.WINDOWS),
         classes=classes,
+        show_system=show_system,
+        hidden_system=len(every_class) - len(classes),
         queues=queues,
         recommendations=recommendations,
         chosen=chosen,

@@ -1,4 +1,4 @@
-"""Queues: depth, latency, throughput, failures, rate limit and pause / resume (W2).
+"""Queues: depth, latency, throughput, failures, rate limit, pause / resume (W2) and settings.
 
 Figures come from app.monitoring.queue_stats (indexed counts and the per-minute aggregates),
 scoped to the signed-in tenant; pause state and consumers are global. Pausing is global
@@ -26,6 +26,7 @@ from ops_ui import control_actions
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console.blueprint import bp
 from ops_ui.blueprints.console.common import redis, render_page, tenant
+from ops_ui.blueprints.console.queue_settings import settings_views
 from ops_ui.extensions import sql
 from ops_ui.settings import app_settings
 from ops_ui.trail import record_action, request_reason
@@ -94,8 +95,13 @@ def queue_rows() -> list[QueueRow]:
 @bp.get("/queues")
 @console_role("viewer")
 def queues() -> Any:
+    rows = queue_rows()
     return render_page(
-        "console/queues.html", "console/queues_table.html", rows=queue_rows(), all_tenants=tenant() is None
+        "console/queues.html",
+        "console/queues_table.html",
+        rows=rows,
+        all_tenants=tenant() is None,
+        settings_rows=lambda: settings_views({row.name for row in rows}),
     )
 
 

@@ -28,6 +28,7 @@ from app.services import definitions as definitions_service
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console.blueprint import bp
 from ops_ui.blueprints.console.common import render_page, tenant
+from ops_ui.blueprints.console.schedule_options import FORM_OPTIONS, option_fields, other_options, read_options
 from ops_ui.extensions import sql
 from ops_ui.settings import app_settings
 from ops_ui.templating import when
@@ -74,6 +75,12 @@ class ScheduleForm(FlaskForm):  # type: ignore[misc]
         default="skip",
     )
     tenant = StringField("Tenant", validators=[Length(max=64)])
+    # Dispatch options for every fire (ops_ui/blueprints/console/schedule_options.py).
+    queue = StringField("Queue", validators=[Length(max=100)])
+    priority = StringField("Priority (0-9)", validators=[Length(max=10)])
+    timeout = StringField("Timeout (seconds)", validators=[Length(max=20)])
+    max_attempts = StringField("Max attempts", validators=[Length(max=10)])
+    tags = StringField("Tags (comma-separated)", validators=[Length(max=2000)])
 
 
 def _service() -> JobSchedulerService:
@@ -109,9 +116,12 @@ def _fill_builder(form: ScheduleForm, expression: str) -> None:
             getattr(form, name).data = part
 
 
-def _values(form: ScheduleForm) -> dict[str, Any] | None:
-    """The form's schedule fields, or None with errors attached to the fields at fault."""
-    values: dict[str, Any] = {}
+def _values(form: ScheduleForm, kept: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The form's schedule fields, or None with errors attached to the fields at fault.
+
+    `kept`: the schedule's current options; those the form has no field for stay.
+    """
+    values: dict[str, Any] = {"options": read_options(form, kept)}
     cron = cron_of(request.form)
     form.cron.data = cron
     try:
@@ -152,6 +162,8 @@ def _form_page(form: ScheduleForm, schedule: Any, status: int, error: str | None
         cron_fields=CRON_FIELDS,
         error=error,
         superadmin=tenant() is None,
+        option_names=FORM_OPTIONS,
+        kept_options=other_options(schedule["options"]) if schedule else {},
         **shown,
     )
     return page, status
@@ -202,7 +214,7 @@ def schedule_edit(schedule_id: str) -> Any:
         form = ScheduleForm(
             cron=view["cron"], timezone=view["timezone"], job_class=view["job_class"],
             payload=json.dumps(view["payload"], indent=2), name=view["name"] or "", active=view["active"],
-            missed_fire_policy=view["missed_fire_policy"],
+            missed_fire_policy=view["missed_fire_policy"], **option_fields(view["options"]),
         )  # fmt: skip
         _prepare(form)
         _fill_builder(form, view["cron"])
@@ -210,7 +222,7 @@ def schedule_edit(schedule_id: str) -> Any:
     form = ScheduleForm()
     _prepare(form)
     before = schedule_view(row)
-    values = _values(form) if form.validate() else None
+    values = _values(form, before["options"]) if form.validate() else None
     if values is None:
         return _form_page(form, before, 422)
     try:

@@ -69,10 +69,6 @@ class PauseState(Answer):
     reason: str | None
 
 
-class Queues(Answer):
-    queues: list[PauseState]
-
-
 class RateLimitBody(Body):
     """`PUT /api/queues/{name}/rate-limit`: at most `limit` jobs start in any `per` seconds."""
 
@@ -88,7 +84,9 @@ class RateLimit(Answer):
     queue: str
     limit: int | None
     per: int | None
-    source: Literal["config", "api"] | None = Field(description="api (set here) wins over config (environment)")
+    source: Literal["code", "config", "api"] | None = Field(
+        description="api (set here) wins over config (environment), which wins over code (define_queue)"
+    )
 
 
 class WorkerCommandResult(Answer):

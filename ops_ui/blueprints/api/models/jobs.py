@@ -17,6 +17,8 @@ from pydantic import (
 from app.errors import ValidationError
 from app.services.jobs import DEFAULT_PAGE, MAX_PAGE
 from app.validation import DEFAULT_MAX_DEPTH, check_json
+from celeriac.concurrency import MAX_KEY_CHARS
+from celeriac.concurrency import MAX_LIMIT as MAX_CONCURRENCY
 from ops_ui.blueprints.api.models.base import (
     SHAPE,
     Answer,
@@ -48,10 +50,20 @@ class DispatchOptions(Body):
 
     queue: str | None = Field(default=None, description="1-100 letters, digits, '.', '_' or '-'")
     priority: Annotated[int, Field(ge=0, le=9)] | None = None
-    delay: Annotated[Seconds, _number(0, "seconds; at most CELERIAC_MAX_DELAY_S")] | None = None
+    delay: (
+        Annotated[
+            Seconds,
+            _number(
+                0,
+                "seconds; at most CELERIAC_MAX_DELAY_S (default 30 days); a delay over "
+                "CELERIAC_SCHEDULED_AFTER_S (60) waits in Celeriac's scheduled set and shows `due_at`",
+            ),
+        ]
+        | None
+    ) = None
     max_attempts: Annotated[Seconds, _number(1, "at most 100; a fraction is cut off")] | None = None
     backoff: list[Annotated[Seconds, _number(0, "seconds")]] | None = Field(
-        default=None, description="seconds before each retry"
+        default=None, description="seconds before each retry, each at most CELERIAC_MAX_DELAY_S (hours are fine)"
     )
     timeout: Annotated[Seconds, _number(1, "seconds; at most CELERIAC_MAX_TIMEOUT_S")] | None = None
     tags: list[str] | None = None
@@ -66,6 +78,16 @@ class DispatchOptions(Body):
     )
     encrypted: bool | None = Field(default=None, description="payload and result Fernet-encrypted")
     expires: Annotated[Seconds, _number(1, "seconds after its due time when the job is cancelled unrun")] | None = None
+    concurrency_key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_CHARS)] | None = Field(
+        default=None,
+        description="at most concurrency_limit jobs with this key (of your tenant) run at once, across all "
+        "workers; the others wait as pending, without using an attempt. Default: the class's own, else the class name",
+    )
+    concurrency_limit: Annotated[int, Field(ge=1, le=MAX_CONCURRENCY)] | None = Field(
+        default=None,
+        description="the key's limit from now on (the most recent one set wins; GET /api/limits shows it). "
+        "Without it: the key's current limit (1 for a new key)",
+    )
 
     KNOWN: ClassVar[frozenset[str]]
 
@@ -130,7 +152,10 @@ class Job(Answer):
     priority: int
     status: JobStatus
     attempts: int
-    max_attempts: int
+    max_attempts: int = Field(
+        description="attempts in all, the first included; 0 for a plain Celery task retried without end "
+        "(max_retries=None)"
+    )
     payload: JsonValue
     result: JsonValue
     error_message: str | None
@@ -144,10 +169,26 @@ class Job(Answer):
     batch_id: str | None
     chain_id: str | None
     chain_step: int | None
+    group_id: str | None = Field(
+        description="the Celery group the job is a member of (a chord's header is one; its callback is not)"
+    )
+    parent_id: str | None = Field(
+        description="Celery's parent: the job that sent this one (a chain's previous step); for a chord "
+        "callback, the group id of the chord's header"
+    )
+    root_id: str | None = Field(
+        description="the first job of the Celery workflow (or the chord header's group id for a chord sent "
+        "on its own); null for the first job itself and for a job sent alone"
+    )
+    schedule_id: str | None = Field(description="the schedule whose fire dispatched the job")
     depends_on: list[str]
     throttled_until: Instant | None
     retry_of: str | None
     eta: Instant | None
+    due_at: Instant | None = Field(
+        description="set while the job waits in Celeriac's scheduled set (a long delay or retry backoff): when it "
+        "is released to its queue; null once released (POST /api/jobs/{id}/run-now releases it at once)"
+    )
     created_at: Instant
     started_at: Instant | None
     completed_at: Instant | None
@@ -155,6 +196,10 @@ class Job(Answer):
     cancelled_at: Instant | None
     updated_at: Instant | None
     published_at: Instant | None
+    progress: int | None = Field(ge=0, le=100, description="0-100 as the job last reported it; 100 once completed")
+    progress_message: str | None = Field(description="the message of the job's last progress report")
+    progress_done: int | None = Field(description="`done` of the last progress report")
+    progress_total: int | None = Field(description="`total` of the last progress report")
     notes: list[Note]
 
 
@@ -180,6 +225,14 @@ class Retried(Answer):
 class Cancelled(Answer):
     id: str
     status: JobStatus
+
+
+class RanNow(Answer):
+    """A held job made due now: the recorder's releaser queues it within about a second."""
+
+    id: str
+    status: JobStatus
+    due_at: Instant
 
 
 class QueueStats(Answer):

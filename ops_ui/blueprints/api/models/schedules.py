@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
+from app.schedules.options import NOT_RECURRING
 from app.schedules.service import MAX_HISTORY, MAX_NAME
-from ops_ui.blueprints.api.models.base import SHAPE, Answer, Body, Instant, Query, omittable
-from ops_ui.blueprints.api.models.jobs import JobStatus, Payload
+from ops_ui.blueprints.api.models.base import SHAPE, Answer, Body, Instant, Query, invalid, omittable
+from ops_ui.blueprints.api.models.jobs import DispatchOptions, JobStatus, Payload
 
 Cron = Annotated[
     str,
@@ -23,6 +24,36 @@ TimeZone = Annotated[str, SHAPE, Field(examples=["Europe/Berlin"], description="
 #: Ticks missed while beat was down: skipped, or one catch-up run.
 MissedFirePolicy = Annotated[Literal["skip", "run_once"], SHAPE]
 ScheduleName = Annotated[str, Field(max_length=MAX_NAME)] | None
+
+
+def _drop_not_recurring(schema: dict[str, Any]) -> None:
+    for key in NOT_RECURRING:
+        schema.get("properties", {}).pop(key, None)
+
+
+class ScheduleOptions(DispatchOptions):
+    """Dispatch options every fire uses: the dispatch's keys and checks, except those a
+    recurring job cannot mean (depends_on, unique_for, unique_id: a 422)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_not_recurring)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recurring_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in NOT_RECURRING:
+                if key in data:
+                    raise invalid(f"{key} is not a schedule option: {NOT_RECURRING[key]}")
+        return data
+
+
+def _null_as_empty(value: object) -> object:
+    """`"options": null` in a change clears them, as `{}` does."""
+    return {} if value is None else value
+
+
+#: A schedule's options in a body: an object, or null for none.
+Options = Annotated[ScheduleOptions, SHAPE, BeforeValidator(_null_as_empty)]
 
 
 class PreviewBody(Body):
@@ -45,6 +76,7 @@ class ScheduleBody(Body):
     active: Annotated[bool, SHAPE] = True
     name: ScheduleName = None
     missed_fire_policy: MissedFirePolicy = "skip"
+    options: Options = Field(default_factory=ScheduleOptions, description="dispatch options for every fire")
 
 
 class ScheduleChanges(Body):
@@ -60,6 +92,9 @@ class ScheduleChanges(Body):
     active: Annotated[bool, SHAPE] = omittable()
     name: ScheduleName = None
     missed_fire_policy: MissedFirePolicy = omittable()
+    options: Options = Field(
+        default_factory=ScheduleOptions, description="replaces the options as a whole; {} or null clears them"
+    )
 
 
 class Schedule(Answer):
@@ -74,6 +109,7 @@ class Schedule(Answer):
     name: str | None
     payload: dict[str, Any]
     missed_fire_policy: str
+    options: dict[str, Any] = Field(description="dispatch options every fire uses ({} for none)")
     tenant_id: str
     created_at: Instant
     updated_at: Instant
