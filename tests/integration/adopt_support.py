@@ -118,7 +118,10 @@ class SampleWorker:
 
     def wait_logged(self, text: str, what: str, timeout: float = 20) -> None:
         """Until the worker logged `text`; fails at once, with its log, if it exited."""
-        wait_for(lambda: text in self.log() or self.process.poll() is not None, timeout=timeout, what=what)
+        try:
+            wait_for(lambda: text in self.log() or self.process.poll() is not None, timeout=timeout, what=what)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nthe sample worker's log ends:\n{self.log()[-3000:]}") from None
         if self.process.poll() is not None:
             raise RuntimeError("sample worker exited:\n" + self.log()[-3000:])
 

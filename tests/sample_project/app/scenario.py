@@ -4,6 +4,7 @@ Prints the ids of what it published as one JSON object (the integration test rea
 """
 
 import json
+import os
 
 from celery import chain, chord, group
 
@@ -30,8 +31,9 @@ def dispatch():
         "countdown": add.apply_async((4, 4), countdown=2).id,
         "tenant": add.apply_async((5, 5), headers={"celeriac": {"tenant": "sample-tenant"}}).id,
         "progress": count_rows.delay(4).id,
-        # Time for an operator to cancel it before it starts.
-        "cancel_me": add.apply_async((6, 6), countdown=5).id,
+        # Time for an operator to cancel it before it starts (a test that cancels it through
+        # the API on a loaded machine asks for more).
+        "cancel_me": add.apply_async((6, 6), countdown=int(os.environ.get("SAMPLE_CANCEL_COUNTDOWN", "5"))).id,
     }
 
 
