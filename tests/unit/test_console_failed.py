@@ -143,3 +143,21 @@ def test_recent_failed_list_polls_alone(console: Any, tenant: str) -> None:
     job = record_failure(tenant, "mail", "boom", 1_700_000_000.0)
     fragment = html(console(tenant=tenant).get("/failed", headers={"HX-Request": "true"}))
     assert "<html" not in fragment and f"/jobs/{job}" in fragment and "RuntimeError" in fragment
+
+
+def test_dead_letter_counts_each_queue_of_the_tenant_up_to_the_cap(
+    console: Any, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.failures import dead_letter
+
+    monkeypatch.setattr(dead_letter, "FAILED_COUNT_CAP", 3)
+    for _ in range(5):
+        add_job(tenant, queue="mail")
+    add_job(tenant, queue="reports")
+    add_job(tenant, "completed", queue="reports")
+    add_job(tenant, "completed", queue="quiet")
+    add_job(f"{tenant}-other", queue="others-only")
+    assert dead_letter.failed_by_queue(db.session, tenant, cap=3) == [("mail", 4), ("reports", 1)]
+    page = html(console(role="viewer", tenant=tenant).get("/failed"))
+    rows = re.findall(r'<td><a href="[^"]*">([^<]+)</a></td>\s*<td class="num">([^<]+)</td>', page)
+    assert rows == [("mail", "3+"), ("reports", "1")]

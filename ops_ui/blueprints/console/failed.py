@@ -6,12 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from flask import flash, redirect, request, url_for
-from sqlalchemy import func, select
 
 from app.errors import NotFound, ValidationError
 from app.failures import dead_letter
 from app.failures import groups as failures_service
-from app.models import ExecutionStatus, FailureGroup, JobExecution
+from app.models import ExecutionStatus, FailureGroup
 from app.services import bulk_actions, job_search
 from ops_ui.auth import console_role
 from ops_ui.blueprints.console.blueprint import bp
@@ -23,15 +22,6 @@ from ops_ui.trail import record_action
 #: Failure groups per page, and recent failed jobs shown.
 GROUPS_PAGE = 25
 RECENT_FAILED = 20
-
-
-def _failed_by_queue() -> list[tuple[str, int]]:
-    """(queue, failed executions) for the caller's tenant (ix_exec_tenant_status_created)."""
-    query = select(JobExecution.queue, func.count()).where(JobExecution.status == ExecutionStatus.FAILED.value)
-    if tenant() is not None:
-        query = query.where(JobExecution.tenant_id == tenant())
-    rows = sql().execute(query.group_by(JobExecution.queue).order_by(JobExecution.queue)).all()
-    return [(str(q), int(n)) for q, n in rows]
 
 
 def _page(purge_errors: dict[str, str] | None = None, status: int = 200) -> Any:
@@ -51,7 +41,8 @@ def _page(purge_errors: dict[str, str] | None = None, status: int = 200) -> Any:
         groups=groups,
         next_cursor=next_cursor,
         cursor=cursor,
-        queues=_failed_by_queue(),
+        queues=dead_letter.failed_by_queue(sql(), tenant(), dead_letter.FAILED_COUNT_CAP),
+        count_cap=dead_letter.FAILED_COUNT_CAP,
         recent=[shown_job(row) for row in recent.rows],
         purge_errors=purge_errors or {},
         form=request.form,
