@@ -7,7 +7,7 @@ when they fail. The API lists them like any job.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, or_
 
 from app.models import JobExecution
 
@@ -28,4 +28,15 @@ def not_system() -> ColumnElement[bool]:
     return and_(*(JobExecution.job_class.not_like(f"{prefix}%") for prefix in SYSTEM_PREFIXES))
 
 
-__all__ = ["COOPERATIVE_CANCEL", "SYSTEM_PREFIXES", "is_system", "not_system"]
+def system_only() -> ColumnElement[bool]:
+    """SQL: the row is one of Celeriac's own tasks, as ranges of the job_class index (a LIKE
+    prefix uses an index on neither database without special collations or operator classes)."""
+    return or_(
+        *(
+            and_(JobExecution.job_class >= prefix, JobExecution.job_class < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+            for prefix in SYSTEM_PREFIXES
+        )
+    )
+
+
+__all__ = ["COOPERATIVE_CANCEL", "SYSTEM_PREFIXES", "is_system", "not_system", "system_only"]

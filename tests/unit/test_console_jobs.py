@@ -402,3 +402,25 @@ def test_list_shows_payloads_but_not_encrypted_ones_and_filters_by_failure_group
     assert "order" in page and "42" in page and "gAAAAtoken" not in page and "[encrypted]" in page
     assert detail_links(html(operator.get("/jobs?fingerprint=fp-console"))) == {grouped}
     assert sealed not in detail_links(html(operator.get("/jobs?fingerprint=fp-console")))
+
+
+def test_status_tabs_leave_out_celeriacs_own_jobs_and_keep_the_cap_right(
+    console: Any, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services import job_search
+
+    monkeypatch.setattr(job_search, "COUNT_CAP", 3)
+    for n in range(3):
+        add_job(tenant, "completed", minutes=n)
+    for n in range(2):  # hourly purge runs: counted apart and taken off, never shown
+        add_job(tenant, "completed", minutes=10 + n, job_class="celeriac.maintenance.purge_history")
+    add_job(tenant, "failed", minutes=20, job_class="celeriac.maintenance.purge_history")
+    for n in range(4):
+        add_job(tenant, "failed", minutes=30 + n)
+    counts = job_search.status_counts(db.session, tenant, system=False)
+    # 3 of the tenant's own completed jobs (not "3+" because 5 rows exist); 4 failed is past the cap.
+    assert (counts["completed"], counts["failed"], counts["pending"]) == (3, 4, 0)
+    assert job_search.status_counts(db.session, tenant)["completed"] == 4  # system shown: 5, capped at 3 + 1
+    page = html(console(role="viewer", tenant=tenant).get("/jobs"))
+    assert re.search(r'completed\s*<span class="tab-count status-completed">3</span>', page)
+    assert re.search(r'failed\s*<span class="tab-count status-failed">3\+</span>', page)
