@@ -1,16 +1,18 @@
 """Retention (E3): purge finished executions past their age, in bounded batches.
 
 Age is counted from the last change (`updated_at`, the finish time of a finished job),
-through the (status, updated_at) index. Failed jobs are kept longer than the others,
-and failure groups not seen for that long go with them. Live jobs are never purged.
-Idempotency keys go after 24 hours (they are only promised for that long). Job stats
-are rolled up to hours and days and the oldest days deleted (app.kernel.stats_rollup);
-/metrics' running totals are never decreased.
+through the (status, updated_at) index, in paced batches, so a purge of millions never
+keeps a dispatch waiting long (for SQLite's one write lock, or behind a burst of WAL).
+Failed jobs are kept longer than the others, and failure groups not seen for that long go
+with them. Live jobs are never purged. Idempotency keys go after 24 hours (they are only
+promised for that long). Job stats are rolled up to hours and days and the oldest days
+deleted (app.kernel.stats_rollup); /metrics' running totals are never decreased.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -45,20 +47,42 @@ class PurgeReport:
         }
 
 
+#: A purge transaction aims to take about this long, then the purge pauses as long again.
+#: SQLite: a dispatch waiting in its busy handler (which retries every 1 to 25 ms in its first
+#: 100 ms) gets the one write lock in the pause; a fixed 1,000-row batch held it 200 ms at a
+#: million rows and kept a dispatch waiting up to 0.7 s. PostgreSQL: the WAL a purge writes
+#: in a burst delayed a dispatch's commit up to 1 s (bench.purge_latency).
+HOLD_S = 0.02
+#: The least rows a paced batch deletes, so a purge always moves on.
+MIN_BATCH = 20
+
+
+def next_batch_size(size: int, took_s: float, most: int) -> int:
+    """The batch size that should take HOLD_S, from one that took `took_s` (at most
+    doubling at a time, between MIN_BATCH and `most`)."""
+    wanted = int(size * HOLD_S / max(took_s, 0.001))
+    return max(MIN_BATCH, min(most, 2 * size, wanted))
+
+
 def _purge_status(session: Session, status: str, cutoff: datetime, batch_size: int) -> int:
     purged = 0
+    size = batch_size
     while True:
         ids = list(
             session.scalars(
                 select(JobExecution.id)
                 .where(JobExecution.status == status, JobExecution.updated_at < cutoff)
-                .limit(batch_size)
+                .limit(size)
             )
         )
         if not ids:
             return purged
+        started = time.monotonic()
         purged += delete_executions(session, ids, only_status=status)
         session.commit()  # one short transaction per batch
+        took = time.monotonic() - started
+        size = next_batch_size(size, took, batch_size)
+        time.sleep(min(took, 0.05))  # the database left to other writers as long
 
 
 def purge_history(session: Session, settings: Settings, now: datetime | None = None) -> PurgeReport:
