@@ -1,10 +1,11 @@
 """`python -m bench` (`make bench`): drain N no-op jobs without and with tracking.
 
-Usage: python -m bench [--n 20000] [--repeat 1] [--database sqlite|postgresql]
+Usage: python -m bench [--n 20000] [--repeat 5] [--database sqlite|postgresql]
        [--concurrency 2] [--batch-n 10000] [--no-ratelimit]
        [--databases sqlite,postgresql] [--code-dispatch 3000] [--code-rounds 6] [--bulk-n 10000]
        [--api-rate 200] [--api-seconds 15] [--api-clients 8]
-       [--monitoring-rows 1000000] [--reconcile-rows 1000000] [--stats-series 300] [--keep-logs]
+       [--monitoring-rows 1000000] [--monitoring-rows-pg 10000000] [--purge-rows 1000000]
+       [--reconcile-rows 1000000] [--stats-series 300] [--keep-logs]
 """
 
 from __future__ import annotations
@@ -16,21 +17,18 @@ import sys
 from types import FrameType
 from typing import Any
 
-from bench import env, speed
+from bench import env, scale, speed
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Celeriac tracking overhead benchmark")
     parser.add_argument("--n", type=int, default=20_000, help="no-op jobs per drain (default 20000); 0 skips")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the median is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per mode; the median is reported (default 5)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--concurrency", type=int, default=2, help="worker -c (default 2)")
     parser.add_argument("--dispatch-requests", type=int, default=1, help="0 skips the API dispatch run")
     parser.add_argument("--batch-n", type=int, default=10_000, help="jobs of the batch-vs-single run; 0 skips it")
     parser.add_argument("--no-ratelimit", action="store_true", help="skip the rate-limited throughput run")
-    parser.add_argument(
-        "--monitoring-rows", type=int, default=1_000_000, help="executions seeded for the monitoring run; 0 skips it"
-    )
     parser.add_argument(
         "--reconcile-rows", type=int, default=1_000_000, help="live jobs seeded for the reconciler run; 0 skips it"
     )
@@ -39,6 +37,7 @@ def _parse() -> argparse.Namespace:
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the subprocess logs (path printed)")
     speed.add_arguments(parser)
+    scale.add_arguments(parser)
     return parser.parse_args()
 
 
@@ -84,11 +83,7 @@ def main() -> int:
             print("rate-limited throughput", flush=True)
             flush_redis_db(backends.redis_url)
             extras["ratelimit"] = run_ratelimit_bench(backends.redis_url, log_dir)
-        if args.monitoring_rows > 0:
-            from bench.monitoring import run_monitoring_bench
-
-            print(f"monitoring endpoints at {args.monitoring_rows:,} executions", flush=True)
-            extras["monitoring"] = run_monitoring_bench(args.monitoring_rows)
+        extras["scale"] = scale.run_scale(args)
         if args.reconcile_rows > 0:
             from bench.reconcile import run_reconcile_bench
 

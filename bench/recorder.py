@@ -2,12 +2,14 @@
 
 The same `app.recorder.Recorder` loop as `python -m app.recorder`, with two changes
 that only affect what it reports: lag samples are kept for every event (not the last
-10,000), and SIGUSR1 clears them, so the published lag covers the drain only.
+10,000), and SIGUSR1 clears them, so the published lag covers the drain only. With
+BENCH_PROFILE_RECORDER=FILE it runs under cProfile and writes its statistics there on exit.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections import deque
 from typing import Any
@@ -30,7 +32,15 @@ def main() -> None:
     signal.signal(signal.SIGTERM, recorder.stop)
     signal.signal(signal.SIGINT, recorder.stop)
     signal.signal(signal.SIGUSR1, reset_lag)
-    recorder.run()
+    profile_to = os.environ.get("BENCH_PROFILE_RECORDER")
+    if not profile_to:
+        recorder.run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.runcall(recorder.run)
+    profiler.dump_stats(profile_to)
 
 
 if __name__ == "__main__":

@@ -81,11 +81,13 @@ def render(summary: dict[str, Any]) -> str:
             lines.append(f"CPU s during the {mode} drain: {parts}")
     if summary["repeat"] > 1:
         lines.append("ratio per run:       " + ", ".join(f"{r:.2f}" for r in summary["run_ratios"]))
+    lines.extend(render_cpu_per_thousand(summary))
     for run in summary.get("batch") or []:
         lines.append(
             f"{run['n']} jobs {'as one batch' if run['mode'] == 'batch' else 'one by one'}: "
             f"dispatched in {run['dispatch_s']:.2f} s, all completed after {run['complete_s']:.2f} s"
         )
+    lines.extend(render_scale(summary.get("scale") or {}))
     limit = summary.get("ratelimit")
     if limit:
         lines.append(
@@ -93,6 +95,52 @@ def render(summary: dict[str, Any]) -> str:
             f"({100 * limit['ratio']:.1f} %), at most {limit['max_in_any_second']} in any second"
         )
     return "\n".join(lines)
+
+
+def render_cpu_per_thousand(summary: dict[str, Any]) -> list[str]:
+    """What tracking costs in CPU, per 1,000 jobs: the recorder's, and the worker's extra."""
+    n = summary["n"]
+    plain, tracked = summary["cpu_s"].get("plain") or {}, summary["cpu_s"].get("tracked") or {}
+    if n <= 0 or "recorder" not in tracked:
+        return []
+
+    def worker(cpu: dict[str, float]) -> float:
+        return cpu.get("worker_main", 0.0) + cpu.get("worker_children", 0.0)
+
+    per_k = 1000 / n * 1000  # CPU seconds over n jobs -> ms per 1,000 jobs
+    return [
+        f"CPU per 1,000 jobs: recorder {tracked['recorder'] * per_k:.0f} ms; worker {worker(tracked) * per_k:.0f} ms "
+        f"tracked vs {worker(plain) * per_k:.0f} ms plain; Redis {tracked.get('redis', 0.0) * per_k:.0f} ms "
+        f"tracked vs {plain.get('redis', 0.0) * per_k:.0f} ms plain"
+    ]
+
+
+def render_scale(scale: dict[str, Any]) -> list[str]:
+    """Pages and endpoints at ten million rows, and the purge beside a dispatcher (bench.scale)."""
+    lines = []
+    for kind, history in (scale.get("history") or {}).items():
+        if not history:
+            lines.append(f"history at scale on {kind}: run failed (see above)")
+            continue
+        endpoints = history["endpoints"]
+        worst_path, worst = max(endpoints.items(), key=lambda item: item[1]["p95_ms"])
+        missed = history.get("missed") or []
+        lines.append(
+            f"history on {kind} at {history['rows']:,} executions: {len(endpoints) - len(missed)} of "
+            f"{len(endpoints)} pages and endpoints p95 < {history['target_ms']:.0f} ms and < 1.5x the 10k figure; "
+            f"slowest {worst_path} p95 {worst['p95_ms']:.1f} ms" + (f"; missed: {', '.join(missed)}" if missed else "")
+        )
+    for kind, purge in (scale.get("purge") or {}).items():
+        if not purge:
+            lines.append(f"purge beside dispatch on {kind}: run failed (see above)")
+            continue
+        during = purge["during"]
+        lines.append(
+            f"purge of {purge['purged']:,} rows on {kind} in {purge['purge_s']:.1f} s: dispatch beside it "
+            f"p99 {during['p99_ms']:.2f} ms, worst {during['max_ms']:.1f} ms (target {purge['target_ms']:.0f} ms; "
+            f"before the purge worst {purge['before']['max_ms']:.1f} ms)"
+        )
+    return lines
 
 
 def render_speed(speed: dict[str, Any]) -> list[str]:

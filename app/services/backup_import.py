@@ -123,9 +123,7 @@ def check_file(lines: IO[str]) -> int:
     return sum(1 for _ in _records(lines))
 
 
-def import_file(
-    session: Session, lines: IO[str], *, redis_client: redis.Redis | None = None
-) -> ImportReport:
+def import_file(session: Session, lines: IO[str], *, redis_client: redis.Redis | None = None) -> ImportReport:
     """Import a file `check_file` accepted (read from its start again).
 
     Raises:
