@@ -244,6 +244,26 @@ def reconcile_until(reconciler: Any, done: Any, what: str) -> Any:
     return wait_for(lambda: (report := reconciler.run_once()) and done(report) and report, timeout=30, what=what)
 
 
+def wait_events_recorded(redis_client: Any) -> None:
+    """Until every event on the stream so far was read and written by a recorder (nothing
+    undelivered, nothing pending): a row a test then deletes or edits is not written again
+    by a late event (a `pub` event makes the row of a job it does not find)."""
+    from app import redis_keys
+
+    def text(value: Any) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def caught_up() -> bool:
+        stream = redis_keys.EVENTS_STREAM
+        newest = text(redis_client.xinfo_stream(stream)["last-generated-id"])
+        groups = [{text(k): v for k, v in group.items()} for group in redis_client.xinfo_groups(stream)]
+        return bool(groups) and all(
+            int(group["pending"]) == 0 and text(group["last-delivered-id"]) == newest for group in groups
+        )
+
+    wait_for(caught_up, what="the recorder to write every event so far")
+
+
 def wait_dealt_with(redis_client: Any, queue: str, job_id: str) -> None:
     """Until a worker took `job_id`'s message from `queue` and acknowledged it (kombu's
     `unacked` hash no longer holds it): after this, "did not run" is a real result."""

@@ -26,6 +26,7 @@ from app.models.job_execution import JobAttempt
 from app.services.backup_export import export
 from app.services.backup_format import ATTEMPTS, TABLES, row_out
 from app.services.backup_import import check_file, import_file
+from tests.integration.conftest import wait_events_recorded
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
@@ -259,7 +260,7 @@ def test_cli_export_import_counts_and_errors(app: Any, tmp_path: Path, unique: s
 
 @pytest.mark.redis
 def test_requeue_pending_publishes_only_jobs_no_queue_holds(
-    app: Any, client: Any, auth: Any, tmp_path: Path, unique: str, redis_client: Any
+    app: Any, client: Any, auth: Any, tmp_path: Path, unique: str, redis_client: Any, recorder: Any
 ) -> None:
     queue = f"backup-{unique}"  # no worker consumes it: messages stay in the list
     headers = auth("operator", tenant=unique)
@@ -282,7 +283,9 @@ def test_requeue_pending_publishes_only_jobs_no_queue_holds(
     path = tmp_path / "pending.jsonl"
     runner = app.test_cli_runner()
     assert runner.invoke(args=["celeriac", "export", "--to", str(path), "--tenant", unique]).exit_code == 0
-    # A restore after losing the rows, and the broker lost one message:
+    # A restore after losing the rows, and the broker lost one message (once the recorder
+    # wrote the dispatches' events: a late one would make the deleted rows again):
+    wait_events_recorded(redis_client)
     with session_scope() as session:
         session.execute(delete(JobExecution).where(JobExecution.id.in_(job_ids)))
     lost_message = next(raw for raw in redis_client.lrange(broker_list, 0, -1) if lost.encode() in raw)
